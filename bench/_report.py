@@ -1,0 +1,23 @@
+"""Shared by the benchmark scripts: result tables and percentiles."""
+
+from __future__ import annotations
+
+
+def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    head = line(header)
+    return "\n".join([title, head, "-" * len(head), *(line(row) for row in rows)]) + "\n"
+
+
+def percentile_us(seconds: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of durations in seconds, in microseconds."""
+    ordered = sorted(seconds)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6

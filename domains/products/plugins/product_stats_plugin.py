@@ -1,0 +1,33 @@
+"""Counts created products by listening to ``product.created``; GET /products/stats shows it.
+
+Plugins never call each other: this one learns about new products from the bus
+and keeps its count in the ``state`` tool (which survives hot reloads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microcore import Event, Plugin
+
+
+class ProductStatsPlugin(Plugin):
+    def __init__(self, http: Any, event_bus: Any, state: Any, logger: Any) -> None:
+        self.http, self.bus, self.state, self.logger = http, event_bus, state, logger
+
+    async def on_boot(self) -> None:
+        await self.bus.subscribe("product.created", self.on_created)
+        self.http.add_endpoint(
+            "/products/stats",
+            "GET",
+            self.stats,
+            tags=["products"],
+            summary="How many products were created since the app started",
+        )
+
+    async def on_created(self, event: Event) -> None:
+        total = await self.state.incr("products", "created")
+        self.logger.info("product counted", id=event.payload["id"], total=total)
+
+    async def stats(self, data: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"created": await self.state.get("products", "created", 0)}

@@ -1,0 +1,229 @@
+"""The ``microcore`` command line: new, dev, context, check, add plugin, routes, events.
+
+Errors are one line on stderr (``microcore: error: ...``) and a non-zero exit
+status, never a traceback::
+
+    microcore new shop-api && cd shop-api && make test
+    microcore add plugin orders create_order
+    microcore context --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import anyio
+
+from ._checks import check_project
+from ._errors import MicroCoreError
+from ._manifest import CONTEXT_FILE, Manifest, describe_project, render
+from ._scaffold import add_plugin, new_project
+
+__all__ = ("main",)
+
+_DIFF_LINES = 12
+
+
+class CommandError(MicroCoreError):
+    """A command cannot run as asked; the message says why and what to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _project(args: argparse.Namespace) -> Path:
+    root = Path(args.root).resolve()
+    if not (root / "tools").is_dir() and not (root / "domains").is_dir():
+        raise CommandError(
+            f"no microcore project in {root} (no tools/ or domains/ folder); "
+            "run inside a project or pass --root DIR"
+        )
+    return root
+
+
+def _describe(root: Path) -> Manifest:
+    manifest = anyio.run(describe_project, root)
+    for tool in manifest.tools:
+        if tool.error is not None:
+            _err(f"warning: tool {tool.name!r} failed: {tool.error}")
+    for plugin in manifest.plugins:
+        if plugin.error is not None:
+            _err(f"warning: plugin {plugin.identity!r} failed: {plugin.error}")
+    return manifest
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _tokens(text: str) -> str:
+    return f"{len(text):,} characters, about {len(text) // 4:,} tokens"
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    target = new_project(Path(args.dir))
+    text = render(_describe(target))
+    (target / CONTEXT_FILE).write_text(text, encoding="utf-8")
+    _out(f"created {target} ({CONTEXT_FILE}: {_tokens(text)})")
+    _out(f"next: cd {args.dir} && make test    # or: make run")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    root = _project(args)
+    if not (root / "app.py").is_file():
+        raise CommandError(f"no app.py in {root}; it should hold: app = create_app()")
+    env_file, example = root / ".env", root / ".env.example"
+    if not env_file.exists() and example.is_file():
+        shutil.copyfile(example, env_file)
+        _out("created .env from .env.example")
+    from ._devserver import serve_dev  # plugins reload in-process; tools restart the server
+
+    return serve_dev(root, host=args.host, port=args.port)
+
+
+def _stale(committed: str, fresh: str) -> str:
+    diff = [
+        line
+        for line in difflib.unified_diff(
+            committed.splitlines(), fresh.splitlines(), "committed", "generated", n=0, lineterm=""
+        )
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    added = sum(1 for line in diff if line.startswith("+"))
+    shown = [f"  {line[:160]}" for line in diff[:_DIFF_LINES]]
+    if len(diff) > _DIFF_LINES:
+        shown.append(f"  ... {len(diff) - _DIFF_LINES} more changed lines")
+    summary = f"{CONTEXT_FILE} is stale: {added} lines added, {len(diff) - added} removed"
+    return "\n".join([summary, *shown, f"run 'microcore context' and commit {CONTEXT_FILE}"])
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    root = _project(args)
+    text = render(_describe(root))
+    path = root / CONTEXT_FILE
+    if args.check:
+        if not path.is_file():
+            _err(f"{CONTEXT_FILE} is missing; run 'microcore context' to write it")
+            return 1
+        committed = path.read_text(encoding="utf-8")
+        if committed != text:
+            _err(_stale(committed, text))
+            return 1
+        _out(f"{CONTEXT_FILE} is up to date ({_tokens(text)})")
+        return 0
+    path.write_text(text, encoding="utf-8")
+    _out(f"wrote {CONTEXT_FILE}: {_tokens(text)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    root = _project(args)
+    findings, plugins, tools = check_project(root)
+    for finding in findings:
+        _err(str(finding))
+    if findings:
+        _err(f"{len(findings)} problem(s) found")
+        return 1
+    _out(f"ok: {plugins} plugin files and {tools} tool files follow the rules")
+    return 0
+
+
+def cmd_add_plugin(args: argparse.Namespace) -> int:
+    root = _project(args)
+    for path in add_plugin(root, args.domain, args.name):
+        _out(f"created {path.relative_to(root)}")
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    manifest = _describe(_project(args))
+    rows = [
+        [r.method, r.path, str(r.status_code or ""), r.owner, r.summary or ""]
+        for r in manifest.routes
+    ]
+    _out(_table(["METHOD", "PATH", "STATUS", "OWNER", "SUMMARY"], rows) if rows else "no routes")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    manifest = _describe(_project(args))
+    rows = [
+        [kind, flow.name, ", ".join(flow.senders) or "-", ", ".join(flow.receivers) or "-"]
+        for kind, flows in (("event", manifest.events), ("request", manifest.requests))
+        for flow in flows
+    ]
+    headers = ["KIND", "NAME", "SENT BY", "HANDLED BY"]
+    _out(_table(headers, rows) if rows else "no events")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="microcore", description="The microcore command line.")
+    project = _Parser(add_help=False)
+    project.add_argument("--root", default=".", help="the project folder (default: .)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> _Parser:
+        sub = commands.add_parser(name, help=text, description=text, parents=[project])
+        sub.set_defaults(run=run)
+        return sub
+
+    new = commands.add_parser("new", help="create a runnable project in DIR")
+    new.add_argument("dir", metavar="DIR")
+    new.set_defaults(run=cmd_new)
+    dev = command("dev", cmd_dev, "serve app:app with hot reload (development settings)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    context = command("context", cmd_context, f"write {CONTEXT_FILE} from the running app")
+    context.add_argument("--check", action="store_true", help="fail when the file is stale")
+    command("check", cmd_check, "check the architecture rules")
+    add = commands.add_parser("add", help="add a plugin (microcore add plugin DOMAIN NAME)")
+    things = add.add_subparsers(dest="thing", required=True, metavar="WHAT")
+    plugin = things.add_parser("plugin", help="a plugin file and its test", parents=[project])
+    plugin.add_argument("domain", metavar="DOMAIN")
+    plugin.add_argument("name", metavar="NAME")
+    plugin.set_defaults(run=cmd_add_plugin)
+    command("routes", cmd_routes, "list the routes the app serves")
+    command("events", cmd_events, "list events and request names with who sends and handles them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - isolation boundary: one line, never a traceback
+        message = str(exc) if isinstance(exc, MicroCoreError) else f"{type(exc).__name__}: {exc}"
+        _err(f"microcore: error: {message}")
+        return 1

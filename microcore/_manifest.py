@@ -1,0 +1,491 @@
+"""AI_CONTEXT.md: the whole running system on one page, for a coding assistant or a newcomer.
+
+Everything comes from the live kernel and from introspection, never from
+hand-written descriptions: tools' public methods (signature and first
+docstring paragraph; for a tool whose ``bind`` hands plugins a handle, the
+handle's), plugins with their injected tools and registrations, endpoints with
+compact schemas (from ``msgspec.json.schema``), events with their publishers
+(a static scan of plugin source) and subscribers, request/reply names, domain
+models and tables from migrations. Output is sorted and free of timestamps and
+absolute paths, so it diffs cleanly and ``microcore context --check`` works.
+
+>>> text = await generate(Path("."))          # boots the app with in-memory settings
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import msgspec
+
+from ._checks import pattern_matches, scan_file
+from ._discovery import ErrorInfo
+from ._introspect import Method, compact_schema, first_paragraph, public_members, signature_of
+from ._kernel import Kernel
+from ._ownership import Owner
+from ._tool import Tool
+
+__all__ = (
+    "BOOT_SETTINGS",
+    "CONTEXT_FILE",
+    "Manifest",
+    "compact_schema",
+    "describe",
+    "describe_project",
+    "generate",
+    "render",
+    "signature_of",
+)
+
+BOOT_SETTINGS: Mapping[str, str] = {
+    "MICROCORE_ENV": "development",
+    "MICROCORE_RELOAD": "0",
+    "DATABASE_URL": "sqlite://:memory:",
+    "EVENT_BUS_URL": "memory://",
+    "STATE_URL": "memory://",
+}
+"""Settings for booting a project to look at it (and for tests): nothing touches disk or network."""
+
+_SUBSCRIPTION_KINDS = ("subscription", "responder")
+
+
+CONTEXT_FILE = "AI_CONTEXT.md"
+
+
+class ToolInfo(msgspec.Struct, frozen=True):
+    name: str
+    doc: str
+    methods: list[Method]
+    error: str | None = None
+
+
+class PluginInfo(msgspec.Struct, frozen=True):
+    identity: str
+    domain: str
+    name: str
+    file: str
+    doc: str
+    tools: list[str]
+    registrations: dict[str, list[str]]
+    publishes: list[str]
+    requests: list[str]
+    error: str | None = None
+
+
+class Route(msgspec.Struct, frozen=True):
+    method: str
+    path: str
+    owner: str
+    kind: str = "route"
+    status_code: int | None = None
+    summary: str | None = None
+    request: str | None = None
+    response: str | None = None
+
+
+class Flow(msgspec.Struct, frozen=True):
+    """An event (publishers -> subscribers) or a request name (requesters -> responders)."""
+
+    name: str
+    senders: list[str]
+    receivers: list[str]
+
+
+class Table(msgspec.Struct):
+    name: str
+    file: str
+    columns: list[str]
+
+
+class Manifest(msgspec.Struct):
+    project: str
+    tools: list[ToolInfo]
+    plugins: list[PluginInfo]
+    models: dict[str, list[str]]
+    routes: list[Route]
+    events: list[Flow]
+    requests: list[Flow]
+    tables: list[Table]
+
+
+def _surface(tool: Tool) -> type:
+    """What plugins receive: the tool itself, or the handle its ``bind`` returns."""
+    probe = Owner("microcore.context")
+    try:
+        handle = tool.bind(probe)
+    except Exception:  # noqa: BLE001 - a tool that refuses a probe owner documents itself
+        handle = tool
+    finally:
+        probe.mark_released()
+    return type(handle)
+
+
+# -- describing the live system -----------------------------------------------------------
+
+
+def _error_text(kernel: Kernel, error: ErrorInfo | None) -> str | None:
+    if error is None:
+        return None
+    where = kernel._rel(error.file)
+    prefix = f"{where}:{error.line}: " if where and error.line else ""
+    return f"{prefix}{error.type}: {error.message}".replace(str(kernel.root) + "/", "")
+
+
+def _tools(kernel: Kernel) -> list[ToolInfo]:
+    infos: list[ToolInfo] = []
+    for name, record in sorted(kernel.tools.items()):
+        if record.instance is None or record.status != "ok":
+            infos.append(ToolInfo(name, "", [], _error_text(kernel, record.error)))
+            continue
+        surface = _surface(record.instance)
+        skip = vars(Tool) if issubclass(surface, Tool) else ()
+        doc = first_paragraph(vars(surface).get("__doc__") or type(record.instance).__doc__)
+        infos.append(ToolInfo(name, doc, public_members(surface, skip=skip)))
+    return infos
+
+
+def _plugins(kernel: Kernel) -> list[PluginInfo]:
+    infos: list[PluginInfo] = []
+    for identity, record in sorted(kernel.plugins.items()):
+        name = identity.split(".", 1)[1]
+        scan = scan_file(kernel.root, record.file)
+        calls = [c for c in scan.calls if c.owner == name]
+        registrations: dict[str, list[str]] = {}
+        for reg in record.owner.registrations:
+            registrations.setdefault(reg.kind, []).append(reg.label)
+        infos.append(
+            PluginInfo(
+                identity=identity,
+                domain=record.domain,
+                name=name,
+                file=scan.rel,
+                doc=first_paragraph(scan.docs.get(name) or scan.doc),
+                tools=list(record.tools),
+                registrations={k: sorted(v) for k, v in sorted(registrations.items())},
+                publishes=sorted({c.name for c in calls if c.kind == "publish"}),
+                requests=sorted({c.name for c in calls if c.kind == "request"}),
+                error=_error_text(kernel, record.error),
+            )
+        )
+    return infos
+
+
+def _routes(kernel: Kernel) -> list[Route]:
+    """Rows of every tool that lists what it serves (``routes()``, e.g. the http tool)."""
+    routes: list[Route] = []
+    for _, record in sorted(kernel.tools.items()):
+        lister = getattr(record.instance, "routes", None) if record.status == "ok" else None
+        if not callable(lister):
+            continue
+        for row in lister():
+            path, kind = row.get("path"), row.get("kind", "route")
+            if not path or kind == "middleware":
+                continue
+            request, response = row.get("request_model"), row.get("response_model")
+            routes.append(
+                Route(
+                    method=row.get("method") or ("WS" if kind == "websocket" else "GET"),
+                    path=path,
+                    owner=str(row.get("owner", record.name)),
+                    kind=kind,
+                    status_code=row.get("status_code"),
+                    summary=row.get("summary"),
+                    request=None if request is None else compact_schema(request),
+                    response=None if response is None else compact_schema(response),
+                )
+            )
+    return sorted(routes, key=lambda r: (r.path, r.method, r.owner))
+
+
+def _flows(plugins: list[PluginInfo]) -> tuple[list[Flow], list[Flow]]:
+    published: dict[str, set[str]] = {}
+    requested: dict[str, set[str]] = {}
+    subscribed: dict[str, set[str]] = {}
+    for plugin in plugins:
+        for name in plugin.publishes:
+            published.setdefault(name, set()).add(plugin.identity)
+        for name in plugin.requests:
+            requested.setdefault(name, set()).add(plugin.identity)
+        for kind in _SUBSCRIPTION_KINDS:
+            for pattern in plugin.registrations.get(kind, ()):
+                subscribed.setdefault(pattern, set()).add(plugin.identity)
+
+    def receivers(name: str) -> list[str]:
+        found: set[str] = set()
+        for pattern, who in subscribed.items():
+            if pattern == name or pattern_matches(pattern, name):
+                via = "" if pattern == name else f" (via {pattern})"
+                found.update(f"{w}{via}" for w in who)
+        return sorted(found)
+
+    only_requests = {
+        p
+        for p in subscribed
+        if p not in published and any(pattern_matches(p, r) for r in requested)
+    }
+    names = sorted(set(published) | (set(subscribed) - only_requests))
+    events = [Flow(n, sorted(published.get(n, ())), receivers(n)) for n in names]
+    requests = [Flow(n, sorted(who), receivers(n)) for n, who in sorted(requested.items())]
+    return events, requests
+
+
+def _models(kernel: Kernel) -> dict[str, list[str]]:
+    """Structs of each domain's ``models.py`` that the running plugins imported."""
+    models: dict[str, list[str]] = {}
+    for domain in sorted({r.domain for r in kernel.plugins.values()}):
+        module = sys.modules.get(f"domains.{domain}.models")
+        if module is None:
+            continue
+        structs = [
+            v
+            for v in vars(module).values()
+            if isinstance(v, type)
+            and issubclass(v, msgspec.Struct)
+            and v.__module__ == module.__name__
+        ]
+        if structs:
+            models[domain] = [compact_schema(s) for s in structs]
+    return models
+
+
+_STATEMENTS = {
+    "create": re.compile(
+        r"CREATE\s+(?:TEMP(?:ORARY)?\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.\"`\[\]]+)\s*\((.*)\)",
+        re.I | re.S,
+    ),
+    "alter": re.compile(r"ALTER\s+TABLE\s+([\w.\"`\[\]]+)\s+ADD\s+(?:COLUMN\s+)?(.*)", re.I | re.S),
+    "drop": re.compile(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.\"`\[\]]+)", re.I | re.S),
+}
+
+
+def _split_columns(body: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in body:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def _tables(root: Path) -> list[Table]:
+    """Tables as the migrations leave them: CREATE TABLE, ALTER TABLE ... ADD, DROP TABLE."""
+    tables: dict[str, Table] = {}
+    for path in sorted(root.glob("domains/*/migrations/*.sql")):
+        rel = str(path.relative_to(root))
+        text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", path.read_text(encoding="utf-8"), flags=re.S)
+        for statement in text.split(";"):
+            statement = statement.strip()
+            if found := _STATEMENTS["create"].match(statement):
+                name = found.group(1).strip('"`[]')
+                tables[name] = Table(name, rel, _split_columns(found.group(2)))
+            elif found := _STATEMENTS["alter"].match(statement):
+                table = tables.get(found.group(1).strip('"`[]'))
+                if table is not None:
+                    table.columns.append(" ".join(found.group(2).split()))
+            elif found := _STATEMENTS["drop"].match(statement):
+                tables.pop(found.group(1).strip('"`[]'), None)
+    return [tables[name] for name in sorted(tables)]
+
+
+def _project_name(root: Path) -> str:
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return "this project"
+    return str(data.get("project", {}).get("name") or "this project")
+
+
+def describe(kernel: Kernel) -> Manifest:
+    """Everything AI_CONTEXT.md says, read from a booted kernel."""
+    plugins = _plugins(kernel)
+    events, requests = _flows(plugins)
+    return Manifest(
+        project=_project_name(kernel.root),
+        tools=_tools(kernel),
+        plugins=plugins,
+        models=_models(kernel),
+        routes=_routes(kernel),
+        events=events,
+        requests=requests,
+        tables=_tables(kernel.root),
+    )
+
+
+async def describe_project(root: Path) -> Manifest:
+    """Boot the project at ``root`` with :data:`BOOT_SETTINGS`, describe it, shut it down.
+
+    The process environment is left out (``.env`` is read), so the result does not
+    depend on the shell it runs in.
+    """
+    kernel = Kernel(root, environ={}, overrides={**BOOT_SETTINGS, "LOG_LEVEL": "WARNING"})
+    async with kernel.run():
+        return describe(kernel)
+
+
+async def generate(root: Path) -> str:
+    """The text of AI_CONTEXT.md for the project at ``root``."""
+    return render(await describe_project(root))
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+RECIPE = """\
+One file = one feature: `domains/<domain>/plugins/<feature>_plugin.py` holds one `Plugin` subclass.
+
+```python
+from domains.orders.models import OrderId  # shapes: msgspec Structs in models.py
+from microcore import Plugin
+
+
+class ArchiveOrderPlugin(Plugin):
+    def __init__(self, http, db, event_bus, logger):  # parameter names = tools, injected
+        self.http, self.db, self.bus, self.logger = http, db, event_bus, logger
+
+    async def on_boot(self):  # register routes and subscriptions here
+        self.http.add_endpoint(
+            "/orders/{order_id:int}/archive",
+            "POST",
+            self.execute,
+            request_model=OrderId,
+            tags=["orders"],
+        )
+
+    async def execute(self, data, context):  # data: the validated request_model
+        await self.db.execute("UPDATE orders SET archived = 1 WHERE id = ?", (data.order_id,))
+        await self.bus.publish("order.archived", {"id": data.order_id})
+        return {"success": True}
+```
+
+Rules: every hook and handler is `async`. A plugin imports only `microcore` (`Plugin`, `Event`,
+errors) and its own domain (`domains.<domain>.models`), never another plugin or the kernel;
+plugins talk over the event bus. Event handlers are `async def on_x(self, event)` (`event.name`,
+`.payload`, `.id`, `.correlation_id`, `.source`); a handler's non-None return value answers a
+`request`. HTTP handlers return a dict, list, Struct or None (204); `{"success": False, ...}`
+answers 400; `context.set_status(404)` picks the status. Schema changes are new files
+`domains/<domain>/migrations/NNN_<name>.sql`. Tests: construct the plugin with mocks
+(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`) in
+`tests/domains/<domain>/test_<feature>_plugin.py`, or end to end with the `client` and `events`
+fixtures. `microcore add plugin <domain> <name>` writes both files; `microcore check` enforces
+the rules; `microcore context` regenerates this file."""
+
+
+def _names(items: Iterable[str]) -> str:
+    return ", ".join(items) or "none"
+
+
+def _render_tools(tools: list[ToolInfo]) -> list[str]:
+    lines = [
+        "## Tools",
+        "",
+        "A plugin receives a tool by naming it in `__init__`; these are the methods it can call.",
+    ]
+    for tool in tools:
+        lines += ["", f"### {tool.name}" + (f": {tool.doc}" if tool.doc else "")]
+        if tool.error is not None:
+            lines.append(f"FAILED: {tool.error}")
+        for method in tool.methods:
+            lines.append(f"- `{method.signature}`" + (f": {method.doc}" if method.doc else ""))
+    return lines
+
+
+def _render_domains(manifest: Manifest) -> list[str]:
+    lines = ["## Domains"]
+    domains = sorted({p.domain for p in manifest.plugins} | set(manifest.models))
+    for domain in domains:
+        lines += ["", f"### {domain}"]
+        models = manifest.models.get(domain)
+        if models:
+            lines.append(
+                f"Models (`domains/{domain}/models.py`): " + "; ".join(f"`{m}`" for m in models)
+            )
+        for plugin in (p for p in manifest.plugins if p.domain == domain):
+            lines.append(
+                f"- `{plugin.name}` (`{plugin.file}`)" + (f": {plugin.doc}" if plugin.doc else "")
+            )
+            if plugin.error is not None:
+                lines.append(f"  FAILED: {plugin.error}")
+            facts = [f"tools: {_names(plugin.tools)}"]
+            facts += [f"{kind}s: {_names(labels)}" for kind, labels in plugin.registrations.items()]
+            if plugin.publishes:
+                facts.append(f"publishes: {_names(plugin.publishes)}")
+            if plugin.requests:
+                facts.append(f"requests: {_names(plugin.requests)}")
+            lines.append("  " + "; ".join(facts))
+    return lines
+
+
+def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
+    """Plugins' endpoints in full; the tools' own (docs, system) on one line, files left out."""
+    lines = ["## Endpoints", ""]
+    for route in (r for r in routes if r.owner in plugins):
+        status = f" {route.status_code}" if route.status_code else ""
+        kind = "" if route.kind == "route" else f" [{route.kind}]"
+        summary = f": {route.summary}" if route.summary else ""
+        lines.append(f"- `{route.method} {route.path}`{status}{kind} ({route.owner}){summary}")
+        if route.request is not None:
+            lines.append(f"  request: `{route.request}`")
+        if route.response is not None:
+            lines.append(f"  response: `{route.response}`")
+    if len(lines) == 2:
+        lines.append("none")
+    served = [
+        f"`{r.method} {r.path}`" for r in routes if r.owner not in plugins and r.kind != "static"
+    ]
+    if served:
+        lines += ["", "Served by tools: " + ", ".join(served) + "."]
+    return lines
+
+
+def _render_flows(title: str, flows: list[Flow], sends: str, receives: str) -> list[str]:
+    lines = [title, ""]
+    for flow in flows:
+        lines.append(
+            f"- `{flow.name}`: {sends} {_names(flow.senders)}; {receives} {_names(flow.receivers)}"
+        )
+    return lines if flows else [*lines, "none"]
+
+
+def _render_tables(tables: list[Table]) -> list[str]:
+    lines = ["## Tables", ""]
+    for table in tables:
+        lines.append(f"- `{table.name}` (`{table.file}`): " + ", ".join(table.columns))
+    return lines if tables else [*lines, "none"]
+
+
+def render(manifest: Manifest) -> str:
+    """The Markdown text of AI_CONTEXT.md."""
+    plugins = {p.identity for p in manifest.plugins}
+    counts = (
+        f"{len(manifest.tools)} tools, {len(manifest.plugins)} plugins, "
+        f"{sum(r.owner in plugins for r in manifest.routes)} endpoints, "
+        f"{len(manifest.events)} events, "
+        f"{len(manifest.requests)} request names, {len(manifest.tables)} tables"
+    )
+    sections = [
+        [
+            f"# AI_CONTEXT.md: {manifest.project}",
+            "",
+            "Generated from the running app by `microcore context`: do not edit by hand.",
+            f"{counts}.",
+        ],
+        ["## Write a feature", "", RECIPE],
+        _render_tools(manifest.tools),
+        _render_domains(manifest),
+        _render_routes(manifest.routes, plugins),
+        _render_flows("## Events", manifest.events, "published by", "handled by"),
+        _render_flows(
+            "## Requests (request/reply)", manifest.requests, "requested by", "answered by"
+        ),
+        _render_tables(manifest.tables),
+    ]
+    return "\n\n".join("\n".join(section) for section in sections) + "\n"

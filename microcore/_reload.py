@@ -1,0 +1,256 @@
+"""Hot reload: apply changed plugin files to the running kernel, atomically, in-process.
+
+A batch of file changes becomes: plugin files to (re)load, plugin files to
+unload, and domain helper modules (``models.py``...) whose dependent plugins
+must reload. New versions boot under pending owners that replace the old
+ones; then one synchronous ``commit`` swaps the whole batch, and the old
+versions are shut down and released afterwards (in-flight requests finish on
+the old code). A file whose new version fails to import or boot keeps its old
+version serving, and the error stays in ``/system/status`` until it is fixed.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import anyio
+import structlog
+
+from ._discovery import ErrorInfo, file_digest, module_name
+from ._kernel import Kernel
+from ._records import OK, PluginRecord
+
+__all__ = ("ReloadReport", "Reloader")
+
+_log = structlog.get_logger("microcore")
+
+_RESTART_NEEDED = ("tools", "microcore")
+_WATCHED_SUFFIXES = (".py", ".sql")
+
+
+class ReloadReport:
+    """What one batch did (returned by :meth:`Reloader.apply`, logged, shown in status)."""
+
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+        self.unloaded: list[str] = []
+        self.failed: dict[str, ErrorInfo] = {}
+        self.restart_needed: list[str] = []
+        self.ms = 0.0
+
+
+class Reloader:
+    """Watches a project and reloads what changed into the running kernel.
+
+    >>> reloader = Reloader(kernel)
+    >>> await reloader.apply([Path("domains/products/plugins/create_product_plugin.py")])
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.root = kernel.root
+        self._lock = anyio.Lock()
+        self._stop = anyio.Event()
+        kernel.add_reload_listener(self.write_context)
+
+    # -- watching ----------------------------------------------------------------
+
+    def watch_paths(self) -> list[Path]:
+        candidates = [
+            self.root / "domains",
+            self.root / "tools",
+            self.root / "app.py",
+            self.root / ".env",
+            self.root / "microcore",
+        ]
+        return [p for p in candidates if p.exists()]
+
+    async def watch(self, *, debounce_ms: int = 50, step_ms: int = 5) -> None:
+        """Apply changes as they happen, until cancelled."""
+        import watchfiles
+
+        _log.info("reload_watching", paths=[self.kernel._rel(p) for p in self.watch_paths()])
+        async for changes in watchfiles.awatch(
+            *self.watch_paths(),
+            debounce=debounce_ms,
+            step=step_ms,
+            recursive=True,
+            watch_filter=watchfiles.DefaultFilter(),
+            stop_event=self._stop,
+        ):
+            await self.apply(Path(path) for _, path in changes)
+
+    def stop(self) -> None:
+        """End :meth:`watch` promptly (the watcher thread checks this every step)."""
+        self._stop.set()
+
+    def write_context(self) -> None:
+        """Regenerate AI_CONTEXT.md from the reloaded system (only when its text changed)."""
+        from ._manifest import CONTEXT_FILE, describe, render
+
+        path = self.root / CONTEXT_FILE
+        text = render(describe(self.kernel))
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            _log.info("context_written", file=CONTEXT_FILE, tokens=len(text) // 4)
+
+    # -- applying ----------------------------------------------------------------
+
+    async def apply(self, paths: Iterable[Path]) -> ReloadReport:
+        """Reload what ``paths`` (changed, added or deleted files) affect, as one swap."""
+        async with self._lock:
+            started = time.perf_counter()
+            report = ReloadReport()
+            load, unload, helpers = self._classify(paths, report)
+            if helpers:
+                load |= self._dependents(helpers)
+            if load or unload:
+                await self._swap(sorted(load), sorted(unload), report)
+            report.ms = round((time.perf_counter() - started) * 1000, 2)
+            if report.loaded or report.unloaded or report.failed:
+                self.kernel.reloaded_at = time.time()
+                self.kernel.reload_ms = report.ms
+                _log.info(
+                    "reloaded",
+                    loaded=report.loaded,
+                    unloaded=report.unloaded,
+                    failed=sorted(report.failed),
+                    ms=report.ms,
+                )
+                await self.kernel.notify_reloaded()
+            for rel in report.restart_needed:
+                _log.warning(
+                    "restart_required",
+                    file=rel,
+                    hint="tools, app.py, .env and the kernel cannot change in-process; "
+                    "restart the server (microcore dev restarts it for you)",
+                )
+            return report
+
+    def _classify(
+        self, paths: Iterable[Path], report: ReloadReport
+    ) -> tuple[set[Path], set[Path], set[str]]:
+        load: set[Path] = set()
+        unload: set[Path] = set()
+        helpers: set[str] = set()
+        loaded = {r.file.resolve(): r.digest for r in self.kernel.plugins.values()}
+        for raw in paths:
+            path = (raw if raw.is_absolute() else self.root / raw).resolve()
+            try:
+                parts = path.relative_to(self.root).parts
+            except ValueError:
+                continue
+            if path.suffix not in _WATCHED_SUFFIXES and parts[0] != ".env":
+                continue
+            if parts[0] in _RESTART_NEEDED or parts[0] in ("app.py", ".env"):
+                report.restart_needed.append("/".join(parts))
+            elif parts[0] != "domains" or len(parts) < 3 or path.suffix != ".py":
+                continue  # migrations and other data: applied at the next start
+            elif _is_plugin_file(parts):
+                if not path.exists():
+                    unload.add(path)
+                elif path.stat().st_size == 0:
+                    continue  # an editor truncated the file and is still writing it
+                elif loaded.get(path) != file_digest(path) or path in self.kernel.reload_errors:
+                    load.add(path)
+            else:
+                helpers.add(module_name(self.root, path))
+        return load, unload, helpers
+
+    def _dependents(self, changed: set[str]) -> set[Path]:
+        """Plugin files whose imports reach a changed helper module; stale modules purged."""
+        graph: dict[str, set[str]] = {}
+        files: dict[str, Path] = {}
+        for path in sorted((self.root / "domains").rglob("*.py")):
+            name = module_name(self.root, path)
+            files[name] = path
+            graph[name] = _imports_of(path, name)
+        affected = set(changed)
+        grew = True
+        while grew:  # reverse closure: everything that imports something affected
+            grew = False
+            for name, imports in graph.items():
+                if name not in affected and imports & affected:
+                    affected.add(name)
+                    grew = True
+        for name in affected:
+            sys.modules.pop(name, None)
+        return {
+            files[name].resolve()
+            for name in affected
+            if name in files and _is_plugin_file(files[name].relative_to(self.root).parts)
+        }
+
+    async def _swap(self, load: list[Path], unload: list[Path], report: ReloadReport) -> None:
+        kernel = self.kernel
+        by_file: dict[Path, list[PluginRecord]] = {}
+        for record in kernel.plugins.values():
+            by_file.setdefault(record.file.resolve(), []).append(record)
+        leaving = {r.identity for p in (*load, *unload) for r in by_file.get(p, [])}
+        new: list[PluginRecord] = []
+        old: list[PluginRecord] = []
+        failed: list[PluginRecord] = []
+        for path in load:
+            records = await kernel.prepare_file(path, fresh=True, leaving=leaving)
+            broken = [r for r in records if r.status != OK]
+            previous = by_file.get(path, [])
+            if broken and any(r.status == OK for r in previous):
+                # keep the previous version serving; drop the half-booted new one
+                for record in records:
+                    if record.status == OK:
+                        await record.owner.release()
+                error = broken[0].error or ErrorInfo("Error", "failed to load")
+                kernel.reload_errors[path] = error
+                report.failed[kernel._rel(path) or str(path)] = error
+                continue
+            kernel.reload_errors.pop(path, None)
+            new.extend(r for r in records if r.status == OK)
+            old.extend(previous)
+            failed.extend(broken)
+            for record in broken:
+                report.failed[record.identity] = record.error or ErrorInfo("Error", "failed")
+        for path in unload:
+            old.extend(by_file.get(path, []))
+            kernel.reload_errors.pop(path, None)
+        kernel.commit(new, [r for r in old if r.status == OK])
+        kernel.forget([r for r in old if r.status != OK])
+        kernel.remember_failed(failed)
+        new_ids = {r.identity for r in new}
+        report.loaded = sorted(new_ids)
+        report.unloaded = sorted({r.identity for r in old} - new_ids)
+        await kernel.release([r for r in old if r.status == OK])
+
+
+def _is_plugin_file(parts: tuple[str, ...]) -> bool:
+    return (
+        len(parts) == 4
+        and parts[0] == "domains"
+        and parts[2] == "plugins"
+        and parts[3].endswith("_plugin.py")
+    )
+
+
+def _imports_of(path: Path, name: str) -> set[str]:
+    """Project modules a file imports (absolute and relative), by dotted name."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return set()
+    package = name.rsplit(".", 1)[0] if "." in name else ""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.startswith("domains.")}

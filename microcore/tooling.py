@@ -1,0 +1,54 @@
+"""The API for tool authors: ownership, the kernel, causal context, shared errors.
+
+Plugins never import this module; tools do (the same contract a third-party tool uses)::
+
+    from microcore.tooling import Owner, require_coroutine_function
+
+    class CronTool(Tool):
+        name = "cron"
+
+        def bind(self, owner: Owner) -> CronHandle:
+            return CronHandle(self, owner)   # every job recorded with owner.own(...)
+"""
+
+from __future__ import annotations
+
+from ._app import MicroCoreApp
+from ._context import causation, current_correlation_id, current_event_id, new_id
+from ._discovery import ErrorInfo
+from ._errors import (
+    ConfigurationError,
+    DependencyError,
+    HookError,
+    MicroCoreError,
+    NoResponder,
+    RegistrationError,
+    RequestTimeout,
+)
+from ._injection import require_coroutine_function
+from ._kernel import Kernel
+from ._ownership import Owner, OwnerState, Registration
+from ._records import PluginRecord, ToolRecord
+
+__all__ = (
+    "ConfigurationError",
+    "DependencyError",
+    "ErrorInfo",
+    "HookError",
+    "Kernel",
+    "MicroCoreApp",
+    "MicroCoreError",
+    "NoResponder",
+    "Owner",
+    "OwnerState",
+    "PluginRecord",
+    "Registration",
+    "RegistrationError",
+    "RequestTimeout",
+    "ToolRecord",
+    "causation",
+    "current_correlation_id",
+    "current_event_id",
+    "new_id",
+    "require_coroutine_function",
+)

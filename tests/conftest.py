@@ -1,0 +1,56 @@
+"""Shared fixtures: throwaway projects that reuse this repository's tools."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from microcore import _logging
+
+REPO = Path(__file__).resolve().parents[1]
+
+ProjectFactory = Callable[..., Path]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Every test starts with unconfigured logging, as a fresh process would."""
+    yield
+    _logging.reset()
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> ProjectFactory:
+    """Write a project: ``make_project({"domains/a/plugins/x_plugin.py": "..."}, tools=[...])``.
+
+    ``tools`` names tool folders copied from this repository (default: all of them).
+    File contents are dedented.
+    """
+
+    def factory(files: dict[str, str], *, tools: list[str] | None = None) -> Path:
+        root = tmp_path / "project"
+        root.mkdir(exist_ok=True)
+        names = (
+            tools
+            if tools is not None
+            else [p.name for p in (REPO / "tools").iterdir() if (p / f"{p.name}_tool.py").is_file()]
+        )
+        (root / "tools").mkdir(exist_ok=True)
+        for name in names:
+            shutil.copytree(
+                REPO / "tools" / name,
+                root / "tools" / name,
+                ignore=shutil.ignore_patterns("__pycache__"),
+                dirs_exist_ok=True,
+            )
+        for rel, text in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return root
+
+    return factory

@@ -1,0 +1,87 @@
+"""Fixtures for kernel tests: a recording tool and a registry tool with owned items."""
+
+from __future__ import annotations
+
+import pytest
+
+RECORDER_TOOL = '''
+from microcore import Tool
+
+
+class RecorderTool(Tool):
+    """Records lifecycle calls in order (kernel tests)."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.calls = []
+
+    def record(self, what):
+        self.calls.append(what)
+
+    async def setup(self):
+        self.calls.append("recorder.setup")
+
+    async def on_boot_complete(self):
+        self.calls.append("recorder.on_boot_complete")
+
+    async def drain(self):
+        self.calls.append("recorder.drain")
+
+    async def shutdown(self):
+        self.calls.append("recorder.shutdown")
+'''
+
+REGISTRY_TOOL = '''
+from microcore import Tool
+
+
+class Handle:
+    def __init__(self, tool, owner):
+        self.tool, self.owner = tool, owner
+
+    def add(self, item):
+        self.tool.items.append((self.owner, item))
+        self.owner.own("item", item, lambda: self.tool.items.remove((self.owner, item)))
+
+
+class RegistryTool(Tool):
+    """Plugins add items; only items of active owners are visible (kernel tests)."""
+
+    name = "registry"
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+        self.items = []
+        self.refreshes = 0
+
+    def bind(self, owner):
+        return Handle(self, owner)
+
+    def visible(self):
+        return sorted(item for owner, item in self.items if owner.active)
+
+    def on_plugins_changed(self):
+        self.refreshes += 1
+
+    async def setup(self):
+        self.recorder.record("registry.setup")
+
+    async def shutdown(self):
+        self.recorder.record("registry.shutdown")
+'''
+
+
+@pytest.fixture
+def kernel_project(make_project):
+    """A project with the recorder and registry tools plus the given files."""
+
+    def factory(files=None, *, tools=None):
+        base = {
+            "tools/recorder/recorder_tool.py": RECORDER_TOOL,
+            "tools/registry/registry_tool.py": REGISTRY_TOOL,
+        }
+        base.update(files or {})
+        return make_project(base, tools=tools if tools is not None else ["config", "logger"])
+
+    return factory

@@ -1,0 +1,238 @@
+"""microcore check: architecture rules from a static read of the sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microcore._checks import check_project, normalize_path, pattern_matches, scan_file
+from microcore._cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """
+from microcore import Plugin
+
+
+class GoodPlugin(Plugin):
+    def __init__(self, http, event_bus):
+        self.http, self.bus = http, event_bus
+
+    async def on_boot(self):
+        self.http.add_endpoint("/items/{item_id:int}", "GET", self.get)
+        await self.bus.subscribe("stock.*", self.on_stock)
+
+    async def get(self, data, context):
+        return await self.bus.request("stock.check", {"id": data["item_id"]})
+
+    async def on_stock(self, event):
+        return {"ok": True}
+"""
+
+BROKEN = {
+    "domains/shop/plugins/good_plugin.py": GOOD,
+    "domains/shop/plugins/imports_plugin.py": """
+    from domains.shop.plugins.good_plugin import GoodPlugin
+    from microcore.tooling import Kernel
+    from . import good_plugin
+    from microcore import Plugin
+
+
+    class ImportsPlugin(Plugin):
+        async def on_boot(self):
+            import app
+    """,
+    "domains/shop/plugins/collide_plugin.py": """
+    import microcore as mc
+
+
+    class CollidePlugin(mc.Plugin):
+        def __init__(self, http, event_bus):
+            self.http, self.bus = http, event_bus
+
+        async def on_boot(self):
+            self.http.add_endpoint("/items/{id:int}", method="get", handler=self.get)
+            self.http.add_endpoint(path="/other", method=self.verb(), handler=self.get)
+            self.http.add_sse("/feed", self.feed)
+            self.http.add_websocket("/ws", self.ws)
+
+        async def get(self, data, context):
+            return await self.bus.request(name="price.quote", payload={})
+    """,
+    "domains/shop/plugins/twice_plugin.py": """
+    from microcore import Plugin as Base
+
+
+    class FirstPlugin(Base):
+        pass
+
+
+    class SecondPlugin(FirstPlugin):
+        async def on_boot(self):
+            self.http.add_sse("/feed", self.feed)
+            self.http.add_websocket("/ws", self.ws)
+    """,
+    "domains/shop/plugins/empty_plugin.py": """
+    def helper():
+        return 1
+    """,
+    "domains/shop/plugins/syntax_plugin.py": "class Broken(:\n",
+    "tools/bad/bad_tool.py": """
+    from microcore import Tool
+    from domains.shop.models import Item
+    import domains
+
+
+    class BadTool(Tool):
+        name = "bad"
+    """,
+}
+
+
+def _messages(root: Path) -> list[str]:
+    findings, _, _ = check_project(root)
+    return [str(f) for f in findings]
+
+
+def test_check_example_project_passes() -> None:
+    """The example app in this repository follows every rule."""
+    findings, plugins, tools = check_project(REPO)
+    assert findings == []
+    assert plugins >= 5 and tools >= 1
+
+
+def test_check_flags_plugin_imports(make_project: Any) -> None:
+    """Imports of another plugin module, the kernel or the app module are flagged at their line."""
+    messages = _messages(make_project(BROKEN, tools=[]))
+    rel = "domains/shop/plugins/imports_plugin.py"
+    assert any(m.startswith(f"{rel}:2: plugin imports another plugin module") for m in messages)
+    assert any(
+        m.startswith(f"{rel}:3: plugin imports the kernel ('microcore.tooling')") for m in messages
+    )
+    relative = f"{rel}:4: plugin imports another plugin module 'domains.shop.plugins.good_plugin'"
+    assert any(m.startswith(relative) for m in messages)
+    assert any(m.startswith(f"{rel}:10: plugin imports the kernel ('app')") for m in messages)
+    assert all("publish an event" in m for m in messages if "another plugin module" in m)
+
+
+def test_check_flags_tool_importing_domain(make_project: Any) -> None:
+    """A tool importing a domain is flagged with how to fix it."""
+    messages = _messages(make_project(BROKEN, tools=[]))
+    flagged = [m for m in messages if m.startswith("tools/bad/bad_tool.py")]
+    assert [m.split(": ")[0] for m in flagged] == [
+        "tools/bad/bad_tool.py:3",
+        "tools/bad/bad_tool.py:4",
+    ]
+    assert "tools are infrastructure" in flagged[0]
+
+
+def test_check_flags_route_collisions(make_project: Any) -> None:
+    """Same method and path (parameter names aside) in two plugins: the later one is flagged."""
+    messages = _messages(make_project(BROKEN, tools=[]))
+    collisions = [m for m in messages if "collides" in m]
+    assert len(collisions) == 3
+    assert any(
+        m.startswith("domains/shop/plugins/good_plugin.py:10: route GET /items/{item_id:int} ")
+        and "collide_plugin.py:10" in m
+        for m in collisions
+    )
+    assert any("route GET /feed" in m and "twice_plugin.py" in m for m in collisions)
+    assert any("route WS /ws" in m for m in collisions)
+
+
+def test_check_flags_request_without_responder(make_project: Any) -> None:
+    """A request name nothing subscribes to is flagged; one a pattern answers is not."""
+    messages = _messages(make_project(BROKEN, tools=[]))
+    missing = [m for m in messages if "has no responder" in m]
+    assert len(missing) == 1
+    assert missing[0].startswith("domains/shop/plugins/collide_plugin.py:16: request 'price.quote'")
+    assert "self.bus.subscribe('price.quote'" in missing[0]
+
+
+def test_check_flags_plugin_class_count(make_project: Any) -> None:
+    """A plugin file must hold exactly one plugin class; syntax errors are reported too."""
+    root = make_project(BROKEN, tools=[])
+    (root / "domains/shop/plugins/latin_plugin.py").write_bytes(b"x = '\xff'\n")
+    messages = _messages(root)
+    assert "domains/shop/plugins/empty_plugin.py:1: plugin file holds no plugin class" in "\n".join(
+        messages
+    )
+    twice = [m for m in messages if "plugin classes" in m]
+    assert len(twice) == 1 and twice[0].startswith("domains/shop/plugins/twice_plugin.py:9:")
+    assert "move SecondPlugin to its own" in twice[0]
+    assert any(
+        m.startswith("domains/shop/plugins/syntax_plugin.py:1: cannot be parsed") for m in messages
+    )
+    assert any(
+        m.startswith("domains/shop/plugins/latin_plugin.py:1: cannot be read") for m in messages
+    )
+
+
+def test_check_command_exit_status(make_project: Any, capsys: Any) -> None:
+    """`microcore check` exits 1 listing each finding, and 0 with a summary on a clean project."""
+    root = make_project(BROKEN, tools=[])
+    assert main(["check", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "problem(s) found" in err and "imports_plugin.py:2:" in err
+    assert main(["check", "--root", str(REPO)]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_scan_file_reads_calls_and_docs(make_project: Any) -> None:
+    """The scan attributes literal calls to their class (or the file's plugin) with docstrings."""
+    root = make_project(
+        {
+            "domains/a/plugins/x_plugin.py": '''
+            """Module doc."""
+            from microcore import Plugin
+
+
+            async def announce(bus):
+                await bus.publish("a.done", {})
+
+
+            class XPlugin(Plugin):
+                """Class doc."""
+
+                async def on_boot(self):
+                    await self.bus.subscribe(pattern="a.*", handler=self.on_a)
+                    await self.bus.publish(self.name(), {})
+            ''',
+            "domains/a/helpers.py": "async def f(bus):\n    await bus.publish('h.x', {})\n",
+        },
+        tools=[],
+    )
+    scan = scan_file(root, root / "domains/a/plugins/x_plugin.py")
+    assert scan.doc == "Module doc." and scan.docs == {"XPlugin": "Class doc."}
+    assert [(c.kind, c.name, c.owner) for c in scan.calls] == [
+        ("publish", "a.done", "XPlugin"),
+        ("subscribe", "a.*", "XPlugin"),
+    ]
+    helper = scan_file(root, root / "domains/a/helpers.py")
+    assert [(c.name, c.owner) for c in helper.calls] == [("h.x", "helpers")]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("a.b", "a.b", True),
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", False),
+        ("a.>", "a.b.c", True),
+        ("a.>", "a", False),
+        ("a.b", "a.c", False),
+        ("a.b.c", "a.b", False),
+    ],
+)
+def test_pattern_matches_tokens(pattern: str, name: str, matches: bool) -> None:
+    """`*` matches one token and `>` one or more trailing tokens."""
+    assert pattern_matches(pattern, name) is matches
+
+
+def test_normalize_path_ignores_parameter_names() -> None:
+    """Paths differing only in parameter names normalize alike; convertors still count."""
+    assert normalize_path("/a/{id:int}") == normalize_path("/a/{x:int}") == "/a/{:int}"
+    assert normalize_path("/a/{name}") == "/a/{:str}"
+    assert normalize_path("/a/{x:int}") != normalize_path("/a/{x:str}")

@@ -1,0 +1,104 @@
+"""The dev server: plugins reload in-process; tool changes restart the process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from microcore._devserver import dev_command, restart_paths, serve_dev
+from tests.support import free_port, poll_url, wait_until_serving
+
+PLUGIN = """
+import os
+from microcore import Plugin
+
+class PidPlugin(Plugin):
+    def __init__(self, http):
+        self.http = http
+
+    async def on_boot(self):
+        self.http.add_endpoint("/pid", "GET", self.pid)
+
+    async def pid(self, data, context):
+        return {"pid": os.getpid(), "marker": MARKER}
+
+MARKER = "v1"
+"""
+
+SERVE = """
+import sys
+from pathlib import Path
+from microcore._devserver import serve_dev
+serve_dev(Path.cwd(), port=int(sys.argv[1]))
+"""
+
+
+def test_serve_dev_without_restart_paths_runs_uvicorn_directly(tmp_path, monkeypatch):
+    """With nothing to watch for restarts, the dev server is uvicorn with reload settings."""
+    seen: dict[str, object] = {}
+
+    def fake_call(command, cwd, env):
+        seen.update(command=command, cwd=cwd, env=env)
+        return 0
+
+    monkeypatch.setattr("subprocess.call", fake_call)
+    assert serve_dev(tmp_path, port=9, environ={"MICROCORE_ENV": "production"}) == 0
+    assert seen["cwd"] == tmp_path
+    env = seen["env"]
+    assert (env["MICROCORE_ENV"], env["MICROCORE_RELOAD"]) == ("development", "1")  # type: ignore[index]
+
+
+def test_restart_paths_and_command(tmp_path):
+    """Only existing tools/, app.py, .env and microcore/ restart; the command runs uvicorn."""
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "app.py").write_text("")
+    assert restart_paths(tmp_path) == [tmp_path / "tools", tmp_path / "app.py"]
+    assert dev_command(host="127.0.0.1", port=9)[1:] == [
+        "-m",
+        "uvicorn",
+        "app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9",
+        "--timeout-graceful-shutdown",
+        "3",
+    ]
+
+
+def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(make_project):
+    """A plugin edit keeps the PID; a tool edit restarts the server (new PID)."""
+    root = make_project(
+        {
+            "app.py": "from microcore import create_app\n\napp = create_app()\n",
+            "domains/d/plugins/pid_plugin.py": PLUGIN,
+            "serve.py": SERVE,
+        },
+        tools=["config", "logger", "http"],
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "serve.py", str(port)],
+        cwd=root,
+        env={**os.environ, "LOG_FORMAT": "json"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/pid"
+    try:
+        wait_until_serving(url, process)
+        first = poll_url(url, lambda r: r.json()["marker"] == "v1").json()
+        plugin = root / "domains/d/plugins/pid_plugin.py"
+        plugin.write_text(PLUGIN.replace('MARKER = "v1"', 'MARKER = "v2"'))
+        second = poll_url(url, lambda r: r.json()["marker"] == "v2").json()
+        assert second["pid"] == first["pid"]
+
+        tool = Path(root / "tools/logger/logger_tool.py")
+        tool.write_text(tool.read_text() + "\n# touched\n")
+        third = poll_url(url, lambda r: r.json()["pid"] != first["pid"]).json()
+        assert third["marker"] == "v2"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,0 +1,713 @@
+"""The kernel: discovery, injection, lifecycle order and failure isolation."""
+
+from __future__ import annotations
+
+import pytest
+
+from microcore.tooling import ConfigurationError, DependencyError, Kernel
+
+GOOD = """
+from microcore import Plugin
+
+class GoodPlugin(Plugin):
+    def __init__(self, registry, recorder):
+        self.registry, self.recorder = registry, recorder
+
+    async def on_boot(self):
+        self.recorder.record("good.on_boot")
+        self.registry.add("good")
+
+    async def shutdown(self):
+        self.recorder.record("good.shutdown")
+"""
+
+
+async def boot(root):
+    kernel = Kernel(root, environ={})
+    return kernel
+
+
+async def test_lifecycle_runs_in_contract_order(kernel_project):
+    """Tools set up, plugins boot, tools complete; shutdown drains, stops plugins, then tools."""
+    root = kernel_project({"domains/a/plugins/good_plugin.py": GOOD})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        recorder = kernel.tool("recorder")
+    assert recorder.calls == [  # type: ignore[attr-defined]
+        "recorder.setup",
+        "registry.setup",
+        "good.on_boot",
+        "recorder.on_boot_complete",
+        "recorder.drain",
+        "good.shutdown",
+        "registry.shutdown",
+        "recorder.shutdown",
+    ]
+
+
+async def test_plugin_identity_is_domain_and_class(kernel_project):
+    """A plugin is known as <domain>.<ClassName> with its file and injected tools."""
+    root = kernel_project({"domains/shop/plugins/good_plugin.py": GOOD})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        plugin = kernel.status()["plugins"]["shop.GoodPlugin"]
+        assert plugin["status"] == "ok"
+        assert plugin["file"] == "domains/shop/plugins/good_plugin.py"
+        assert plugin["tools"] == ["registry", "recorder"]
+        assert plugin["items"] == ["good"]
+
+
+async def test_discovery_ignores_imported_classes_and_other_files(kernel_project):
+    """Only Plugin subclasses defined in *_plugin.py files under domains/*/plugins load."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/again_plugin.py": "from domains.a.plugins.good_plugin import *\n",
+            "domains/a/plugins/helper.py": GOOD,
+            "domains/a/other/good_plugin.py": GOOD,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert list(kernel.status()["plugins"]) == ["a.GoodPlugin"]
+
+
+async def test_missing_tool_fails_only_that_plugin(kernel_project):
+    """A plugin asking for an unknown tool fails naming it and the available tools."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/pay_plugin.py": """
+            from microcore import Plugin
+
+            class PayPlugin(Plugin):
+                def __init__(self, payments, registry):
+                    self.registry = registry
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        status = kernel.status()["plugins"]
+        assert status["a.GoodPlugin"]["status"] == "ok"
+        error = status["a.PayPlugin"]["error"]
+        assert status["a.PayPlugin"]["status"] == "failed"
+        assert error["message"] == (
+            "plugin 'a.PayPlugin' needs tool 'payments', which is not registered; "
+            "available tools: config, logger, recorder, registry"
+        )
+        assert (error["file"], error["line"]) == ("domains/a/plugins/pay_plugin.py", 5)
+        assert kernel.failures() == {"tools": [], "plugins": ["a.PayPlugin"]}
+
+
+async def test_optional_parameter_gets_tool_or_default(kernel_project):
+    """A parameter with a default is injected when the tool exists, else keeps its default."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/opt_plugin.py": """
+            from microcore import Plugin
+
+            class OptPlugin(Plugin):
+                def __init__(self, recorder, cache=None, registry=None):
+                    recorder.record(f"cache={cache} registry={registry is not None}")
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert "cache=None registry=True" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("signature", "message"),
+    [
+        ("*tools", "constructor parameter *tools cannot be injected"),
+        ("**tools", "constructor parameter **tools cannot be injected"),
+        ("recorder, /", "constructor parameter 'recorder' is positional-only"),
+    ],
+)
+async def test_uninjectable_signature_is_refused(kernel_project, signature, message):
+    """*args, **kwargs and positional-only parameters fail the plugin with a fix hint."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/bad_plugin.py": f"""
+            from microcore import Plugin
+
+            class BadPlugin(Plugin):
+                def __init__(self, {signature}):
+                    pass
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        error = kernel.status()["plugins"]["a.BadPlugin"]["error"]
+        assert message in error["message"]
+
+
+async def test_sync_hook_is_refused(kernel_project):
+    """A plugin with a sync on_boot fails with an error pointing at the hook."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/sync_plugin.py": """
+            from microcore import Plugin
+
+            class SyncPlugin(Plugin):
+                def on_boot(self):
+                    pass
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        error = kernel.status()["plugins"]["a.SyncPlugin"]["error"]
+        assert error["message"] == (
+            "plugin 'a.SyncPlugin': on_boot must be a coroutine function: "
+            "declare it 'async def on_boot(...)'"
+        )
+        assert error["line"] == 5
+
+
+async def test_import_error_is_isolated_with_file_and_line(kernel_project):
+    """A plugin file that fails to import is recorded failed; the others boot."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/broken_plugin.py": "import json\n\nraise ValueError('nope')\n",
+            "domains/a/plugins/syntax_plugin.py": "def broken(:\n",
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        status = kernel.status()["plugins"]
+        assert status["a.GoodPlugin"]["status"] == "ok"
+        assert status["a.broken_plugin"]["error"] == {
+            "type": "ValueError",
+            "message": "nope",
+            "file": "domains/a/plugins/broken_plugin.py",
+            "line": 3,
+        }
+        assert status["a.syntax_plugin"]["error"]["type"] == "SyntaxError"
+        assert status["a.syntax_plugin"]["error"]["line"] == 1
+
+
+async def test_raising_init_is_isolated(kernel_project):
+    """A plugin whose __init__ raises is failed with the raising line; nothing registered."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/init_plugin.py": """
+            from microcore import Plugin
+
+            class InitPlugin(Plugin):
+                def __init__(self, registry):
+                    raise RuntimeError("cannot construct")
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        error = kernel.status()["plugins"]["a.InitPlugin"]["error"]
+        assert (error["message"], error["line"]) == ("cannot construct", 6)
+        assert kernel.tool("registry").visible() == ["good"]  # type: ignore[attr-defined]
+
+
+async def test_on_boot_failing_halfway_leaves_nothing_registered(kernel_project):
+    """Registrations made before on_boot raised are released; the plugin is failed."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/half_plugin.py": """
+            from microcore import Plugin
+
+            class HalfPlugin(Plugin):
+                def __init__(self, registry):
+                    self.registry = registry
+
+                async def on_boot(self):
+                    self.registry.add("half-1")
+                    self.registry.add("half-2")
+                    raise RuntimeError("boot failed")
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        registry = kernel.tool("registry")
+        assert registry.items == [(kernel.plugins["a.GoodPlugin"].owner, "good")]  # type: ignore[attr-defined]
+        plugin = kernel.status()["plugins"]["a.HalfPlugin"]
+        assert plugin["status"] == "failed"
+        assert "items" not in plugin
+        assert (plugin["error"]["message"], plugin["error"]["line"]) == ("boot failed", 11)
+
+
+async def test_pending_registrations_are_invisible_until_commit(kernel_project):
+    """During on_boot the plugin's items exist but are not visible; commit shows them."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/peek_plugin.py": """
+            from microcore import Plugin
+
+            class PeekPlugin(Plugin):
+                def __init__(self, registry, recorder):
+                    self.registry, self.recorder = registry, recorder
+
+                async def on_boot(self):
+                    self.registry.add("peek")
+                    self.recorder.record(f"visible during boot: {self.registry.tool.visible()}")
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert "visible during boot: []" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        assert kernel.tool("registry").visible() == ["peek"]  # type: ignore[attr-defined]
+
+
+async def test_unload_removes_everything_the_plugin_registered(kernel_project):
+    """Unloading a plugin calls its shutdown and releases all of its registrations."""
+    root = kernel_project({"domains/a/plugins/good_plugin.py": GOOD})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        registry = kernel.tool("registry")
+        refreshes = registry.refreshes  # type: ignore[attr-defined]
+        await kernel.unload("a.GoodPlugin")
+        assert registry.items == []  # type: ignore[attr-defined]
+        assert registry.refreshes == refreshes + 1  # type: ignore[attr-defined]
+        assert "a.GoodPlugin" not in kernel.plugins
+        assert "good.shutdown" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        await kernel.unload("a.GoodPlugin")  # unknown now: a no-op
+
+
+async def test_unload_of_failed_plugin_forgets_it(kernel_project):
+    """A failed plugin's record disappears when it is unloaded."""
+    root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        await kernel.unload("a.broken_plugin")
+        assert kernel.plugins == {}
+
+
+async def test_failed_tool_setup_fails_dependents_only(kernel_project):
+    """A tool whose setup raises is failed; plugins needing it fail naming it; others boot."""
+    root = kernel_project(
+        {
+            "tools/flaky/flaky_tool.py": """
+            from microcore import Tool
+
+            class FlakyTool(Tool):
+                name = "flaky"
+
+                async def setup(self):
+                    raise ConnectionError("no server at 127.0.0.1:1")
+            """,
+            "tools/user/user_tool.py": """
+            from microcore import Tool
+
+            class UserTool(Tool):
+                name = "user"
+
+                def __init__(self, flaky):
+                    self.flaky = flaky
+            """,
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/needy_plugin.py": """
+            from microcore import Plugin
+
+            class NeedyPlugin(Plugin):
+                def __init__(self, flaky):
+                    pass
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        status = kernel.status()
+        assert status["tools"]["flaky"]["status"] == "failed"
+        assert status["tools"]["flaky"]["error"]["message"] == "no server at 127.0.0.1:1"
+        assert status["tools"]["flaky"]["error"]["line"] == 8
+        assert "needs tool 'flaky', which failed" in status["tools"]["user"]["error"]["message"]
+        needy = status["plugins"]["a.NeedyPlugin"]["error"]["message"]
+        assert needy.startswith("plugin 'a.NeedyPlugin' needs tool 'flaky', which failed to start")
+        assert status["plugins"]["a.GoodPlugin"]["status"] == "ok"
+        assert kernel.failures() == {"tools": ["flaky", "user"], "plugins": ["a.NeedyPlugin"]}
+        with pytest.raises(DependencyError, match="tool 'flaky' is failed"):
+            kernel.tool("flaky")
+        with pytest.raises(DependencyError, match="tool 'nope' is not registered"):
+            kernel.tool("nope")
+
+
+async def test_broken_tool_file_and_bad_tool_shapes_are_isolated(kernel_project):
+    """Tool import errors, raising constructors, sync hooks and unknown deps fail one tool each."""
+    root = kernel_project(
+        {
+            "tools/broken/broken_tool.py": "raise ImportError('missing driver')\n",
+            "tools/ctor/ctor_tool.py": """
+            from microcore import Tool
+
+            class CtorTool(Tool):
+                name = "ctor"
+
+                def __init__(self):
+                    raise RuntimeError("bad ctor")
+            """,
+            "tools/sync/sync_tool.py": """
+            from microcore import Tool
+
+            class SyncTool(Tool):
+                name = "sync"
+
+                def setup(self):
+                    pass
+            """,
+            "tools/lonely/lonely_tool.py": """
+            from microcore import Tool
+
+            class LonelyTool(Tool):
+                name = "lonely"
+
+                def __init__(self, missing):
+                    pass
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        tools = kernel.status()["tools"]
+        assert tools["broken"]["error"]["message"] == "missing driver"
+        assert tools["ctor"]["error"]["message"] == "bad ctor"
+        assert "setup must be a coroutine function" in tools["sync"]["error"]["message"]
+        assert (
+            "needs tool 'missing', which is not registered" in tools["lonely"]["error"]["message"]
+        )
+        assert tools["recorder"]["status"] == "ok"
+
+
+async def test_failing_boot_complete_marks_tool_failed(kernel_project):
+    """A tool whose on_boot_complete raises is reported failed; the app still runs."""
+    root = kernel_project(
+        {
+            "tools/late/late_tool.py": """
+            from microcore import Tool
+
+            class LateTool(Tool):
+                name = "late"
+
+                async def on_boot_complete(self):
+                    raise RuntimeError("late failure")
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert kernel.failures()["tools"] == ["late"]
+
+
+async def test_two_tools_with_one_name_refuse_to_start(kernel_project):
+    """Two tools named alike is a configuration error naming both files."""
+    root = kernel_project(
+        {
+            "tools/other/other_tool.py": """
+            from microcore import Tool
+
+            class Other(Tool):
+                name = "recorder"
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    with pytest.raises(ConfigurationError) as info:
+        async with kernel.run():
+            pass  # pragma: no cover - boot refuses
+    assert str(info.value) == (
+        "two tools are named 'recorder': tools/other/other_tool.py and "
+        "tools/recorder/recorder_tool.py; rename one (tool names must be unique)"
+    )
+
+
+async def test_tool_without_name_refuses_to_start(kernel_project):
+    """A Tool subclass without a name is a configuration error saying how to fix it."""
+    root = kernel_project(
+        {"tools/anon/anon_tool.py": "from microcore import Tool\nclass Anon(Tool):\n    pass\n"}
+    )
+    with pytest.raises(ConfigurationError, match=r"tool class Anon in tools/anon/anon_tool\.py"):
+        async with Kernel(root, environ={}).run():
+            pass  # pragma: no cover - boot refuses
+
+
+async def test_tool_dependency_cycle_refuses_to_start(kernel_project):
+    """Tools that need each other in a cycle stop the boot naming the cycle."""
+    cyc = """
+    from microcore import Tool
+
+    class {cls}(Tool):
+        name = "{name}"
+
+        def __init__(self, {dep}):
+            pass
+    """
+    root = kernel_project(
+        {
+            "tools/ping/ping_tool.py": cyc.format(cls="Ping", name="ping", dep="pong"),
+            "tools/pong/pong_tool.py": cyc.format(cls="Pong", name="pong", dep="ping"),
+        }
+    )
+    with pytest.raises(ConfigurationError, match="cycle: ping -> pong -> ping"):
+        async with Kernel(root, environ={}).run():
+            pass  # pragma: no cover - boot refuses
+
+
+async def test_independent_tools_set_up_concurrently(kernel_project):
+    """Two tools whose setups wait for each other both finish: they run at the same time."""
+    tool = """
+    import anyio
+    from microcore import Tool
+
+    class {cls}(Tool):
+        name = "{name}"
+
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        async def setup(self):
+            events = self.kernel.settings.setdefault("_events", {{}})
+            for key in ("left", "right"):
+                events.setdefault(key, anyio.Event())
+            events["{name}"].set()
+            with anyio.fail_after(5):
+                await events["{other}"].wait()
+    """
+    root = kernel_project(
+        {
+            "tools/left/left_tool.py": tool.format(cls="Left", name="left", other="right"),
+            "tools/right/right_tool.py": tool.format(cls="Right", name="right", other="left"),
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert kernel.failures() == {"tools": [], "plugins": []}
+
+
+async def test_hook_timeout_fails_a_hanging_on_boot(kernel_project):
+    """An on_boot that never returns is failed after MICROCORE_HOOK_TIMEOUT."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/hang_plugin.py": """
+            import anyio
+            from microcore import Plugin
+
+            class HangPlugin(Plugin):
+                async def on_boot(self):
+                    await anyio.sleep_forever()
+            """
+        }
+    )
+    kernel = Kernel(root, environ={"MICROCORE_HOOK_TIMEOUT": "0.05"})
+    async with kernel.run():
+        assert kernel.status()["plugins"]["a.HangPlugin"]["error"]["type"] == "TimeoutError"
+
+
+async def test_bad_hook_timeout_setting_is_a_clear_error(kernel_project):
+    """A malformed MICROCORE_HOOK_TIMEOUT names the key and the value."""
+    kernel = Kernel(kernel_project(), environ={"MICROCORE_HOOK_TIMEOUT": "soon"})
+    with pytest.raises(ConfigurationError, match="MICROCORE_HOOK_TIMEOUT must be a number"):
+        async with kernel.run():
+            pass  # pragma: no cover - boot refuses
+
+
+async def test_failing_plugin_shutdown_and_release_are_isolated(kernel_project):
+    """A raising shutdown or release is logged; the other plugins still shut down."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/b/plugins/bad_plugin.py": """
+            from microcore import Plugin
+
+            class BadPlugin(Plugin):
+                def __init__(self, registry):
+                    self.registry = registry
+
+                async def on_boot(self):
+                    self.registry.owner.own("item", "x", self.explode)
+
+                def explode(self):
+                    raise RuntimeError("release failed")
+
+                async def shutdown(self):
+                    raise RuntimeError("shutdown failed")
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        recorder = kernel.tool("recorder")
+    assert "good.shutdown" in recorder.calls  # type: ignore[attr-defined]
+    assert recorder.calls[-1] == "recorder.shutdown"  # type: ignore[attr-defined]
+
+
+async def test_start_background_runs_until_shutdown(kernel_project):
+    """Tools can start background tasks that are cancelled at shutdown."""
+    import anyio
+
+    kernel = Kernel(kernel_project(), environ={})
+    with pytest.raises(RuntimeError, match="not running"):
+        kernel.start_background(anyio.sleep_forever)
+    started = anyio.Event()
+
+    async def worker() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with kernel.run():
+        kernel.start_background(worker, name="worker")
+        with anyio.fail_after(5):
+            await started.wait()
+
+
+async def test_commit_refuses_failed_records(kernel_project):
+    """Only plugins that booted can be committed."""
+    root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        with pytest.raises(RuntimeError, match="cannot commit failed plugin"):
+            kernel.commit([kernel.plugins["a.broken_plugin"]])
+
+
+async def test_plugin_file_without_plugin_is_skipped(kernel_project):
+    """A *_plugin.py without a Plugin class loads nothing (and warns)."""
+    root = kernel_project({"domains/a/plugins/empty_plugin.py": "X = 1\n"})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert kernel.plugins == {}
+
+
+async def test_a_tool_refresh_error_is_isolated(kernel_project):
+    """A tool whose on_plugins_changed raises does not stop a commit."""
+    root = kernel_project(
+        {
+            "tools/picky/picky_tool.py": """
+            from microcore import Tool
+
+            class Picky(Tool):
+                name = "picky"
+
+                def on_plugins_changed(self):
+                    raise RuntimeError("cannot refresh")
+            """,
+            "domains/a/plugins/good_plugin.py": GOOD,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert kernel.plugins["a.GoodPlugin"].owner.active
+
+
+async def test_settings_read_dotenv_under_environment(kernel_project):
+    """.env values apply unless the environment sets the same key."""
+    root = kernel_project({".env": "A=from-dotenv\nB=from-dotenv\n"})
+    kernel = Kernel(root, environ={"B": "from-env"}, overrides={"C": "override"})
+    async with kernel.run():
+        assert kernel.settings["A"] == "from-dotenv"
+        assert kernel.settings["B"] == "from-env"
+        assert kernel.settings["C"] == "override"
+        assert kernel.tool("config").get("A") == "from-dotenv"  # type: ignore[attr-defined]
+
+
+async def test_a_tools_bind_error_fails_only_that_plugin(kernel_project):
+    """A tool whose bind() raises for a plugin fails that plugin with the tool's error."""
+    root = kernel_project(
+        {
+            "tools/picky/picky_tool.py": """
+            from microcore import Tool
+
+            class Picky(Tool):
+                name = "picky"
+
+                def bind(self, owner):
+                    raise LookupError(f"no quota for {owner.identity}")
+            """,
+            "domains/a/plugins/good_plugin.py": GOOD,
+            "domains/a/plugins/needy_plugin.py": """
+            from microcore import Plugin
+
+            class NeedyPlugin(Plugin):
+                def __init__(self, picky):
+                    pass
+            """,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        error = kernel.status()["plugins"]["a.NeedyPlugin"]["error"]
+        assert (error["type"], error["message"]) == ("LookupError", "no quota for a.NeedyPlugin")
+        assert kernel.plugins["a.GoodPlugin"].status == "ok"
+
+
+async def test_errors_in_drain_and_shutdown_hooks_are_logged_not_fatal(kernel_project):
+    """A tool raising in drain or shutdown does not stop the others from shutting down."""
+    root = kernel_project(
+        {
+            "tools/messy/messy_tool.py": """
+            from microcore import Tool
+
+            class Messy(Tool):
+                name = "messy"
+
+                async def drain(self):
+                    raise RuntimeError("cannot drain")
+
+                async def shutdown(self):
+                    raise RuntimeError("cannot shut down")
+            """
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        recorder = kernel.tool("recorder")
+    assert recorder.calls[-1] == "recorder.shutdown"  # type: ignore[attr-defined]
+    assert kernel.tools["messy"].status == "ok"
+
+
+async def test_several_background_failures_surface_together(kernel_project):
+    """Two background tasks failing at once surface as one exception group."""
+    import anyio
+
+    async def fail(message: str) -> None:
+        raise RuntimeError(message)
+
+    kernel = Kernel(kernel_project(), environ={})
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with kernel.run():
+            kernel.start_background(fail, "one")
+            kernel.start_background(fail, "two")
+            await anyio.sleep_forever()
+    assert sorted(str(e) for e in info.value.exceptions) == ["one", "two"]
+
+
+async def test_release_of_a_record_that_never_booted_only_clears_registrations(kernel_project):
+    """Releasing a failed record calls no shutdown hook."""
+    root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        record = kernel.plugins["a.broken_plugin"]
+        await kernel.release([record])
+        assert record.owner.released
+
+
+def test_line_of_a_class_without_source_is_unknown():
+    """Classes made at run time have no source line; errors then carry none."""
+    from microcore._kernel import _line_of
+
+    made = type("Made", (), {})
+    assert _line_of(made, RuntimeError("x")) is None
+
+
+async def test_a_failing_tools_package_fails_every_tool_import(kernel_project):
+    """A tools/__init__.py that raises fails the tool files, and is not left half-imported."""
+    import sys
+
+    root = kernel_project({"tools/__init__.py": "raise RuntimeError('bad package')\n"})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert kernel.tools["recorder"].error.message == "bad package"  # type: ignore[union-attr]
+    assert "tools" not in sys.modules or "bad package" not in repr(sys.modules.get("tools"))

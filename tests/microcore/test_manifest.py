@@ -1,0 +1,449 @@
+"""AI_CONTEXT.md: generated from the running app, deterministic and compact."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+import msgspec
+
+from microcore import Tool
+from microcore._manifest import (
+    compact_schema,
+    describe_project,
+    generate,
+    public_members,
+    render,
+    signature_of,
+)
+from microcore._ownership import Owner
+from microcore.testing import start_app
+
+REPO = Path(__file__).resolve().parents[2]
+
+WEB_TOOL = '''
+import msgspec
+from microcore import Tool
+
+
+class Item(msgspec.Struct):
+    name: str
+
+
+class WebHandle:
+    """Register routes (a fake http tool)."""
+
+    def __init__(self, owner):
+        self.owner = owner
+
+    def add(self, method: str, path: str) -> None:
+        """Serve ``method path``.
+
+        Not in the manifest: only the first paragraph is.
+        """
+        self.owner.own("route", f"{method} {path}", lambda: None)
+
+
+class WebTool(Tool):
+    """Serves the web."""
+
+    name = "web"
+
+    def bind(self, owner) -> WebHandle:
+        return WebHandle(owner)
+
+    def routes(self):
+        """Not shown: plugins receive the handle."""
+        return [
+            {"kind": "route", "method": "POST", "path": "/items", "owner": "shop.AddPlugin",
+             "status_code": 201, "summary": "Add an item", "request_model": Item,
+             "response_model": list[Item]},
+            {"kind": "route", "method": "GET", "path": "/ping", "owner": "tools.web"},
+            {"kind": "static", "method": None, "path": "/files", "owner": "tools.web"},
+            {"kind": "middleware", "method": None, "path": None, "owner": "shop.AddPlugin"},
+            {"kind": "websocket", "method": None, "path": "/ws", "owner": "shop.AddPlugin"},
+            {"kind": "sse", "method": "GET", "path": "/feed", "owner": "shop.AddPlugin"},
+        ]
+'''
+
+BUS_TOOL = '''
+from microcore import Tool
+
+
+class BusHandle:
+    def __init__(self, owner):
+        self.owner = owner
+
+    async def subscribe(self, pattern, handler):
+        """Call ``handler`` for matching events."""
+        self.owner.own("subscription", pattern, lambda: None)
+
+    async def publish(self, name, payload):
+        """Publish an event."""
+
+    async def request(self, name, payload):
+        """Ask for a reply."""
+
+
+class BusTool(Tool):
+    name = "bus"
+
+    def bind(self, owner):
+        return BusHandle(owner)
+'''
+
+KIT_TOOL = '''
+from microcore import Tool
+
+_SENTINEL = object()
+
+
+class KitTool(Tool):
+    """A kit of small things.
+
+    The second paragraph stays out of the manifest.
+    """
+
+    name = "kit"
+    LIMIT = 3
+
+    def bind(self, owner):
+        if owner.identity == "microcore.context":
+            raise RuntimeError("no probes")
+        return self
+
+    @property
+    def ready(self) -> bool:
+        """Whether it is ready."""
+        return True
+
+    @staticmethod
+    def make(size: int = 1) -> "KitTool":
+        """Make one."""
+
+    @classmethod
+    def build(cls, *, fast=False):
+        """Build one."""
+
+    async def fetch(self, key, default=_SENTINEL):
+        """Fetch ``key``."""
+
+    def _hidden(self):
+        """Never shown."""
+
+    def undocumented(self, x: int) -> None:
+        pass
+'''
+
+BROKEN_TOOL = """
+from microcore import Tool
+
+
+class BrokenTool(Tool):
+    name = "broken"
+
+    async def setup(self):
+        raise RuntimeError("cannot connect")
+"""
+
+PLUGINS = {
+    "domains/shop/models.py": """
+    import msgspec
+
+
+    class NewItem(msgspec.Struct):
+        name: str
+        tags: list[str] = []
+    """,
+    "domains/shop/plugins/add_plugin.py": '''
+    """Adds items and announces them."""
+    from domains.shop.models import NewItem
+    from microcore import Plugin
+
+
+    class AddPlugin(Plugin):
+        def __init__(self, web, bus, kit=None):
+            self.web, self.bus = web, bus
+
+        async def on_boot(self):
+            self.web.add("POST", "/items")
+            await self.bus.subscribe("stock.*", self.on_stock)
+
+        async def execute(self, data, context):
+            await self.bus.publish("item.added", {})
+            return await self.bus.request("price.quote", {})
+
+        async def on_stock(self, event):
+            pass
+    ''',
+    "domains/shop/plugins/price_plugin.py": '''
+    from microcore import Plugin
+
+
+    class PricePlugin(Plugin):
+        """Answers price quotes."""
+
+        def __init__(self, bus):
+            self.bus = bus
+
+        async def on_boot(self):
+            await self.bus.subscribe("price.quote", self.quote)
+
+        async def quote(self, event):
+            return {"price": 1}
+    ''',
+    "domains/shop/plugins/audit_plugin.py": """
+    from microcore import Plugin
+
+
+    class AuditPlugin(Plugin):
+        def __init__(self, bus):
+            self.bus = bus
+
+        async def on_boot(self):
+            await self.bus.subscribe("item.>", self.on_item)
+
+        async def on_item(self, event):
+            pass
+    """,
+    "domains/shop/plugins/fail_plugin.py": """
+    from microcore import Plugin
+
+
+    class FailPlugin(Plugin):
+        def __init__(self, payments):
+            self.payments = payments
+    """,
+    "domains/misc/models.py": "LIMIT = 3\n",
+    "domains/misc/plugins/noop_plugin.py": """
+    from domains.misc.models import LIMIT
+    from microcore import Plugin
+
+
+    class NoopPlugin(Plugin):
+        pass
+    """,
+    "domains/shop/migrations/001_init.sql": """
+    -- items; a comment with a ; semicolon
+    CREATE TABLE items (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,  /* block comment */
+        qty  INTEGER CHECK (qty >= 0)
+    );
+    CREATE TABLE IF NOT EXISTS "tags" (name TEXT);
+    CREATE INDEX items_name ON items (name);
+    """,
+    "domains/shop/migrations/002_more.sql": """
+    ALTER TABLE items ADD COLUMN price REAL NOT NULL DEFAULT 0;
+    ALTER TABLE missing ADD COLUMN x INTEGER;
+    DROP TABLE IF EXISTS tags;
+    """,
+    "pyproject.toml": '[project]\nname = "shop-app"\n',
+}
+
+
+def shop(make_project: Any) -> Path:
+    files = {
+        "tools/web/web_tool.py": WEB_TOOL,
+        "tools/bus/bus_tool.py": BUS_TOOL,
+        "tools/kit/kit_tool.py": KIT_TOOL,
+        "tools/broken/broken_tool.py": BROKEN_TOOL,
+        **PLUGINS,
+    }
+    root: Path = make_project(files, tools=[])
+    return root
+
+
+def test_generate_twice_is_byte_identical(make_project: Any) -> None:
+    """Two generations give the same bytes, free of absolute paths."""
+    root = shop(make_project)
+    first = anyio.run(generate, root)
+    second = anyio.run(generate, root)
+    assert first == second
+    assert str(root) not in first
+    assert first.startswith("# AI_CONTEXT.md: shop-app\n")
+
+
+def test_manifest_tools_show_what_plugins_call(make_project: Any) -> None:
+    """Tools list public methods with signatures and first doc paragraphs (handles for bind)."""
+    text = anyio.run(generate, shop(make_project))
+    tools = text[text.index("## Tools") : text.index("## Domains")]
+    assert "### web: Register routes (a fake http tool)." in tools
+    assert "- `add(method: str, path: str) -> None`: Serve `method path`." in tools
+    assert "routes()" not in tools and "Not in the manifest" not in tools
+    assert "### kit: A kit of small things.\n" in tools
+    assert "- `ready (property)`: Whether it is ready." in tools
+    assert "- `make(size: int = 1) -> KitTool`: Make one." in tools
+    assert "- `build(*, fast=False)`: Build one." in tools
+    assert "- `async fetch(key, default=<object object>)`: Fetch `key`." in tools
+    assert "- `undocumented(x: int) -> None`\n" in tools
+    assert "LIMIT" not in tools and "_hidden" not in tools and "setup" not in tools
+    assert (
+        "### broken\nFAILED: tools/broken/broken_tool.py:9: RuntimeError: cannot connect" in tools
+    )
+    assert "### bus\n- `async subscribe(pattern, handler)`" in tools
+
+
+def test_manifest_domains_plugins_and_models(make_project: Any) -> None:
+    """Each plugin shows its doc, tools, registrations, publishes and requests; failures show."""
+    text = anyio.run(generate, shop(make_project))
+    domains = text[text.index("## Domains") : text.index("## Endpoints")]
+    assert "Models (`domains/shop/models.py`): `NewItem{name: str, tags?: [str]}`" in domains
+    assert (
+        "- `AddPlugin` (`domains/shop/plugins/add_plugin.py`): Adds items and announces them.\n"
+        "  tools: web, bus, kit; routes: POST /items; subscriptions: stock.*; "
+        "publishes: item.added; requests: price.quote"
+    ) in domains
+    assert (
+        "- `PricePlugin` (`domains/shop/plugins/price_plugin.py`): Answers price quotes." in domains
+    )
+    assert "  FAILED: domains/shop/plugins/fail_plugin.py:" in domains
+    assert "needs tool 'payments', which is not registered" in domains
+    assert "  tools: payments" in domains
+    assert (
+        "### misc\n- `NoopPlugin` (`domains/misc/plugins/noop_plugin.py`)\n  tools: none" in domains
+    )
+
+
+def test_manifest_endpoints_with_schemas(make_project: Any) -> None:
+    """Plugin endpoints carry status and compact schemas; tools' routes fit on one line."""
+    text = anyio.run(generate, shop(make_project))
+    endpoints = text[text.index("## Endpoints") : text.index("## Events")]
+    assert (
+        "- `POST /items` 201 (shop.AddPlugin): Add an item\n"
+        "  request: `Item{name: str}`\n"
+        "  response: `[Item{name: str}]`"
+    ) in endpoints
+    assert "- `WS /ws` [websocket] (shop.AddPlugin)" in endpoints
+    assert "- `GET /feed` [sse] (shop.AddPlugin)" in endpoints
+    assert "Served by tools: `GET /ping`." in endpoints
+    assert "/files" not in endpoints
+
+
+def test_manifest_events_requests_and_tables(make_project: Any) -> None:
+    """Events name publishers and subscribers (patterns too); requests their responders."""
+    text = anyio.run(generate, shop(make_project))
+    events = text[text.index("## Events") : text.index("## Requests")]
+    assert (
+        "- `item.added`: published by shop.AddPlugin; handled by shop.AuditPlugin (via item.>)"
+    ) in events
+    assert "- `item.>`: published by none; handled by shop.AuditPlugin" in events
+    assert "- `stock.*`: published by none; handled by shop.AddPlugin" in events
+    assert "price.quote" not in events
+    requests = text[text.index("## Requests") : text.index("## Tables")]
+    assert "- `price.quote`: requested by shop.AddPlugin; answered by shop.PricePlugin" in requests
+    tables = text[text.index("## Tables") :]
+    assert (
+        "- `items` (`domains/shop/migrations/001_init.sql`): id INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, qty INTEGER CHECK (qty >= 0), price REAL NOT NULL DEFAULT 0"
+    ) in tables
+    assert "tags" not in tables and "missing" not in tables
+
+
+def test_manifest_of_an_empty_project(make_project: Any) -> None:
+    """A project without tools, plugins or migrations still renders every section."""
+    root = make_project({"domains/__init__.py": "", "pyproject.toml": "not toml ["}, tools=[])
+    text = anyio.run(generate, root)
+    assert text.startswith("# AI_CONTEXT.md: this project\n")
+    assert "0 tools, 0 plugins, 0 endpoints, 0 events, 0 request names, 0 tables." in text
+    for section in ("## Endpoints", "## Events", "## Requests (request/reply)", "## Tables"):
+        assert f"{section}\n\nnone" in text
+
+
+def test_manifest_of_the_example_lists_everything() -> None:
+    """The example app's manifest lists every tool method, endpoint and published event."""
+    text = anyio.run(generate, REPO)
+    manifest = anyio.run(describe_project, REPO)
+    assert render(manifest) == text
+    for tool in manifest.tools:
+        assert tool.error is None and f"### {tool.name}" in text
+        for method in tool.methods:
+            assert f"- `{method.signature}`" in text
+    plugins = {p.identity for p in manifest.plugins}
+    for route in manifest.routes:
+        if route.owner in plugins:
+            assert f"- `{route.method} {route.path}`" in text
+    for plugin in manifest.plugins:
+        assert plugin.error is None
+        for name in plugin.publishes:
+            assert f"- `{name}`: published by " in text
+    assert "- `product.created`: published by products.CreateProductPlugin; " in text
+    assert len(text) // 4 < 6000  # a few thousand tokens
+
+
+async def test_manifest_probe_leaves_plugins_alone(make_project: Any) -> None:
+    """Describing a running app does not register anything for the probe owner."""
+    root = shop(make_project)
+    running = await start_app(root)
+    try:
+        before = running.kernel.status()["plugins"]
+        from microcore._manifest import describe
+
+        describe(running.kernel)
+        assert running.kernel.status()["plugins"] == before
+    finally:
+        await running.stop()
+
+
+class Point(msgspec.Struct):
+    x: int
+    y: int = 0
+
+
+class Node(msgspec.Struct):
+    value: int
+    child: Node | None = None
+
+
+class Empty(msgspec.Struct):
+    pass
+
+
+class Shape(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    code: Annotated[str, msgspec.Meta(pattern="^[A-Z]+$")]
+    short: Annotated[str, msgspec.Meta(max_length=5)]
+    when: datetime.date
+    price: Annotated[float, msgspec.Meta(gt=0, lt=10)]
+    count: Annotated[int, msgspec.Meta(ge=0, le=5)]
+    flag: bool
+    kind: Literal["a", "b"]
+    pair: tuple[int, str]
+    scores: dict[str, int]
+    extra: dict[str, Any]
+    anything: Any
+    points: list[Point]
+    maybe: str | None = None
+
+
+def test_compact_schema_shapes() -> None:
+    """Constraints, optionals, unions, containers and recursion fit on one line."""
+    assert compact_schema(Shape) == (
+        "Shape{name: str(1..20), code: str(/^[A-Z]+$/), short: str(0..5), "
+        "when: str(date), price: float>0<10, count: int>=0<=5, flag: bool, "
+        'kind: "a" | "b", pair: (int, str), scores: {str: int}, extra: object, anything: any, '
+        "points: [Point{x: int, y?: int}], maybe?: str | null}"
+    )
+    assert compact_schema(Node) == "Node{value: int, child?: Node | null}"
+    assert compact_schema(Empty) == "Empty{}"
+    assert compact_schema(list[Point]) == "[Point{x: int, y?: int}]"
+    assert compact_schema(frozenset) == "[any]"
+    assert compact_schema(object) == "object"
+    assert compact_schema(Owner) == "Owner"
+
+
+def test_signature_of_without_self() -> None:
+    """Signatures drop self, show annotations as written and tolerate builtins."""
+
+    class Demo(Tool):
+        def run(self, a: int, *, b: str = "x") -> list[int]:
+            return []
+
+    assert signature_of(Demo.run) == "(a: int, *, b: str = 'x') -> list[int]"
+    assert signature_of(int) == "(...)"
+    assert signature_of(len, skip_first=False) == "(obj, /)"
+    assert [m.signature for m in public_members(Demo, skip=vars(Tool))] == [
+        "run(a: int, *, b: str = 'x') -> list[int]"
+    ]

@@ -1,0 +1,75 @@
+"""Owner: the ledger of everything one plugin registered through tools."""
+
+from __future__ import annotations
+
+import pytest
+
+from microcore.tooling import Owner, OwnerState, RegistrationError
+
+
+async def test_owner_releases_newest_first():
+    """release() undoes registrations in reverse order, sync and async alike."""
+    owner = Owner("a.P")
+    undone: list[str] = []
+
+    async def undo_async() -> None:
+        undone.append("second")
+
+    owner.own("route", "GET /a", lambda: undone.append("first"))
+    owner.own("subscription", "a.*", undo_async)
+    assert owner.labels("route") == ["GET /a"]
+    assert [r.kind for r in owner.registrations] == ["route", "subscription"]
+    assert await owner.release() == []
+    assert undone == ["second", "first"]
+    assert owner.registrations == ()
+    assert owner.released
+
+
+async def test_registration_release_is_idempotent():
+    """A registration released early (unsubscribe) is gone and not undone again."""
+    owner = Owner("a.P")
+    calls: list[int] = []
+    registration = owner.own("subscription", "x", lambda: calls.append(1))
+    await registration.release()
+    await registration.release()
+    await owner.release()
+    assert calls == [1]
+    assert registration.released
+    assert "subscription" in repr(registration)
+
+
+async def test_release_errors_are_isolated_and_returned():
+    """One failing release does not stop the others; the errors are returned."""
+    owner = Owner("a.P")
+    done: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("cannot undo")
+
+    owner.own("route", "first", lambda: done.append("first"))
+    owner.own("route", "broken", boom)
+    errors = await owner.release()
+    assert [str(e) for e in errors] == ["cannot undo"]
+    assert done == ["first"]
+
+
+async def test_owner_states_move_forward_only():
+    """pending -> active -> released; activating twice or registering after release fails."""
+    owner = Owner("a.P")
+    assert owner.pending and owner.state is OwnerState.PENDING
+    owner.activate()
+    assert owner.active
+    with pytest.raises(RuntimeError, match="is active, not pending"):
+        owner.activate()
+    owner.mark_released()
+    assert owner.released
+    with pytest.raises(RegistrationError, match=r"'a\.P' was unloaded; it cannot register route"):
+        owner.own("route", "GET /late", lambda: None)
+    assert repr(owner) == "<Owner a.P released (0 registrations)>"
+
+
+async def test_owner_knows_what_it_replaces():
+    """A reloaded plugin's owner points at the previous version's owner."""
+    old = Owner("a.P")
+    new = Owner("a.P", replaces=old)
+    assert new.replaces is old

@@ -1,0 +1,360 @@
+"""Hot reload at the kernel level: batches of file changes swap plugins atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from microcore._reload import Reloader
+from microcore.tooling import Kernel
+
+PLUGIN = """
+from microcore import Plugin
+
+class {cls}(Plugin):
+    def __init__(self, registry, recorder):
+        self.registry, self.recorder = registry, recorder
+
+    async def on_boot(self):
+        self.registry.add("{item}")
+
+    async def shutdown(self):
+        self.recorder.record("{cls}.shutdown:{item}")
+"""
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def project(kernel_project):
+    return kernel_project(
+        {
+            "domains/a/plugins/one_plugin.py": PLUGIN.format(cls="OnePlugin", item="one-v1"),
+            "domains/a/plugins/two_plugin.py": PLUGIN.format(cls="TwoPlugin", item="two-v1"),
+        }
+    )
+
+
+async def test_changed_plugin_swaps_to_new_version(project):
+    """A changed file's plugin is rebooted and swapped; others and tools are untouched."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        registry = kernel.tool("registry")
+        two_before = kernel.plugins["a.TwoPlugin"]
+        path = write(
+            project,
+            "domains/a/plugins/one_plugin.py",
+            PLUGIN.format(cls="OnePlugin", item="one-v2"),
+        )
+        report = await Reloader(kernel).apply([path])
+        assert report.loaded == ["a.OnePlugin"]
+        assert registry.visible() == ["one-v2", "two-v1"]  # type: ignore[attr-defined]
+        assert kernel.plugins["a.TwoPlugin"] is two_before
+        assert kernel.plugins["a.OnePlugin"].instance.registry.tool is registry  # type: ignore[union-attr]
+        assert "OnePlugin.shutdown:one-v1" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        assert kernel.status()["reloaded_at"] is not None
+
+
+async def test_new_and_deleted_files_load_and_unload(project):
+    """A new plugin file is loaded; a deleted one is unloaded with all it registered."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        added = write(
+            project,
+            "domains/b/plugins/three_plugin.py",
+            PLUGIN.format(cls="ThreePlugin", item="three"),
+        )
+        removed = project / "domains/a/plugins/two_plugin.py"
+        removed.unlink()
+        report = await Reloader(kernel).apply([added, removed])
+        assert (report.loaded, report.unloaded) == (["b.ThreePlugin"], ["a.TwoPlugin"])
+        assert kernel.tool("registry").visible() == ["one-v1", "three"]  # type: ignore[attr-defined]
+
+
+async def test_renamed_class_replaces_the_old_identity(project):
+    """Renaming the class unloads the old identity and loads the new one."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        path = write(
+            project,
+            "domains/a/plugins/one_plugin.py",
+            PLUGIN.format(cls="FirstPlugin", item="first"),
+        )
+        report = await Reloader(kernel).apply([path])
+        assert (report.loaded, report.unloaded) == (["a.FirstPlugin"], ["a.OnePlugin"])
+        assert sorted(kernel.plugins) == ["a.FirstPlugin", "a.TwoPlugin"]
+
+
+async def test_moved_file_keeps_its_identity(project):
+    """Moving a plugin to another file in one batch does not clash with itself."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        old = project / "domains/a/plugins/one_plugin.py"
+        text = old.read_text()
+        old.unlink()
+        new = write(project, "domains/a/plugins/first_plugin.py", text)
+        report = await Reloader(kernel).apply([old, new])
+        assert report.loaded == ["a.OnePlugin"]
+        assert report.failed == {}
+        assert kernel.plugins["a.OnePlugin"].file == new
+        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+
+
+async def test_duplicate_identity_in_another_file_fails(project):
+    """A second file defining an existing <domain>.<Class> fails naming the first file."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        copy = write(
+            project, "domains/a/plugins/copy_plugin.py", PLUGIN.format(cls="OnePlugin", item="copy")
+        )
+        report = await Reloader(kernel).apply([copy])
+        assert "already defined in domains/a/plugins/one_plugin.py" in str(
+            report.failed["a.OnePlugin"]
+        )
+        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+
+
+async def test_helper_module_change_reloads_its_dependents_only(kernel_project):
+    """Changing models.py reloads the plugins importing it (even indirectly), not the others."""
+    uses = """
+    from microcore import Plugin
+    {imp}
+
+    class {cls}(Plugin):
+        def __init__(self, registry):
+            self.registry = registry
+
+        async def on_boot(self):
+            self.registry.add("{cls}:" + LABEL)
+    """
+    root = kernel_project(
+        {
+            "domains/a/models.py": "LABEL = 'v1'\n",
+            "domains/a/helpers.py": "from .models import LABEL\n",
+            "domains/a/plugins/direct_plugin.py": uses.format(
+                cls="DirectPlugin", imp="from domains.a.models import LABEL"
+            ),
+            "domains/a/plugins/indirect_plugin.py": uses.format(
+                cls="IndirectPlugin", imp="from domains.a.helpers import LABEL"
+            ),
+            "domains/a/plugins/other_plugin.py": uses.format(cls="OtherPlugin", imp="LABEL = 'x'"),
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        other = kernel.plugins["a.OtherPlugin"]
+        models = write(root, "domains/a/models.py", "LABEL = 'v2'\n")
+        report = await Reloader(kernel).apply([models])
+        assert report.loaded == ["a.DirectPlugin", "a.IndirectPlugin"]
+        assert kernel.tool("registry").visible() == [  # type: ignore[attr-defined]
+            "DirectPlugin:v2",
+            "IndirectPlugin:v2",
+            "OtherPlugin:x",
+        ]
+        assert kernel.plugins["a.OtherPlugin"] is other
+
+
+@pytest.mark.parametrize(
+    ("broken", "kind"),
+    [
+        ("def on_boot(:\n", "SyntaxError"),
+        (
+            PLUGIN.format(cls="OnePlugin", item="x").replace(
+                "self.registry.add", "raise RuntimeError('boot broke'); self.registry.add"
+            ),
+            "RuntimeError",
+        ),
+    ],
+)
+async def test_broken_new_version_keeps_old_serving(project, broken, kind):
+    """A file that fails to import or boot keeps the old version; the error shows until fixed."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        reloader = Reloader(kernel)
+        path = write(project, "domains/a/plugins/one_plugin.py", broken)
+        report = await reloader.apply([path])
+        assert list(report.failed) == ["domains/a/plugins/one_plugin.py"]
+        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+        status = kernel.status()
+        error = status["reload_errors"]["domains/a/plugins/one_plugin.py"]
+        assert error["type"] == kind
+        assert error["file"] == "domains/a/plugins/one_plugin.py"
+        assert status["plugins"]["a.OnePlugin"]["reload_error"] == error
+        assert status["plugins"]["a.OnePlugin"]["status"] == "ok"
+
+        fixed = write(
+            project,
+            "domains/a/plugins/one_plugin.py",
+            PLUGIN.format(cls="OnePlugin", item="one-v3"),
+        )
+        report = await reloader.apply([fixed])
+        assert report.loaded == ["a.OnePlugin"]
+        assert kernel.status()["reload_errors"] == {}
+        assert kernel.tool("registry").visible() == ["one-v3", "two-v1"]  # type: ignore[attr-defined]
+
+
+async def test_failed_file_at_boot_loads_once_fixed(kernel_project):
+    """A plugin broken at boot is replaced by its fixed version on the next save."""
+    root = kernel_project({"domains/a/plugins/one_plugin.py": "raise ValueError('early')\n"})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        reloader = Reloader(kernel)
+        still = write(root, "domains/a/plugins/one_plugin.py", "raise ValueError('still')\n")
+        report = await reloader.apply([still])
+        assert kernel.plugins["a.one_plugin"].error.message == "still"  # type: ignore[union-attr]
+        assert list(report.failed) == ["a.one_plugin"]
+        path = write(
+            root, "domains/a/plugins/one_plugin.py", PLUGIN.format(cls="OnePlugin", item="fixed")
+        )
+        await reloader.apply([path])
+        assert sorted(kernel.plugins) == ["a.OnePlugin"]
+        assert kernel.failures() == {"tools": [], "plugins": []}
+
+
+async def test_unchanged_empty_and_unrelated_files_do_nothing(project):
+    """Same content, a truncated (empty) file, data files and outside paths are ignored."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        reloader = Reloader(kernel)
+        same = project / "domains/a/plugins/one_plugin.py"
+        empty = write(project, "domains/a/plugins/two_plugin.py", "")
+        sql = write(project, "domains/a/migrations/001_x.sql", "SELECT 1;")
+        notes = write(project, "domains/a/notes.txt", "hi")
+        report = await reloader.apply([same, empty, sql, notes, Path("/elsewhere/x.py")])
+        assert (report.loaded, report.unloaded, report.failed) == ([], [], {})
+        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+
+
+async def test_kernel_and_tool_changes_ask_for_a_restart(project):
+    """Changes under tools/, app.py, .env or microcore/ are reported as needing a restart."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        report = await Reloader(kernel).apply(
+            [Path("tools/recorder/recorder_tool.py"), Path("app.py"), Path(".env")]
+        )
+        assert report.restart_needed == ["tools/recorder/recorder_tool.py", "app.py", ".env"]
+        assert report.loaded == []
+
+
+async def test_reload_listeners_run_after_a_reload(project):
+    """Listeners (sync or async) run after each reload; a failing one is isolated."""
+    kernel = Kernel(project, environ={})
+    calls: list[str] = []
+
+    async def async_listener() -> None:
+        calls.append("async")
+
+    def broken() -> None:
+        raise RuntimeError("listener broke")
+
+    kernel.add_reload_listener(lambda: calls.append("sync"))
+    kernel.add_reload_listener(broken)
+    kernel.add_reload_listener(async_listener)
+    async with kernel.run():
+        path = write(
+            project, "domains/a/plugins/one_plugin.py", PLUGIN.format(cls="OnePlugin", item="again")
+        )
+        await Reloader(kernel).apply([path])
+    assert calls == ["sync", "async"]
+
+
+async def test_watcher_applies_real_file_edits(project):
+    """With MICROCORE_RELOAD=1 a saved file is picked up by the watcher in the running kernel."""
+    kernel = Kernel(project, environ={"MICROCORE_RELOAD": "1"})
+    async with kernel.run():
+        registry = kernel.tool("registry")
+        with anyio.fail_after(10):
+            # the watcher starts asynchronously: keep saving until a version shows
+            version = 0
+            while not any(i.startswith("one-w") for i in registry.visible()):  # type: ignore[attr-defined]
+                version += 1
+                write(
+                    project,
+                    "domains/a/plugins/one_plugin.py",
+                    PLUGIN.format(cls="OnePlugin", item=f"one-w{version}"),
+                )
+                await anyio.sleep(0.05)
+        assert kernel.status()["reload_ms"] is not None
+
+
+async def test_half_failing_file_keeps_every_old_class(kernel_project):
+    """If one class of a file fails, the file's other new classes are dropped too."""
+    two = PLUGIN.format(cls="OnePlugin", item="one-{v}") + PLUGIN.format(
+        cls="SecondPlugin", item="second-{v}"
+    ).replace("from microcore import Plugin", "")
+    root = kernel_project({"domains/a/plugins/one_plugin.py": two.replace("{v}", "1")})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        broken = two.replace("{v}", "2").replace(
+            'self.registry.add("second-2")', 'raise RuntimeError("second broke")'
+        )
+        path = write(root, "domains/a/plugins/one_plugin.py", broken)
+        report = await Reloader(kernel).apply([path])
+        assert "second broke" in str(report.failed["domains/a/plugins/one_plugin.py"])
+        assert kernel.tool("registry").visible() == ["one-1", "second-1"]  # type: ignore[attr-defined]
+
+
+async def test_plugin_failing_on_boot_serves_once_fixed(kernel_project):
+    """A plugin whose on_boot failed at boot is replaced by its fixed version in place."""
+    failing = PLUGIN.format(cls="OnePlugin", item="x").replace(
+        'self.registry.add("x")', 'raise RuntimeError("not yet")'
+    )
+    root = kernel_project({"domains/a/plugins/one_plugin.py": failing})
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        assert kernel.plugins["a.OnePlugin"].status == "failed"
+        path = write(
+            root, "domains/a/plugins/one_plugin.py", PLUGIN.format(cls="OnePlugin", item="fixed")
+        )
+        await Reloader(kernel).apply([path])
+        assert kernel.plugins["a.OnePlugin"].status == "ok"
+        assert kernel.tool("registry").visible() == ["fixed"]  # type: ignore[attr-defined]
+
+
+async def test_dependents_follow_plain_imports_and_survive_broken_helpers(kernel_project):
+    """`import domains.x.models` counts as a dependency; a helper with a syntax error is skipped."""
+    plugin = """
+    import domains.a.models
+    from microcore import Plugin
+
+    class UserPlugin(Plugin):
+        def __init__(self, registry):
+            self.registry = registry
+
+        async def on_boot(self):
+            self.registry.add(domains.a.models.LABEL)
+    """
+    root = kernel_project(
+        {
+            "domains/a/models.py": "LABEL = 'v1'\n",
+            "domains/a/broken.py": "def nope(:\n",
+            "domains/a/plugins/user_plugin.py": plugin,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        models = write(root, "domains/a/models.py", "LABEL = 'v2'\n")
+        report = await Reloader(kernel).apply([models])
+        assert report.loaded == ["a.UserPlugin"]
+        assert kernel.tool("registry").visible() == ["v2"]  # type: ignore[attr-defined]
+
+
+async def test_context_is_written_only_when_it_changes(project):
+    """AI_CONTEXT.md is rewritten after a reload only if its text differs."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        reloader = Reloader(kernel)
+        reloader.write_context()
+        context = project / "AI_CONTEXT.md"
+        first = context.stat().st_mtime_ns
+        context.touch()
+        touched = context.stat().st_mtime_ns
+        reloader.write_context()
+        assert context.stat().st_mtime_ns == touched >= first

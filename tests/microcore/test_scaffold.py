@@ -1,0 +1,149 @@
+"""microcore new and microcore add plugin: generated code runs and passes its own tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from microcore._checks import check_project
+from microcore._cli import main
+from microcore._scaffold import new_project, source_folder
+from microcore.testing import start_app
+from microcore.tooling import ConfigurationError
+
+REPO = Path(__file__).resolve().parents[2]
+
+PYTEST_CONFIG = """
+[tool.pytest.ini_options]
+addopts = "--import-mode=importlib -p no:cacheprovider"
+pythonpath = ["."]
+asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
+filterwarnings = ["error"]
+"""
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=50
+    )
+
+
+async def test_add_plugin_output_boots_and_passes_its_test(make_project: Any, capsys: Any) -> None:
+    """add plugin writes a plugin that serves its route and a test that passes as generated."""
+    root = make_project({"pyproject.toml": PYTEST_CONFIG}, tools=["config", "logger", "http"])
+    assert main(["add", "plugin", "orders", "archive_order_plugin", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "created domains/orders/plugins/archive_order_plugin.py",
+        "created tests/domains/orders/test_archive_order_plugin.py",
+    ]
+    plugin = (root / "domains/orders/plugins/archive_order_plugin.py").read_text()
+    assert "class ArchiveOrderPlugin(Plugin):" in plugin
+    assert (root / "domains/orders/__init__.py").is_file()
+    assert main(["add", "plugin", "orders", "cancel_order", "--root", str(root)]) == 0
+    tests = run(["pytest", "-q", "tests/domains/orders/test_archive_order_plugin.py"], root)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "2 passed" in tests.stdout, tests.stdout
+    generated = ["domains/orders", "tests/domains/orders"]
+    config = ["--config", str(REPO / "pyproject.toml")]
+    lint = run(["ruff", "check", *config, *generated], root)
+    assert lint.returncode == 0, lint.stdout
+    fmt = run(["ruff", "format", "--check", *config, *generated], root)
+    assert fmt.returncode == 0, fmt.stdout
+    assert check_project(root)[0] == []
+    running = await start_app(root)
+    try:
+        transport = httpx.ASGITransport(app=running.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/orders/archive-order")
+        assert response.json() == {"success": True, "feature": "archive_order"}
+        assert running.kernel.status()["plugins"]["orders.CancelOrderPlugin"]["status"] == "ok"
+    finally:
+        await running.stop()
+
+
+@pytest.mark.parametrize(
+    ("domain", "name", "message"),
+    [
+        ("Orders", "create", "domain 'Orders' is not a valid name"),
+        ("orders", "class", "plugin name 'class' is not a valid name"),
+        ("orders", "1st", "plugin name '1st' is not a valid name"),
+        ("orders", "create", "domains/orders/plugins/create_plugin.py already exists"),
+    ],
+)
+def test_add_plugin_refuses_bad_names_and_existing_files(
+    make_project: Any, capsys: Any, domain: str, name: str, message: str
+) -> None:
+    """Invalid names and existing files are refused with one line and exit status 1."""
+    root = make_project({"domains/orders/plugins/create_plugin.py": "# mine\n"}, tools=[])
+    assert main(["add", "plugin", domain, name, "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"microcore: error: {message}") and err.count("\n") == 1
+    assert (root / "domains/orders/plugins/create_plugin.py").read_text() == "# mine\n"
+
+
+def test_add_plugin_refuses_existing_test(make_project: Any, capsys: Any) -> None:
+    """An existing test file is never overwritten either."""
+    root = make_project({"tests/domains/orders/test_create_plugin.py": "# mine\n"}, tools=[])
+    assert main(["add", "plugin", "orders", "create", "--root", str(root)]) == 1
+    assert "tests/domains/orders/test_create_plugin.py already exists" in capsys.readouterr().err
+    assert not (root / "domains/orders/plugins/create_plugin.py").exists()
+
+
+def test_new_project_passes_its_own_checks_and_tests(tmp_path: Path, capsys: Any) -> None:
+    """new makes a project that passes lint, check, context --check and its own tests."""
+    target = tmp_path / "shop-api"
+    assert main(["new", str(target)]) == 0
+    assert "AI_CONTEXT.md: " in capsys.readouterr().out
+    pyproject = (target / "pyproject.toml").read_text()
+    assert 'name = "shop-api"' in pyproject
+    assert f'"microcore @ {REPO.as_uri()}"' in pyproject
+    assert str(REPO) in (target / "Makefile").read_text()
+    for rel in ("app.py", ".env.example", ".gitignore", "tools/http/http_tool.py", "README.md"):
+        assert (target / rel).is_file(), rel
+    assert not list(target.rglob("__pycache__"))
+    assert main(["check", "--root", str(target)]) == 0
+    assert main(["context", "--check", "--root", str(target)]) == 0
+    for args in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        result = run(args, target)
+        assert result.returncode == 0, result.stdout
+    tests = run(["pytest", "-q", "-p", "no:cacheprovider"], target)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
+
+
+def test_new_refuses_used_folders_and_bad_names(tmp_path: Path, capsys: Any) -> None:
+    """new never writes into a non-empty folder or a file, and needs a usable project name."""
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "keep.txt").write_text("x")
+    (tmp_path / "afile").write_text("x")
+    assert main(["new", str(tmp_path / "used")]) == 1
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["new", str(tmp_path / "afile")]) == 1
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["new", str(tmp_path / "bad name!")]) == 1
+    assert "'bad name!' cannot be a project name" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["new", str(tmp_path / "empty")]) == 0
+
+
+def test_new_project_copies_what_the_source_has(make_project: Any, tmp_path: Path) -> None:
+    """Files the source folder lacks are skipped; templates are always written."""
+    source = make_project({"app.py": "app = None\n"}, tools=["config"])
+    target = new_project(tmp_path / "mini", source=source)
+    assert (target / "app.py").read_text() == "app = None\n"
+    assert (target / "tools/config/config_tool.py").is_file()
+    assert (target / "Makefile").is_file() and not (target / ".env.example").exists()
+    assert not (target / "domains").exists()
+
+
+def test_source_folder_needs_a_checkout(tmp_path: Path) -> None:
+    """new copies the example from a microcore checkout; without one it says how to get one."""
+    assert source_folder() == REPO
+    with pytest.raises(ConfigurationError, match="run it from a microcore checkout"):
+        source_folder(tmp_path / "site-packages" / "microcore")

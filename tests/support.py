@@ -1,0 +1,98 @@
+"""Helpers for tests that run the real server in a subprocess."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll_url(
+    url: str,
+    check: Callable[[httpx.Response], object] = lambda response: True,
+    *,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> httpx.Response:
+    """GET ``url`` until ``check(response)`` holds (a server that is down or restarting, or
+    a body that is not the JSON expected yet, counts as not yet); TimeoutError after
+    ``timeout`` seconds, RuntimeError at once if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if check(response):
+                return response
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not satisfy the check within {timeout} s")
+        time.sleep(0.02)  # polling interval of a bounded wait, not synchronisation
+
+
+def wait_until_serving(
+    url: str, process: subprocess.Popen[bytes], *, timeout: float = 30.0
+) -> None:
+    """Poll ``url`` until it answers, the process dies, or the deadline passes."""
+    poll_url(url, timeout=timeout, process=process)
+
+
+@contextmanager
+def serve(root: Path, env: Mapping[str, str], *, app: str = "app:app") -> Iterator[str]:
+    """Run ``uvicorn app:app`` in ``root`` on a free port; yields the base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root,
+        env={**os.environ, "LOG_FORMAT": "json", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{base}/system/health", process)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server is a bug, kill it
+            process.kill()
+            process.wait(timeout=5)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object] | object],
+    *,
+    timeout: float = 5.0,
+    interval: float = 0.002,
+) -> None:
+    """Wait until ``check()`` (sync or async) is truthy; TimeoutError after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(interval)  # the polling interval of a bounded wait

@@ -1,0 +1,204 @@
+"""Helpers: an event bus running on a fake kernel inside the test's task group.
+
+``new_bus`` is the bus contract: every test that uses it runs once per driver,
+in-process (``memory``) and over NATS (``nats``, each test on its own JetStream
+stream, deleted afterwards), so a driver cannot drift from the contract.
+``new_memory_bus`` is for what only the in-process bus promises (a publisher
+held back by a slow subscriber, drain finishing the events that handlers
+publish). NATS is found at ``MICROCORE_TEST_NATS`` (default
+``nats://127.0.0.1:4222``); when it does not answer the NATS runs skip, and
+fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import pytest
+
+from microcore.tooling import Owner
+from tests.support import eventually
+from tests.tools.conftest import require_service
+from tools.config.config_tool import ConfigTool
+from tools.event_bus import _nats  # noqa: F401 - imported with the rest of the bus (_pin_tools)
+from tools.event_bus.event_bus_tool import EventBus, EventBusTool
+from tools.logger.logger_tool import LoggerTool
+
+# This repository's tool modules, as the tests imported them.
+_TOOLS = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "tools"}
+
+NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
+DRIVERS = ("memory", "nats")
+
+
+class FakeKernel:
+    """Just what the bus needs from the kernel: settings and background tasks."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup, settings: dict[str, str]) -> None:
+        self._tg = tg
+        self.settings = settings
+
+    def start_background(
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None
+    ) -> None:
+        self._tg.start_soon(fn, *args, name=name)
+
+
+@asynccontextmanager
+async def running_bus(**settings: Any) -> AsyncIterator[EventBusTool]:
+    """A set-up bus; drained and shut down on exit."""
+    _pin_tools()
+    async with anyio.create_task_group() as tg:
+        kernel = FakeKernel(tg, {k: str(v) for k, v in settings.items()})
+        bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)  # type: ignore[arg-type]
+        await bus.setup()
+        try:
+            yield bus
+        finally:
+            with anyio.CancelScope(shield=True):
+                await bus.drain()
+                await bus.shutdown()
+            tg.cancel_scope.cancel()
+
+
+def _pin_tools() -> None:
+    """Point ``tools.*`` back at this repository's modules.
+
+    A test that boots a throwaway project re-points the ``tools`` package at the
+    project's copy; the bus imports its NATS driver lazily, and must get the one
+    that shares classes (errors, Fanout) with what these tests imported.
+    """
+    sys.modules.update(_TOOLS)
+
+
+def plugin(bus: EventBusTool, identity: str = "t.A", *, active: bool = True) -> EventBus:
+    """A handle bound to a new owner (active unless told otherwise)."""
+    owner = Owner(identity)
+    if active:
+        owner.activate()
+    return bus.bind(owner)
+
+
+class Inbox:
+    """A subscriber that records what it gets; ``wait(n)`` waits for n events with a deadline."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self._changed = anyio.Event()
+
+    async def __call__(self, event: Any) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait(self, count: int, timeout: float = 5.0) -> list[Any]:
+        with anyio.fail_after(timeout):
+            while len(self.events) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+        return self.events
+
+
+async def wait_until(condition: Callable[[], object], *, timeout: float = 5.0) -> None:
+    """Wait for ``condition()`` with a deadline, re-checking on every scheduler turn."""
+    await eventually(condition, timeout=timeout, interval=0.0)
+
+
+async def delete_stream(name: str) -> None:
+    """Remove a test's JetStream stream (and its consumers) from the shared NATS server."""
+    import nats
+    import nats.js.errors
+
+    client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        await client.jsm().delete_stream(name)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def need_nats() -> str:
+    """The NATS URL for tests; skips (fails under CI=true) when NATS does not answer."""
+    require_service("NATS", NATS_URL, 4222)
+    return NATS_URL
+
+
+@pytest.fixture
+async def nats_stream(need_nats: str) -> AsyncIterator[dict[str, str]]:
+    """Settings for a bus on NATS with a stream (and subject root) of this test's own."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"EVENT_BUS_URL": need_nats, "EVENT_BUS_STREAM": name}
+    finally:
+        await delete_stream(name)
+
+
+@pytest.fixture
+def nats_bus(nats_stream: dict[str, str]) -> Callable[..., Any]:
+    """``async with nats_bus(...) as bus:`` a bus on NATS; several of them are replicas."""
+
+    def factory(**settings: Any) -> Any:
+        return running_bus(**{**nats_stream, **settings})
+
+    return factory
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    """The bus driver a contract test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_bus(driver: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``async with new_bus(EVENT_BUS_BUFFER=4) as bus:`` a running bus, on each driver.
+
+    On NATS every bus of one test shares the test's stream, so two buses are two replicas.
+    """
+    base: dict[str, str] = {}
+    if driver == "nats":
+        base = request.getfixturevalue("nats_stream")
+
+    def factory(**settings: Any) -> Any:
+        return running_bus(**{**base, **settings})
+
+    return factory
+
+
+@pytest.fixture
+def make_bus() -> Callable[..., Any]:
+    """``async with make_bus(EVENT_BUS_URL=...) as bus:`` a bus with exactly these settings."""
+    return running_bus
+
+
+@pytest.fixture
+def new_memory_bus() -> Callable[..., Any]:
+    """``async with new_memory_bus(...) as bus:`` the in-process bus only."""
+    return running_bus
+
+
+@pytest.fixture
+def make_plugin() -> Callable[..., EventBus]:
+    """``make_plugin(bus, "shop.A", active=True)``: a plugin's handle on ``bus``."""
+    return plugin
+
+
+@pytest.fixture
+def inbox() -> Callable[[], Inbox]:
+    """``inbox()``: a recording async handler with ``await box.wait(n)``."""
+    return Inbox
+
+
+@pytest.fixture
+def until() -> Callable[..., Any]:
+    """``await until(lambda: cond)``: wait for a condition with a deadline."""
+    return wait_until

@@ -1,0 +1,95 @@
+"""Subject patterns: ``*`` is one token, ``>`` one or more trailing tokens; lookups are cached."""
+
+from __future__ import annotations
+
+import pytest
+
+from microcore.tooling import MicroCoreError, RegistrationError
+from tools.event_bus._patterns import SubjectTrie, check_name, check_pattern
+
+
+def _trie(*patterns: str) -> SubjectTrie[str]:
+    trie: SubjectTrie[str] = SubjectTrie()
+    for pattern in patterns:
+        trie.add(pattern, pattern)
+    return trie
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("product.created", {"product.created", "product.*", "*.created", ">", "product.>"}),
+        ("product.a.b", {">", "product.>", "product.*.b"}),
+        ("product", {">"}),
+        ("order.paid", {">", "*.paid"}),
+    ],
+)
+def test_trie_matches_exact_one_token_and_trailing_wildcards(name, expected):
+    """``*`` matches exactly one token, ``>`` one or more trailing tokens."""
+    trie = _trie(
+        "product.created", "product.*", "*.created", ">", "product.>", "product.*.b", "*.paid"
+    )
+    assert set(trie.match(name)) == expected
+
+
+def test_trie_rest_wildcard_needs_at_least_one_token():
+    """``order.>`` does not match ``order`` itself."""
+    assert _trie("order.>").match("order") == ()
+
+
+def test_trie_overlapping_patterns_each_match():
+    """Two subscriptions with overlapping patterns both receive a matching name."""
+    trie: SubjectTrie[str] = SubjectTrie()
+    trie.add("a.*", "x")
+    trie.add("a.>", "y")
+    assert sorted(trie.match("a.b")) == ["x", "y"]
+
+
+def test_trie_cache_is_invalidated_by_add_and_remove():
+    """A cached lookup reflects subscriptions added or removed afterwards."""
+    trie = _trie("a.b")
+    first = trie.match("a.b")
+    assert trie.match("a.b") is first  # served from the cache
+    trie.add("a.*", "a.*")
+    assert set(trie.match("a.b")) == {"a.b", "a.*"}
+    assert trie.remove("a.b", "a.b")
+    assert trie.match("a.b") == ("a.*",)
+    assert not trie.remove("a.b", "a.b")
+    assert not trie.remove("x.y.z", "nope")
+    assert len(trie) == 1
+
+
+def test_trie_remove_prunes_empty_branches():
+    """Removing the last value under a branch leaves no empty nodes behind."""
+    trie = _trie("a.b.c")
+    trie.remove("a.b.c", "a.b.c")
+    assert trie._root.children == {}
+
+
+def test_trie_with_thousands_of_patterns_matches_only_the_relevant_ones():
+    """5000 subscriptions: a publish finds exactly its own, and repeats hit the cache."""
+    trie: SubjectTrie[int] = SubjectTrie()
+    for i in range(5000):
+        trie.add(f"svc{i}.event.*", i)
+    trie.add("svc42.>", -1)
+    assert sorted(trie.match("svc42.event.done")) == [-1, 42]
+    assert trie.match("svc42.event.done") is trie.match("svc42.event.done")
+
+
+@pytest.mark.parametrize("name", ["", "a..b", ".a", "a.", "a.*", "a.>", "a b", "a.b*"])
+def test_check_name_refuses_malformed_names(name):
+    """Published names are concrete dot-separated tokens without whitespace."""
+    with pytest.raises(MicroCoreError):
+        check_name(name)
+
+
+@pytest.mark.parametrize("pattern", ["", "a..b", "a.>.b", "a.b*", "a.>x", "a\tb"])
+def test_check_pattern_refuses_malformed_patterns(pattern):
+    """``>`` only last; wildcards are whole tokens; no empty tokens."""
+    with pytest.raises(RegistrationError):
+        check_pattern(pattern)
+
+
+def test_check_pattern_accepts_wildcards():
+    """Valid patterns come back as tokens."""
+    assert check_pattern("a.*.>") == ["a", "*", ">"]

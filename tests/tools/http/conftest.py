@@ -1,0 +1,52 @@
+"""Fixtures for the http tool: boot a throwaway project and talk to it over ASGI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from microcore.testing import RunningApp, start_app
+
+HTTP_TOOLS = ["config", "logger", "http"]
+
+
+class Served:
+    """A booted project and an HTTP client over it."""
+
+    def __init__(self, running: RunningApp, client: httpx.AsyncClient) -> None:
+        self.running = running
+        self.client = client
+
+    @property
+    def kernel(self) -> Any:
+        return self.running.kernel
+
+    @property
+    def http(self) -> Any:
+        return self.running.kernel.tool("http")
+
+
+Serve = Callable[..., Awaitable[Served]]
+
+
+@pytest_asyncio.fixture
+async def serve(make_project: Any) -> AsyncIterator[Serve]:
+    """``await serve({"domains/a/plugins/x_plugin.py": "..."}, settings={...})``: boot, connect."""
+    async with AsyncExitStack() as stack:
+
+        async def boot(
+            files: Mapping[str, str], *, settings: Mapping[str, str] | None = None
+        ) -> Served:
+            root = make_project(dict(files), tools=HTTP_TOOLS)
+            running = await start_app(root, settings=settings)
+            stack.push_async_callback(running.stop)
+            transport = httpx.ASGITransport(app=running.app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            stack.push_async_callback(client.aclose)
+            return Served(running, client)
+
+        yield boot

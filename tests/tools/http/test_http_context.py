@@ -1,0 +1,188 @@
+"""context: the request seen by a handler, and the response it shapes."""
+
+from __future__ import annotations
+
+import structlog
+
+from microcore.tooling import Owner
+
+CONTEXT = {
+    "domains/a/plugins/context_plugin.py": """
+    import structlog
+    from microcore import Plugin
+    from microcore.tooling import current_correlation_id
+
+    class ContextPlugin(Plugin):
+        def __init__(self, http):
+            self.http = http
+
+        async def on_boot(self):
+            self.http.add_endpoint("/whoami", "GET", self.whoami)
+            self.http.add_endpoint("/form", "POST", self.form)
+            self.http.add_endpoint("/cookie", "POST", self.cookie)
+            self.http.add_endpoint("/logout", "POST", self.logout)
+            self.http.add_endpoint("/go", "GET", self.go)
+            self.http.add_endpoint("/headers", "GET", self.headers)
+            self.http.add_endpoint("/ids", "GET", self.ids)
+            self.http.add_endpoint("/created", "POST", self.created)
+
+        async def whoami(self, data, context):
+            return {"client": context.client, "agent": context.headers.get("user-agent"),
+                    "identity": context.identity, "method": context.method,
+                    "path": context.path, "url": str(context.request.url)}
+
+        async def form(self, data, context):
+            body = await context.request.body()
+            return {"body": body.decode(), "data": data}
+
+        async def cookie(self, data, context):
+            context.set_cookie("session", "abc", max_age=60)
+            context.set_cookie("theme", "dark", secure=False, httponly=False, samesite="strict")
+            return {"cookies": context.cookies}
+
+        async def logout(self, data, context):
+            context.delete_cookie("session")
+            return None
+
+        async def go(self, data, context):
+            context.redirect("/elsewhere", 303)
+
+        async def headers(self, data, context):
+            context.set_header("X-Custom", "one")
+            context.set_header("X-Custom", "two")
+            return {"ok": True}
+
+        async def ids(self, data, context):
+            return {"request_id": context.request_id,
+                    "correlation_id": current_correlation_id(),
+                    "log_context": structlog.contextvars.get_contextvars()}
+
+        async def created(self, data, context):
+            context.set_status(201)
+            return None
+    """
+}
+
+
+async def test_context_exposes_request_client_and_headers(serve):
+    """A handler sees the client address, headers, method, path and the Starlette request."""
+    served = await serve(CONTEXT)
+    response = await served.client.get("/whoami", headers={"User-Agent": "probe/1"})
+    assert response.json() == {
+        "client": "127.0.0.1",
+        "agent": "probe/1",
+        "identity": None,
+        "method": "GET",
+        "path": "/whoami",
+        "url": "http://testserver/whoami",
+    }
+
+
+async def test_context_request_body_is_readable_after_decoding(serve):
+    """context.request.body() still returns the body the tool already read."""
+    served = await serve(CONTEXT)
+    response = await served.client.post("/form", json={"a": 1})
+    assert response.json() == {"body": '{"a":1}', "data": {"a": 1}}
+
+
+async def test_context_set_cookie_is_secure_by_default(serve):
+    """set_cookie defaults to Secure, HttpOnly and SameSite=Lax; each can be relaxed."""
+    served = await serve(CONTEXT)
+    response = await served.client.post("/cookie", headers={"Cookie": "old=1"})
+    cookies = response.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("session="))
+    assert "Secure" in session and "HttpOnly" in session and "SameSite=Lax" in session
+    assert "Max-Age=60" in session and "Path=/" in session
+    theme = next(c for c in cookies if c.startswith("theme="))
+    assert "Secure" not in theme and "HttpOnly" not in theme and "SameSite=Strict" in theme
+    assert response.json() == {"cookies": {"old": "1"}}
+
+
+async def test_context_delete_cookie_expires_it(serve):
+    """delete_cookie sends the cookie back empty with Max-Age=0."""
+    served = await serve(CONTEXT)
+    response = await served.client.post("/logout")
+    assert response.status_code == 204
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("session=") and "Max-Age=0" in cookie
+
+
+async def test_context_redirect_sets_status_and_location(serve):
+    """redirect answers the status with a Location header."""
+    served = await serve(CONTEXT)
+    response = await served.client.get("/go")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/elsewhere"
+
+
+async def test_context_set_header_adds_each_value(serve):
+    """set_header adds a header; calling it again adds another value."""
+    served = await serve(CONTEXT)
+    response = await served.client.get("/headers")
+    assert response.headers.get_list("x-custom") == ["one", "two"]
+
+
+async def test_context_set_status_applies_to_none_result(serve):
+    """A status set by the handler replaces 204 for a None result."""
+    served = await serve(CONTEXT)
+    assert (await served.client.post("/created")).status_code == 201
+
+
+async def test_context_request_id_is_generated_and_returned(serve):
+    """Without X-Request-ID a fresh id is made, returned and used as correlation id."""
+    served = await serve(CONTEXT)
+    response = await served.client.get("/ids")
+    body = response.json()
+    assert len(body["request_id"]) == 32
+    assert response.headers["x-request-id"] == body["request_id"]
+    assert body["correlation_id"] == body["request_id"]
+    assert body["log_context"] == {"request_id": body["request_id"]}
+
+
+async def test_context_request_id_from_client_is_honoured(serve):
+    """A well-formed X-Request-ID from the client is kept; a malformed one is replaced."""
+    served = await serve(CONTEXT)
+    response = await served.client.get("/ids", headers={"X-Request-ID": "abc-123"})
+    assert response.json()["request_id"] == "abc-123"
+    assert response.headers["x-request-id"] == "abc-123"
+    bad = await served.client.get("/ids", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert bad.json()["request_id"] != "bad id\twith spaces"
+
+
+async def test_context_request_id_does_not_leak_after_request(serve):
+    """The request id is unbound from the log context once the request is answered."""
+    served = await serve(CONTEXT)
+    await served.client.get("/ids")
+    assert "request_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_context_error_responses_carry_request_id(serve):
+    """Even a 404 carries the X-Request-ID header."""
+    served = await serve(CONTEXT)
+    response = await served.client.get("/missing", headers={"X-Request-ID": "r-1"})
+    assert response.status_code == 404
+    assert response.headers["x-request-id"] == "r-1"
+
+
+async def test_context_auth_endpoint_without_identity_answers_401(serve):
+    """An endpoint declaring auth answers 401 unless middleware set context.identity."""
+    served = await serve({})
+    owner = Owner("tools.test")
+    owner.activate()
+    handle = served.http.bind(owner)
+
+    async def secret(data, context):
+        return {"user": context.identity, "auth": context.auth}
+
+    async def authenticate(context, call_next):
+        if context.headers.get("authorization") == "Bearer good":
+            context.identity = "alice"
+        return await call_next()
+
+    handle.add_endpoint("/secret", "GET", secret, auth="user")
+    response = await served.client.get("/secret")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    handle.add_middleware(authenticate)
+    response = await served.client.get("/secret", headers={"Authorization": "Bearer good"})
+    assert response.json() == {"user": "alice", "auth": "user"}

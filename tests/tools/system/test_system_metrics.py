@@ -1,0 +1,232 @@
+"""/system/metrics: Prometheus text format 0.0.4, parsed back, with bounded label sets."""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from typing import Any
+
+from microcore import Event
+from microcore._reload import Reloader
+from tests.tools.system.conftest import BROKEN, SHOP
+from tools.http._stats import FLUSH_AT, RequestStats
+from tools.system._metrics import MAX_SERIES, Metrics
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("",), "gauge": ("",)}
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> tuple[dict[str, str], Series]:
+    """Parse exposition text strictly: families typed before use, unique series, valid labels."""
+    assert text.endswith("\n")
+    types: dict[str, str] = {}
+    helped: set[str] = set()
+    series: Series = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            assert name not in helped, f"HELP twice for {name}"
+            helped.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name not in types, f"TYPE twice for {name}"
+            assert kind in _SUFFIXES, line
+            types[name] = kind
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        name, _, inner, value = match.groups()
+        family = next((f for f, k in types.items() for s in _SUFFIXES[k] if name == f + s), None)
+        assert family is not None, f"{name} has no TYPE line before it"
+        labels: list[tuple[str, str]] = []
+        rest = inner or ""
+        while rest:
+            found = _LABEL.match(rest)
+            assert found, f"bad labels in {line!r}"
+            labels.append((found.group(1), found.group(2)))
+            rest = rest[found.end() :]
+        key = (name, tuple(labels))
+        assert key not in series, f"duplicate series {key}"
+        series[key] = float(value)
+    return types, series
+
+
+def samples(
+    series: Series, metric: str, /, **labels: str
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """The series of ``name`` whose labels include ``labels``."""
+    return {
+        lab: v
+        for (n, lab), v in series.items()
+        if n == metric and all((k, w) in lab for k, w in labels.items())
+    }
+
+
+def value(series: Series, metric: str, /, **labels: str) -> float:
+    found = samples(series, metric, **labels)
+    assert len(found) == 1, f"{metric}{labels}: {found}"
+    return next(iter(found.values()))
+
+
+async def scrape(system: Any) -> tuple[dict[str, str], Series]:
+    response = await system.client.get("/system/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return parse(response.text)
+
+
+async def test_metrics_count_requests_by_route_template_and_status(boot):
+    """Requests count under their route template, never the raw path; unrouted as 'unmatched'."""
+    system = await boot()
+    for order_id in (1, 2, 3):
+        await system.client.get(f"/orders/{order_id}")
+    await system.client.get("/boom")
+    await system.client.get("/no/such/path/42")
+    await system.client.delete("/orders/1")  # 405: the path exists, the method does not
+    types, series = await scrape(system)
+    assert types["microcore_http_requests_total"] == "counter"
+    total = "microcore_http_requests_total"
+    assert value(series, total, route="/orders/{order_id:int}", status="200") == 3
+    assert value(series, total, route="/boom", status="500") == 1
+    assert value(series, total, route="unmatched", status="404") == 1
+    assert value(series, total, method="DELETE", route="unmatched", status="405") == 1
+    routes = {dict(lab)["route"] for lab in samples(series, total)}
+    assert not any(r.startswith("/orders/1") or r.startswith("/no/") for r in routes)
+
+
+async def test_metrics_count_every_request_past_the_batch_size(boot):
+    """Counts stay exact however many requests wait to be folded in (batches of FLUSH_AT)."""
+    system = await boot()
+    total = FLUSH_AT + FLUSH_AT // 2
+    for n in range(total):
+        await system.client.get(f"/orders/{n}")
+    _, series = await scrape(system)
+    assert value(series, "microcore_http_requests_total", route="/orders/{order_id:int}") == total
+    routes = (await system.client.get("/system/routes")).json()["routes"]
+    (show,) = [r for r in routes if r["label"] == "GET /orders/{order_id:int}"]
+    assert show["requests"] == total
+
+
+async def test_metrics_latency_histogram_is_cumulative_and_matches_count(boot):
+    """Each route's buckets only grow, end with +Inf equal to _count, and _sum is positive."""
+    system = await boot()
+    for _ in range(5):
+        await system.client.get("/orders/7")
+    types, series = await scrape(system)
+    name = "microcore_http_request_duration_seconds"
+    assert types[name] == "histogram"
+    buckets = samples(series, name + "_bucket", route="/orders/{order_id:int}")
+
+    def bound(labels: tuple[tuple[str, str], ...]) -> float:
+        le = dict(labels)["le"]
+        return math.inf if le == "+Inf" else float(le)
+
+    ordered = sorted(buckets.items(), key=lambda kv: bound(kv[0]))
+    counts = [v for _, v in ordered]
+    assert counts == sorted(counts)
+    assert dict(ordered[-1][0])["le"] == "+Inf"
+    assert counts[-1] == 5
+    assert value(series, name + "_count", route="/orders/{order_id:int}") == 5
+    assert value(series, name + "_sum", route="/orders/{order_id:int}") > 0
+
+
+async def test_metrics_count_events_deliveries_failures_and_dead_letters(boot):
+    """Published events by name, deliveries and failures by subscriber, dead letters by name."""
+    system = await boot()
+    await system.client.post("/orders", json={"item": "pen"})
+    await system.client.post("/orders", json={"item": "bad"})
+    await system.published("_dlq.invoice.created")
+    await system.settled()
+    _, series = await scrape(system)
+    assert value(series, "microcore_events_published_total", name="order.placed") == 2
+    assert value(series, "microcore_events_published_total", name="price.quote") == 2
+    delivered = "microcore_events_delivered_total"
+    assert value(series, delivered, subscriber="shop.BillingPlugin", pattern="order.placed") == 2
+    assert value(series, delivered, subscriber="shop.AuditPlugin", pattern="invoice.*") == 1
+    failures = "microcore_event_handler_failures_total"
+    assert value(series, failures, subscriber="shop.AuditPlugin", pattern="invoice.*") == 1
+    dead = "microcore_events_dead_lettered_total"
+    assert value(series, dead, name="invoice.created", subscriber="shop.AuditPlugin") == 1
+    assert value(series, "microcore_event_queue_depth", subscriber="shop.AuditPlugin",
+                 pattern="invoice.*") == 0  # fmt: skip
+
+
+async def test_metrics_show_tool_and_plugin_health(boot):
+    """microcore_tool_up and microcore_plugin_up are 1 when serving, 0 when failed."""
+    system = await boot(files=BROKEN)
+    _, series = await scrape(system)
+    assert value(series, "microcore_tool_up", tool="system") == 1
+    assert value(series, "microcore_plugin_up", plugin="shop.OrderPlugin") == 1
+    assert value(series, "microcore_plugin_up", plugin="shop.BrokenPlugin") == 0
+    assert value(series, "microcore_boot_timestamp_seconds") > 0
+
+
+async def test_metrics_count_reloads(boot):
+    """Each hot reload adds one to microcore_reloads_total and sets the last reload's time."""
+    system = await boot()
+    _, before = await scrape(system)
+    assert value(before, "microcore_reloads_total") == 0
+    assert not samples(before, "microcore_last_reload_timestamp_seconds")
+    path = system.kernel.root / "domains/shop/plugins/price_plugin.py"
+    path.write_text(
+        textwrap.dedent(SHOP["domains/shop/plugins/price_plugin.py"]).replace("3.5", "4")
+    )
+    report = await Reloader(system.kernel).apply([path])
+    assert report.loaded == ["shop.PricePlugin"]
+    _, after = await scrape(system)
+    assert value(after, "microcore_reloads_total") == 1
+    assert value(after, "microcore_last_reload_timestamp_seconds") > 0
+    assert value(after, "microcore_last_reload_duration_seconds") >= 0
+
+
+async def test_metrics_label_sets_stay_bounded_under_random_paths_and_methods(boot):
+    """Hundreds of random paths and odd methods add at most one 'unmatched' series per method."""
+    system = await boot()
+    for n in range(200):
+        await system.client.get(f"/random/{n}")
+        await system.client.request("BREW", f"/pot/{n}")
+    _, series = await scrape(system)
+    unmatched = samples(series, "microcore_http_requests_total", route="unmatched")
+    assert {dict(lab)["method"] for lab in unmatched} == {"GET", "OTHER"}
+    assert sum(unmatched.values()) == 400
+
+
+def event(name: str) -> Event:
+    return Event(name=name, payload={}, id="1", correlation_id="c", source="test", timestamp=0.0)
+
+
+def render(metrics: Metrics, requests: RequestStats) -> str:
+    """The text of ``metrics`` with no kernel, bus or feed behind it."""
+    return metrics.render(
+        requests=requests,
+        status={"tools": {}, "plugins": {}},
+        subscriptions=[],
+        feed={"clients": 0, "dropped": 0},
+    )
+
+
+def test_metrics_new_names_past_the_cap_count_as_other():
+    """Past MAX_SERIES names, new event names and routes are counted under '_other'."""
+    metrics, requests = Metrics(), RequestStats()
+    for n in range(MAX_SERIES + 10):
+        metrics.event(event(f"made.up{n}"))
+        requests.add("GET", f"/r{n}", 200, 0.001)
+    published = metrics.published()
+    assert len(published) == MAX_SERIES + 1
+    assert published["_other"] == 10
+    _, series = parse(render(metrics, requests))
+    assert value(series, "microcore_http_requests_total", route="_other") == 10
+
+
+def test_metrics_escape_label_values():
+    """Quotes, backslashes and newlines in label values are escaped as the format requires."""
+    metrics = Metrics()
+    metrics.event(event('odd"name\\with\nbreaks'))
+    text = render(metrics, RequestStats())
+    assert 'name="odd\\"name\\\\with\\nbreaks"' in text
+    parse(text)

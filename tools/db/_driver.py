@@ -1,0 +1,84 @@
+"""The driver seam: what the ``db`` tool needs from a database, whatever the URL scheme.
+
+A driver owns its connections. Plain reads and autocommit writes go through the
+driver (it picks a connection); transactions and migrations lease a
+:class:`Session`: one connection, held exclusively until the lease ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from ._errors import ProgrammingError
+from ._sql import first_line
+
+__all__ = ("Driver", "Params", "Row", "Session", "check_params")
+
+Row = dict[str, Any]
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Session(Protocol):
+    """One connection held exclusively (a transaction, a migration)."""
+
+    async def query(self, sql: str, params: Params, *, one: bool) -> list[Row]: ...
+
+    async def execute(self, sql: str, params: Params) -> int: ...
+
+    async def execute_many(self, sql: str, rows: list[Params]) -> int: ...
+
+    async def run_script(self, script: str) -> None:
+        """Run every statement of a migration script, inside the current transaction."""
+
+    async def begin(self) -> None: ...
+
+    async def begin_exclusive(self) -> None:
+        """Begin a transaction that excludes every other exclusive one, in any process,
+        and whose reads see what the previous one committed (migrations)."""
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    async def savepoint(self, name: str) -> None: ...
+
+    async def release_savepoint(self, name: str) -> None: ...
+
+    async def rollback_to_savepoint(self, name: str) -> None: ...
+
+
+class Driver(Protocol):
+    """A connected database: reads, autocommit writes, and exclusive sessions."""
+
+    description: str
+    dialect: str  # "sqlite" or "postgresql": picks NNN_name.<dialect>.sql migrations
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def query(self, sql: str, params: Params, *, one: bool) -> list[Row]: ...
+
+    async def execute(self, sql: str, params: Params) -> int: ...
+
+    async def execute_many(self, sql: str, rows: list[Params]) -> int:
+        """All rows or none: the batch runs in its own transaction."""
+
+    def session(self) -> AbstractAsyncContextManager[Session]: ...
+
+
+def check_params(params: object, sql: str) -> Params:
+    """Refuse parameters that would bind surprisingly (a bare string binds one char per ``?``)."""
+    if type(params) is tuple or type(params) is list:  # the common case, checked cheaply
+        return params
+    if params is None:
+        return ()
+    if isinstance(params, str | bytes | bytearray) or not isinstance(params, Sequence | Mapping):
+        raise ProgrammingError(
+            f"parameters must be a tuple or a list, got {type(params).__name__}; "
+            "for one value write (value,)",
+            statement=first_line(sql),
+        )
+    return params

@@ -1,0 +1,182 @@
+"""Per-domain migrations: ``domains/<domain>/migrations/NNN_<name>.sql``, applied at boot.
+
+Each file runs in its own transaction together with its ledger row (domain, file
+name, checksum), so it is applied exactly once. A file changed after it was
+applied, a misnamed file or a failing statement stops that domain's migrations
+and is reported for that domain only: its plugins fail, the others boot.
+
+SQL that differs between databases goes in a variant beside the portable file:
+``NNN_<name>.postgresql.sql`` (or ``.sqlite.sql``) runs *instead of* ``NNN_<name>.sql``
+on that database, e.g. ``SERIAL`` where SQLite says ``INTEGER PRIMARY KEY AUTOINCREMENT``.
+A variant without a portable file runs on its database only. The ledger records
+``NNN_<name>.sql`` with the checksum of the file that ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+
+import anyio
+import msgspec
+import structlog
+
+from ._driver import Driver
+from ._errors import DatabaseError, MigrationError
+
+__all__ = ("LEDGER", "Migration", "apply_migrations", "discover")
+
+LEDGER = "_microcore_migrations"
+
+_NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)(?:\.(sqlite|postgresql))?\.sql$")
+
+_log = structlog.get_logger("microcore").bind(tool="db")
+
+_CREATE_LEDGER = f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (domain, name)
+)"""
+
+
+class Migration(msgspec.Struct, frozen=True):
+    """One migration file: ``name`` is the file name, ``checksum`` the sha256 of its text."""
+
+    domain: str
+    number: int
+    name: str
+    file: str  # relative to the project root, for messages
+    script: str
+    checksum: str
+
+
+def _checksum(script: str) -> str:
+    # Line endings do not change what runs; a checkout on Windows must not look "changed".
+    return hashlib.sha256(script.replace("\r\n", "\n").encode()).hexdigest()
+
+
+def discover(
+    root: Path, dialect: str = "sqlite"
+) -> tuple[dict[str, list[Migration]], dict[str, MigrationError]]:
+    """Every domain's migrations for ``dialect`` in apply order, and the domains whose
+    files are misnamed or share a number."""
+    found: dict[str, list[Migration]] = {}
+    errors: dict[str, MigrationError] = {}
+    for folder in sorted(root.glob("domains/*/migrations")):
+        if not folder.is_dir():
+            continue
+        domain = folder.parent.name
+        files: dict[tuple[int, str], dict[str | None, Path]] = {}  # (number, name) -> variants
+        for path in sorted(folder.glob("*.sql")):
+            match = _NAME.match(path.name)
+            if match is None:
+                errors[domain] = MigrationError(
+                    f"migration file {path.relative_to(root)} is misnamed; name it "
+                    "NNN_<name>.sql, e.g. 001_create_products.sql (applied in number order), "
+                    "or NNN_<name>.postgresql.sql / .sqlite.sql for one database only"
+                )
+                break
+            key = (int(match.group(1)), f"{match.group(1)}_{match.group(2)}.sql")
+            files.setdefault(key, {})[match.group(3)] = path
+        else:
+            keys = sorted(files)
+            clash = next((p for p in pairwise(keys) if p[0][0] == p[1][0]), None)
+            if clash is not None:
+                first, second = (_any_file(files[k]).relative_to(root) for k in clash)
+                errors[domain] = MigrationError(
+                    f"migrations {first} and {second} share the number "
+                    f"{clash[0][0]}; give each file its own number"
+                )
+                continue
+            migrations = []
+            for (number, name), variants in sorted(files.items()):
+                file = variants.get(dialect) or variants.get(None)
+                if file is None:
+                    continue  # only another database's variant
+                script = file.read_text(encoding="utf-8")
+                rel = str(file.relative_to(root))
+                migrations.append(Migration(domain, number, name, rel, script, _checksum(script)))
+            if migrations:
+                found[domain] = migrations
+    return found, errors
+
+
+def _any_file(variants: dict[str | None, Path]) -> Path:
+    """The portable file if there is one, else the first variant (for messages)."""
+    return variants.get(None) or variants[min(v for v in variants if v is not None)]
+
+
+async def apply_migrations(driver: Driver, root: Path) -> dict[str, MigrationError]:
+    """Apply what is new, domain by domain; the errors of the domains that failed."""
+    found, errors = await anyio.to_thread.run_sync(discover, root, driver.dialect)
+    for domain, misnamed in errors.items():
+        _log.error("db_migration_failed", domain=domain, error=str(misnamed))
+    if not found:
+        return errors
+    async with driver.session() as session:
+        await session.begin_exclusive()  # replicas booting together create it once
+        await session.execute(_CREATE_LEDGER, ())
+        rows = await session.query(f"SELECT domain, name, checksum FROM {LEDGER}", (), one=False)
+        await session.commit()
+    applied = {(r["domain"], r["name"]): r["checksum"] for r in rows}
+    for domain, migrations in found.items():
+        for migration in migrations:
+            error = await _apply(driver, migration, applied.get((domain, migration.name)))
+            if error is not None:
+                errors[domain] = error
+                _log.error(
+                    "db_migration_failed", domain=domain, file=migration.file, error=str(error)
+                )
+                break
+    return errors
+
+
+async def _apply(
+    driver: Driver, migration: Migration, recorded: str | None
+) -> MigrationError | None:
+    if recorded is not None:
+        return _check_unchanged(migration, recorded)
+    async with driver.session() as session:
+        await session.begin_exclusive()
+        try:
+            # Another process may have applied it since we looked: re-read under the lock.
+            row = await session.query(
+                f"SELECT checksum FROM {LEDGER} WHERE domain = ? AND name = ?",
+                (migration.domain, migration.name),
+                one=True,
+            )
+            if row:
+                await session.rollback()
+                return _check_unchanged(migration, row[0]["checksum"])
+            await session.run_script(migration.script)
+            await session.execute(
+                f"INSERT INTO {LEDGER} (domain, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+                (migration.domain, migration.name, migration.checksum, _now()),
+            )
+            await session.commit()
+        except DatabaseError as exc:
+            await session.rollback()
+            return MigrationError(
+                f"migration {migration.file} failed: {exc.reason}", statement=exc.statement
+            )
+    _log.info("db_migration_applied", domain=migration.domain, file=migration.file)
+    return None
+
+
+def _check_unchanged(migration: Migration, recorded: str) -> MigrationError | None:
+    if recorded == migration.checksum:
+        return None
+    return MigrationError(
+        f"migration {migration.file} was changed after it was applied (recorded checksum "
+        f"{recorded[:12]}, file now {migration.checksum[:12]}); applied migrations never run "
+        "again: restore the file and put the change in a new migration with the next number"
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,194 @@
+"""Transactions: one connection held exclusively, committed on success, rolled back on any
+exception (cancellation included), nested through savepoints.
+
+The open transaction is remembered in a context variable of the task that opened it,
+so ``db.execute(...)`` (and a nested ``db.transaction()``) inside the block join it
+instead of waiting for the connection the block itself holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, suppress
+from contextvars import ContextVar, Token
+from types import TracebackType
+
+import anyio
+import structlog
+
+from ._driver import Driver, Params, Row, Session, check_params
+from ._errors import ProgrammingError
+from ._sql import first_line
+
+__all__ = ("Transaction", "TransactionScope")
+
+_log = structlog.get_logger("microcore").bind(tool="db")
+
+
+class Transaction:
+    """An open transaction: the ``db`` methods, on one connection held until the block ends.
+
+    >>> async with self.db.transaction() as tx:
+    ...     order_id = await tx.execute("INSERT INTO orders (total) VALUES (?)", (total,))
+    ...     await tx.execute_many("INSERT INTO lines (order_id, sku) VALUES (?, ?)",
+    ...                           [(order_id, sku) for sku in skus])
+    ...     async with tx.transaction() as inner:    # a savepoint: rolls back alone
+    ...         await inner.execute("UPDATE stock SET n = n - 1 WHERE sku = ?", (sku,))
+    """
+
+    def __init__(self, session: Session, *, depth: int = 0, owner: _Counter | None = None) -> None:
+        self._session = session
+        self._depth = depth
+        self._counter = owner or _Counter()
+        self._open = True
+
+    @property
+    def open(self) -> bool:
+        """Whether the block is still running (statements are accepted)."""
+        return self._open
+
+    def _check(self, sql: str) -> None:
+        if not self._open:
+            raise ProgrammingError(
+                "this transaction has ended; use it only inside its 'async with' block",
+                statement=first_line(sql),
+            )
+
+    async def query(self, sql: str, params: Params = ()) -> list[Row]:
+        """Every row the statement returns, each a dict keyed by column name."""
+        self._check(sql)
+        return await self._session.query(sql, check_params(params, sql), one=False)
+
+    async def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        """The first row the statement returns, or ``None``."""
+        self._check(sql)
+        rows = await self._session.query(sql, check_params(params, sql), one=True)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement: the new row id for an INSERT, else the number of rows affected."""
+        self._check(sql)
+        return await self._session.execute(sql, check_params(params, sql))
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run one statement for every parameter row; the total number of rows affected."""
+        self._check(sql)
+        return await self._session.execute_many(sql, [check_params(r, sql) for r in rows])
+
+    def transaction(self) -> TransactionScope:
+        """A nested transaction (a savepoint): its failure rolls back only its own work."""
+        return TransactionScope(parent=self)
+
+    def _child(self) -> tuple[Transaction, str]:
+        return (
+            Transaction(self._session, depth=self._depth + 1, owner=self._counter),
+            f"microcore_sp_{self._counter.next()}",
+        )
+
+
+class _Counter:
+    """Savepoint names unique within one outermost transaction."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        return self.value
+
+
+class TransactionScope(AbstractAsyncContextManager[Transaction]):
+    """``async with`` one transaction: a new one on the driver, or a savepoint in ``parent``."""
+
+    def __init__(
+        self,
+        *,
+        driver: Driver | None = None,
+        current: ContextVar[Transaction | None] | None = None,
+        parent: Transaction | None = None,
+    ) -> None:
+        self._driver = driver
+        self._current = current
+        self._parent = parent
+        self._lease: AbstractAsyncContextManager[Session] | None = None
+        self._tx: Transaction | None = None
+        self._savepoint: str | None = None
+        self._token: Token[Transaction | None] | None = None
+
+    async def __aenter__(self) -> Transaction:
+        parent = self._parent
+        if parent is None and self._current is not None:
+            joined = self._current.get()
+            parent = joined if joined is not None and joined.open else None
+        if parent is not None:
+            parent._check("SAVEPOINT")
+            tx, name = parent._child()
+            await tx._session.savepoint(name)
+            self._savepoint = name
+        else:
+            if self._driver is None:
+                raise RuntimeError("a root transaction scope needs a driver")
+            self._lease = self._driver.session()
+            session = await self._lease.__aenter__()
+            try:
+                await session.begin()
+            except BaseException as exc:
+                await self._lease.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            tx = Transaction(session)
+        self._tx = tx
+        if self._current is not None:
+            self._token = self._current.set(tx)
+        return tx
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tx = self._tx
+        if tx is None:
+            return
+        try:
+            # Shielded: a cancelled block must still roll back, and a commit that was sent
+            # must be waited for, or the caller could not know whether it happened.
+            with anyio.CancelScope(shield=True):
+                await self._finish(tx, failed=exc_type is not None)
+        finally:
+            tx._open = False
+            if self._token is not None and self._current is not None:
+                with suppress(ValueError):  # left in another context than entered: the
+                    self._current.reset(self._token)  # entering one holds a closed tx, ignored
+            if self._lease is not None:
+                await self._lease.__aexit__(exc_type, exc, tb)
+
+    async def _finish(self, tx: Transaction, *, failed: bool) -> None:
+        session, name = tx._session, self._savepoint
+        if not failed:
+            try:
+                if name is None:
+                    await session.commit()
+                else:
+                    await session.release_savepoint(name)
+                return
+            except BaseException:
+                await self._undo(session, name, during="commit")
+                raise
+        await self._undo(session, name, during="exception")
+
+    async def _undo(self, session: Session, name: str | None, *, during: str) -> None:
+        try:
+            if name is None:
+                await session.rollback()
+            else:
+                await session.rollback_to_savepoint(name)
+                await session.release_savepoint(name)
+        except Exception:  # noqa: BLE001 - the original error matters more; the lease resets
+            _log.exception("db_rollback_failed", savepoint=name, during=during)
+
+    def __repr__(self) -> str:
+        kind = "savepoint" if self._parent is not None else "transaction"
+        return f"<TransactionScope {kind}>"

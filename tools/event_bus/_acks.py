@@ -1,0 +1,162 @@
+"""What a replica owes JetStream for the events in its hands: acks, naks, progress.
+
+The consumers report how each event ended from sync code (``_remote.py``); the
+:class:`Outbox` task sends the resulting acks and replies in that order. The
+:class:`Acks` book keeps every event that is not acked yet:
+
+* handled by every local subscription → ack;
+* abandoned (unload or shutdown first) → nak: JetStream offers it again at once,
+  to any replica;
+* failed after its retries → ack once the dead letter ``_dlq.<name>`` is stored
+  (the bus publishes it right after the failure; :meth:`Acks.dead_letter_stored`
+  matches it by the failed event's id and the subscriber). If the dead letter
+  cannot be stored, the event stays unacked and JetStream offers it again after
+  ``EVENT_BUS_ACK_WAIT``: it is never dropped silently.
+
+While an event is held, :meth:`Acks.keep_alive` tells JetStream every third of
+the ack wait that it is still being worked on, so a long queue or a slow
+handler is not mistaken for a dead replica.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Protocol
+
+import anyio
+
+from microcore import Event
+
+from ._fanout import Subscription
+from ._remote import Delivery, EventOutcome
+
+__all__ = ("Acks", "Message", "Outbox")
+
+
+class Message(Protocol):
+    """The part of a nats-py JetStream message this module acks."""
+
+    async def ack(self) -> None: ...
+    async def nak(self, delay: float | None = None) -> None: ...
+    async def in_progress(self) -> None: ...
+
+
+class Log(Protocol):
+    def warning(self, msg: str, **fields: Any) -> None: ...
+
+
+Send = Callable[[], Awaitable[object]]
+
+
+class Outbox:
+    """Sends, in order, what sync code decided to send (acks, replies): one task.
+
+    Not bounded by a size: it holds at most a few entries per event in flight,
+    and those are bounded by each consumer's ``max_ack_pending``
+    (``EVENT_BUS_BUFFER``) and by the requests being answered.
+    """
+
+    def __init__(self, log: Log, errors: tuple[type[BaseException], ...]) -> None:
+        self._queue: deque[Send] = deque()
+        self._wake = anyio.Event()
+        self._log = log
+        self._errors = errors  # what a failed send may raise (logged, never fatal)
+
+    def post(self, send: Send) -> None:
+        self._queue.append(send)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send what is posted, until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        queue = self._queue
+        while queue:
+            send = queue.popleft()
+            try:
+                await send()
+            except self._errors as exc:  # an unacked event is offered again after the ack wait
+                self._log.warning(
+                    "event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}"
+                )
+
+
+class Acks:
+    """The events a replica holds, until each is acked or handed back."""
+
+    def __init__(self, outbox: Outbox, *, ack_wait: float, publish_timeout: float) -> None:
+        self._outbox = outbox
+        self._ack_wait = ack_wait
+        self._publish_timeout = publish_timeout
+        self.held: dict[Delivery, Message] = {}
+        self.dead_letters: dict[tuple[str, str], list[Delivery]] = {}  # (event id, subscriber)
+
+    def hold(self, event: Event, count: int, msg: Message) -> Delivery:
+        """``msg`` goes to ``count`` local subscriptions; settled once they all report."""
+        delivery = Delivery(event, count, partial(self._settle, msg))
+        self.held[delivery] = msg
+        return delivery
+
+    def outcome(self, delivery: Delivery, sub: Subscription) -> EventOutcome:
+        """The :class:`~._driver.Reply` that ``sub``'s consumer reports to."""
+        return EventOutcome(delivery, sub, self._awaiting_dead_letter)
+
+    def _settle(self, msg: Message, delivery: Delivery, redeliver: bool) -> None:
+        self.held.pop(delivery, None)
+        self._outbox.post(msg.nak if redeliver else msg.ack)
+
+    def _awaiting_dead_letter(self, delivery: Delivery, subscriber: str) -> None:
+        self.dead_letters.setdefault((delivery.event.id, subscriber), []).append(delivery)
+
+    def dead_letter_stored(self, letter: Event) -> None:
+        delivery = self._dead_letter_for(letter)
+        if delivery is not None:
+            delivery.dead_lettered()
+
+    def dead_letter_lost(self, letter: Event) -> None:
+        """The dead letter was not stored: the event stays unacked, offered again later."""
+        delivery = self._dead_letter_for(letter)
+        if delivery is not None:
+            self._forget(delivery)
+
+    def _dead_letter_for(self, letter: Event) -> Delivery | None:
+        subscriber = letter.payload.get("subscriber") if type(letter.payload) is dict else None
+        key = (letter.parent_id or "", str(subscriber))
+        waiting = self.dead_letters.get(key)
+        if not waiting:
+            return None
+        delivery = waiting.pop(0)
+        if not waiting:
+            del self.dead_letters[key]
+        return delivery
+
+    def _forget(self, delivery: Delivery) -> None:
+        """Stop holding ``delivery``: unacked, JetStream offers it again after the ack wait."""
+        self.held.pop(delivery, None)
+        for key, waiting in tuple(self.dead_letters.items()):
+            if delivery in waiting:
+                waiting.remove(delivery)
+                if not waiting:
+                    del self.dead_letters[key]
+
+    async def keep_alive(self) -> None:
+        """Every third of the ack wait, say the held events are being worked on.
+
+        An event whose dead letter did not come within the publish timeout is let
+        go: JetStream offers it again after the ack wait.
+        """
+        while True:
+            await anyio.sleep(self._ack_wait / 3)
+            give_up = time.monotonic() - self._publish_timeout - self._ack_wait
+            for delivery, msg in tuple(self.held.items()):
+                if delivery.handled_at and delivery.handled_at < give_up:
+                    self._forget(delivery)
+                else:
+                    self._outbox.post(msg.in_progress)

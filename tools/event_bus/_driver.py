@@ -1,0 +1,98 @@
+"""The transport seam: how a published event reaches the processes that subscribe to it.
+
+The bus (``event_bus_tool.py``) owns everything plugins see: names, patterns,
+subscriptions and their buffers, retries, dead letters, causality, history.
+A driver only carries events. It receives them from the bus through the
+function :meth:`Driver.publisher` returns and hands the ones that arrive back
+to the bus's :class:`Sink`, which fans them out to local subscriptions.
+
+* The memory driver (``memory://``, the default) hands every event straight
+  to the local sink: one process, no copies, no encoding.
+* A network driver (NATS, ``_nats.py``) encodes the event, sends it, and calls
+  ``sink.dispatch`` for what it receives, keeping one queue group per
+  subscriber (:meth:`Driver.watch`) so an event is handled once per plugin
+  across replicas. Its :meth:`Driver.request` uses the transport's own
+  request/reply and answers remote requests through a :class:`Reply`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from microcore import Event
+
+__all__ = ("Driver", "Publisher", "Reply", "Sink")
+
+Publisher = Callable[[Event], Awaitable[object]]
+
+
+class Reply(ABC):
+    """Where the responders of one request send their outcome; the first answer wins."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def expect(self, responders: int) -> None:
+        """Say how many responders got the request (known once it was queued for all)."""
+
+    @abstractmethod
+    def answer(self, value: Any, responder: str) -> bool:
+        """Offer a responder's return value; True if it was the winning reply."""
+
+    @abstractmethod
+    def fail(self, error: BaseException, responder: str) -> None:
+        """Record that one responder gave up (after its retries) or was unloaded."""
+
+    @property
+    @abstractmethod
+    def open(self) -> bool:
+        """False once answered, or once the requester stopped waiting."""
+
+
+class Sink(Protocol):
+    """The bus side of the seam: local fan-out."""
+
+    async def dispatch(self, event: Event, reply: Reply | None = None) -> int:
+        """Queue ``event`` for every local subscription matching its name; returns how many."""
+        ...
+
+
+class Driver(ABC):
+    """A transport for events. Subclasses are chosen by ``EVENT_BUS_URL``'s scheme."""
+
+    scheme: str = ""
+
+    @abstractmethod
+    async def open(self, sink: Sink) -> None:
+        """Connect; events that arrive from the transport go to ``sink``."""
+
+    @abstractmethod
+    def publisher(self) -> Publisher:
+        """The function the bus awaits for every published event (bound once, the hot path)."""
+
+    @abstractmethod
+    async def request(self, event: Event, timeout: float) -> Any:
+        """Deliver ``event`` to its responders; return the first reply.
+
+        Raises ``NoResponder`` at once when nothing subscribes to the name,
+        ``RequestTimeout`` after ``timeout`` seconds, ``RequestFailed`` when
+        every responder failed.
+        """
+
+    def watch(self, pattern: str, group: str) -> None:  # noqa: B027 - optional hook
+        """A local subscription of ``group`` (a plugin identity) to ``pattern`` became active."""
+
+    def unwatch(self, pattern: str, group: str) -> None:  # noqa: B027 - optional hook
+        """That subscription went away."""
+
+    async def ready(self) -> None:  # noqa: B027 - optional hook
+        """Return once the transport carries every active subscription's events.
+
+        A network driver joins its groups in the background; the bus awaits this
+        before the app serves, so a replica that answers has joined its groups.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect. Called after the bus drained."""

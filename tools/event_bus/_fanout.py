@@ -1,0 +1,178 @@
+"""Local fan-out: subscriptions, their bounded buffers, and how an event is queued to them.
+
+Every active subscription owns one bounded anyio memory object stream and one
+consumer task (``_delivery.py``), so each subscriber sees events in publish
+order and runs its handler one event at a time.
+
+When a subscriber's buffer is full, ``publish`` waits for room (backpressure)
+instead of dropping the event or growing memory: up to
+``EVENT_BUS_PUBLISH_TIMEOUT`` seconds, then it raises :class:`PublishTimeout`
+naming the subscriber. Subscribers queued before the full one already have the
+event; the ones after it do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from enum import Enum
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from microcore import Event
+from microcore.tooling import Owner, Registration
+
+from ._driver import Reply
+from ._errors import PublishTimeout
+from ._patterns import SubjectTrie
+
+__all__ = ("Fanout", "Handler", "Request", "SubState", "Subscription")
+
+Handler = Callable[[Event], Coroutine[Any, Any, Any]]
+
+
+class Request:
+    """A request travelling through a subscriber's buffer (plain events travel bare)."""
+
+    __slots__ = ("event", "reply")
+
+    def __init__(self, event: Event, reply: Reply) -> None:
+        self.event = event
+        self.reply = reply
+
+
+Item = Event | Request
+
+
+class SubState(Enum):
+    PENDING = "pending"  # the owner is booting: registered but not receiving
+    ACTIVE = "active"  # in the trie, consumer running
+    CLOSING = "closing"  # out of the trie, consumer finishing its backlog
+    CLOSED = "closed"
+
+
+class Subscription:
+    """One ``subscribe(pattern, handler)`` of one plugin."""
+
+    __slots__ = (
+        "attempt",
+        "delivered",
+        "done",
+        "error",
+        "failed",
+        "guard",
+        "handler",
+        "identity",
+        "owner",
+        "pattern",
+        "receive",
+        "registration",
+        "retries",
+        "scope",
+        "send",
+        "since",
+        "state",
+        "task_id",
+    )
+
+    def __init__(self, owner: Owner, pattern: str, handler: Handler, retries: int) -> None:
+        self.owner = owner
+        self.identity = owner.identity
+        self.pattern = pattern
+        self.handler = handler
+        self.retries = retries
+        self.state = SubState.PENDING
+        self.registration: Registration | None = None
+        self.send: MemoryObjectSendStream[Item] | None = None
+        self.receive: MemoryObjectReceiveStream[Item] | None = None
+        self.scope = anyio.CancelScope()  # cancels the consumer (unload or drain past deadline)
+        self.done = anyio.Event()  # set when the consumer has exited
+        self.task_id: int | None = None
+        self.guard: anyio.CancelScope | None = None  # the watchdog cancels it on overrun
+        self.since = 0.0  # monotonic start of the handler call in progress, 0.0 when idle
+        self.attempt = 0  # attempt number of the handler call in progress
+        self.error: BaseException | None = None  # how that attempt failed, kept across guards
+        self.delivered = 0
+        self.failed = 0
+
+    @property
+    def queued(self) -> int:
+        return 0 if self.receive is None else self.receive.statistics().current_buffer_used
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.identity} {self.pattern!r} {self.state.value}>"
+
+
+class Fanout:
+    """The bus's :class:`~._driver.Sink`: queue an event to every matching local subscription."""
+
+    def __init__(self, *, buffer: int, publish_timeout: float) -> None:
+        self.buffer = buffer
+        self.publish_timeout = publish_timeout
+        self.trie: SubjectTrie[Subscription] = SubjectTrie()
+        self.outstanding = 0  # items queued or being handled, across all subscriptions
+        self.idle: anyio.Event | None = None  # set when ``outstanding`` drops to 0 (drain)
+
+    def open(self, sub: Subscription) -> None:
+        """Give ``sub`` its buffer and make it visible to publishers."""
+        sub.send, sub.receive = anyio.create_memory_object_stream[Item](self.buffer)
+        sub.state = SubState.ACTIVE
+        self.trie.add(sub.pattern, sub)
+
+    def close(self, sub: Subscription) -> None:
+        """Hide ``sub`` from publishers; its consumer finishes what is already queued."""
+        if sub.state is SubState.ACTIVE:
+            self.trie.remove(sub.pattern, sub)
+            sub.state = SubState.CLOSING
+            if sub.send is not None:
+                sub.send.close()
+        elif sub.state is SubState.PENDING:
+            sub.state = SubState.CLOSED
+
+    def settle(self, count: int) -> None:
+        """``count`` items left the buffers (handled or abandoned)."""
+        self.outstanding -= count
+        if self.outstanding <= 0 and self.idle is not None:
+            self.idle.set()
+
+    async def dispatch(self, event: Event, reply: Reply | None = None) -> int:
+        item: Item = event if reply is None else Request(event, reply)
+        queued = 0
+        for sub in self.trie.match(event.name):
+            send = sub.send
+            if send is None:
+                continue
+            self.outstanding += 1
+            try:
+                send.send_nowait(item)
+            except anyio.WouldBlock:
+                if not await self._wait_for_room(sub, send, item):
+                    continue
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self.outstanding -= 1  # released between the lookup and now: not a subscriber
+                continue
+            queued += 1
+        return queued
+
+    async def _wait_for_room(
+        self, sub: Subscription, send: MemoryObjectSendStream[Item], item: Item
+    ) -> bool:
+        """Backpressure: wait for room in a full buffer; False if ``sub`` went away meanwhile."""
+        queued = False
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                await send.send(item)
+            queued = True
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        except TimeoutError:
+            raise PublishTimeout(
+                f"subscriber {sub.identity!r} ({sub.pattern!r}) has had a full buffer "
+                f"({self.buffer} events) for {self.publish_timeout} s; its handler is too slow "
+                "or hung. Raise EVENT_BUS_BUFFER or EVENT_BUS_PUBLISH_TIMEOUT, or speed it up"
+            ) from None
+        finally:
+            if not queued:
+                self.outstanding -= 1
+        return queued

@@ -1,0 +1,127 @@
+"""The in-process driver (``memory://``): events go straight to the local fan-out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from microcore import Event
+from microcore.tooling import NoResponder, RequestTimeout
+
+from ._driver import Driver, Publisher, Reply, Sink
+from ._errors import RequestFailed
+
+__all__ = ("MemoryDriver", "Waiter")
+
+
+class Waiter(Reply):
+    """One pending request: the first non-``None`` return value of a responder wins.
+
+    A responder that returns ``None`` does not answer (an observer subscribed to
+    ``order.>`` must not win the race against the real responder). When every
+    responder finished without answering, the request returns ``None``, or
+    raises :class:`RequestFailed` if any of them failed.
+    """
+
+    __slots__ = ("_done", "_expected", "_finished", "_open", "error", "responder", "value")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self._open = True
+        self._expected = -1
+        self._finished = 0
+        self.error: BaseException | None = None
+        self.value: Any = None
+        self.responder: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._open
+
+    def expect(self, responders: int) -> None:
+        self._expected = responders
+        self._settle()
+
+    def answer(self, value: Any, responder: str) -> bool:
+        self._finished += 1
+        if not self._open:
+            return False
+        if value is None:
+            self._settle()
+            return False
+        self.value, self.responder = value, responder
+        self._close()
+        return True
+
+    def fail(self, error: BaseException, responder: str) -> None:
+        self._finished += 1
+        if self._open:
+            self.error = error
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._open and 0 <= self._expected <= self._finished:
+            self._close()
+
+    def _close(self) -> None:
+        self._open = False
+        self._done.set()
+
+    def cancel(self) -> None:
+        """The requester stopped waiting: later answers are ignored."""
+        self._open = False
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+
+class MemoryDriver(Driver):
+    """One process: publish is a direct call into the bus's fan-out."""
+
+    scheme = "memory"
+
+    def __init__(self) -> None:
+        self._sink: Sink | None = None
+        self.waiting: set[Waiter] = set()
+
+    async def open(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def publisher(self) -> Publisher:
+        if self._sink is None:
+            raise RuntimeError("the memory driver is not open")
+        return self._sink.dispatch
+
+    async def request(self, event: Event, timeout: float) -> Any:
+        if self._sink is None:
+            raise RuntimeError("the memory driver is not open")
+        waiter = Waiter()
+        self.waiting.add(waiter)
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                count = await self._sink.dispatch(event, waiter)
+                if not count:
+                    raise NoResponder(
+                        f"nothing subscribes to {event.name!r}, so no one can answer the "
+                        f"request; subscribe a responder, e.g. "
+                        f"await event_bus.subscribe({event.name!r}, self.on_request)"
+                    )
+                waiter.expect(count)
+                await waiter.wait()
+        finally:
+            waiter.cancel()
+            self.waiting.discard(waiter)
+        if waiter.responder is not None:
+            return waiter.value
+        if scope.cancelled_caught:
+            raise RequestTimeout(
+                f"no reply to request {event.name!r} (event {event.id}) within {timeout} s; "
+                "the responder is slow or hung: raise the timeout or look at its logs"
+            )
+        if waiter.error is not None:
+            raise RequestFailed(
+                f"every responder to {event.name!r} (event {event.id}) failed; last error: "
+                f"{type(waiter.error).__name__}: {waiter.error}"
+            ) from waiter.error
+        return None

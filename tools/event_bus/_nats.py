@@ -1,0 +1,635 @@
+"""The NATS driver (``EVENT_BUS_URL=nats://host:4222``): the same bus across replicas.
+
+Everything plugins see (names, patterns, retries, dead letters, causality,
+history) stays in the bus above this driver; the driver only carries events
+between processes.
+
+Events (``publish``) are durable, on JetStream:
+
+* One stream, ``EVENT_BUS_STREAM`` (default ``microcore``, created if missing,
+  file storage, interest retention), stores every event under
+  ``<stream>.<name>``. ``publish`` returns once the stream stored the event
+  (acknowledged), retrying through reconnects for up to
+  ``EVENT_BUS_PUBLISH_TIMEOUT`` with the event id as ``Nats-Msg-Id``, so a
+  retried publish is stored once.
+* Each plugin subscription is a durable push consumer (at most
+  ``EVENT_BUS_BUFFER`` events unacked) whose deliver group (the queue group) is
+  the plugin identity; every replica of the plugin joins it, so
+  JetStream hands each event to one of them: an event is handled once per
+  plugin across the fleet. The consumer's name comes from the identity and
+  the pattern (``products_ProductStatsPlugin_1a2b3c4d5e``).
+* A replica acks an event once its handler succeeded, or failed and the dead
+  letter ``_dlq.<name>`` was stored. Retries happen in the replica, as on the
+  in-process bus. An event whose replica died, or shut down before handling
+  it, is redelivered to another replica: within half a second after a clean
+  shutdown (nak), after ``EVENT_BUS_ACK_WAIT`` after a crash. While a replica works on an event
+  it tells JetStream so every third of that wait, so slow handlers and long
+  queues are not redelivered by mistake.
+* Nothing acknowledged is lost: not through a NATS reconnect, a server restart
+  (file storage), or every replica of a plugin being down: the consumer keeps
+  the plugin's events for up to ``EVENT_BUS_RETENTION`` (7 days), and a consumer
+  that nobody used for that long is removed. Delivery is at least once: after a
+  crash, an event whose handler ran but was not acked yet runs again.
+* Not durable: requests (below), events published while no subscription to them
+  exists anywhere, and the order between replicas (each replica sees its share in
+  stream order; a redelivered event comes late).
+
+Requests (``request``) are core NATS request/reply, not stored: the request
+goes to ``<stream>_req.<name>``, where each subscription listens in the queue
+group of its plugin. A responder claims the request when it arrives, then
+sends its outcome; the first non-``None`` value wins. NATS's no-responders
+status is ``NoResponder``; no value within ``timeout`` is ``RequestTimeout``;
+every claimed responder done without a value gives ``None``, or
+``RequestFailed`` when one failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, Protocol, cast
+
+import anyio
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from microcore import Event
+from microcore.tooling import MicroCoreError
+
+from ._acks import Acks, Outbox
+from ._driver import Driver, Publisher, Sink
+from ._errors import BusClosed, PublishTimeout
+from ._fanout import Fanout, Request, Subscription
+from ._remote import DLQ_PREFIX, RemoteReply, RemoteWaiter, queue_to
+from ._settings import BusSettings
+from ._wire import (
+    CLAIM,
+    GONE,
+    Subjects,
+    decode_event,
+    decode_reply,
+    decode_request,
+    encode_event,
+    encode_reply,
+    encode_request,
+)
+
+__all__ = ("NatsDriver", "NatsUnavailable")
+
+_REFUSED_DELAY = 0.5  # s before an event refused by a draining replica is offered again
+_ELSEWHERE_DELAY = 0.1  # s before an event that reached a just-unsubscribed replica goes on
+_DUPLICATE_WINDOW = 120.0  # s during which a retried publish (same event id) is stored once
+_CONNECT_TIMEOUT = 2.0
+_FLUSH_TIMEOUT = 2  # s (an int for nats-py)
+_SETUP_RETRY = (0.1, 2.0)  # s: first and longest wait between attempts to bind a consumer
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+
+Start = Callable[..., None]  # kernel.start_background(fn, *args, name=...)
+
+# What can go wrong talking to NATS (a subset is retried by publish).
+_NATS_ERRORS = (nats.errors.Error, OSError, TimeoutError)
+_RETRYABLE = (
+    nats.errors.TimeoutError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.ConnectionReconnectingError,
+    nats.js.errors.NoStreamResponseError,
+    TimeoutError,
+)
+
+
+class Log(Protocol):
+    def info(self, msg: str, **fields: Any) -> None: ...
+    def warning(self, msg: str, **fields: Any) -> None: ...
+    def error(self, msg: str, **fields: Any) -> None: ...
+    def exception(self, msg: str, **fields: Any) -> None: ...
+
+
+class NatsUnavailable(MicroCoreError, ConnectionError):
+    """NATS (or its JetStream) cannot be reached or refused an operation."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class _Binding:
+    """The NATS side of one (pattern, plugin identity): a durable consumer and a request queue.
+
+    Counted: the old and the new version of a hot-reloaded plugin share it, in
+    whichever order they watch and unwatch; it is left once nobody uses it.
+    """
+
+    __slots__ = ("group", "pattern", "ready", "refs", "subs")
+
+    def __init__(self, pattern: str, group: str) -> None:
+        self.pattern = pattern
+        self.group = group
+        self.refs = 1
+        self.ready = anyio.Event()  # set after the first attempt to bind (failed or not)
+        self.subs: list[NatsSubscription] = []
+
+    def targets(self, fanout: Fanout, name: str) -> list[Subscription]:
+        """This process's active subscriptions the binding stands for (usually one)."""
+        return [
+            sub
+            for sub in fanout.trie.match(name)
+            if sub.identity == self.group and sub.pattern == self.pattern
+        ]
+
+
+class NatsDriver(Driver):
+    """Events on JetStream, requests on core NATS; see the module docstring."""
+
+    scheme = "nats"
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        *,
+        start_background: Start,
+        log: Log,
+        accepting: Callable[[], bool],
+    ) -> None:
+        self._settings = settings
+        self._servers = [url.strip() for url in settings.url.split(",") if url.strip()]
+        self._subjects = Subjects(settings.stream)
+        self._start_background = start_background
+        self._log = log
+        self._accepting = accepting
+        self._nc: Client | None = None
+        self._fanout: Fanout | None = None
+        self._inbox = ""
+        self._tokens = itertools.count(1)
+        self._waiters: dict[str, RemoteWaiter] = {}
+        self._bindings: dict[tuple[str, str], _Binding] = {}
+        self._pending: set[_Binding] = set()  # bindings publishers wait for (see _publish)
+        self._drain_ids: set[str] = set()  # events published here while draining
+        self._outbox = Outbox(log, _NATS_ERRORS)
+        self.acks = Acks(
+            self._outbox, ack_wait=settings.ack_wait, publish_timeout=settings.publish_timeout
+        )
+        self._scopes: list[anyio.CancelScope] = []  # background loops close() cancels
+        self._leaving: set[anyio.Event] = set()  # unbinds in progress, which close() awaits
+        self._closing = False
+        self._closed = False
+        self._last_error: Exception | None = None
+
+    # -- connecting --
+
+    async def open(self, sink: Sink) -> None:
+        # The bus always passes its Fanout: the driver queues to one subscription at a time.
+        self._fanout = cast(Fanout, sink)
+        where = ", ".join(self._servers)
+        try:
+            with anyio.fail_after(_CONNECT_TIMEOUT * (len(self._servers) + 1)):
+                self._nc = await nats.connect(
+                    servers=self._servers,
+                    name=f"microcore:{self._settings.stream}",
+                    connect_timeout=_CONNECT_TIMEOUT,
+                    reconnect_time_wait=0.5,
+                    max_reconnect_attempts=1,  # at boot: fail fast and say why
+                    drain_timeout=self._settings.drain_timeout,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+        except Exception as exc:  # nats-py raises many kinds; one clear error instead
+            reason = self._last_error or exc
+            raise NatsUnavailable(
+                f"cannot connect to NATS at {where} (EVENT_BUS_URL): {type(reason).__name__}: "
+                f"{reason}; start it (nats-server -js) or fix the URL"
+            ) from exc
+        self._nc.options["max_reconnect_attempts"] = -1  # once up, outlive NATS restarts
+        try:
+            await self._ensure_stream()
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._nc.close()
+            raise
+        self._start(self._outbox.run, name="event_bus:nats:outbox")
+        self._start(self.acks.keep_alive, name="event_bus:nats:keepalive")
+        self._log.info("event_bus_nats_connected", servers=where, stream=self._settings.stream)
+
+    async def _ensure_stream(self) -> None:
+        """Create the stream if it does not exist; an existing one is used as it is."""
+        jsm = self._client().jsm()
+        name = self._settings.stream
+        try:
+            await jsm.stream_info(name)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise NatsUnavailable(
+                f"NATS at {', '.join(self._servers)} has no JetStream; start nats-server with -js"
+            ) from exc
+        except _NATS_ERRORS as exc:
+            raise NatsUnavailable(
+                f"NATS JetStream did not answer about stream {name!r}: {type(exc).__name__}: "
+                f"{exc}; is nats-server started with -js?"
+            ) from exc
+        config = StreamConfig(
+            name=name,
+            subjects=[self._subjects.events],
+            retention=RetentionPolicy.INTEREST,
+            storage=StorageType.FILE,
+            max_age=self._settings.retention,
+            duplicate_window=_DUPLICATE_WINDOW,
+        )
+        try:
+            await jsm.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await jsm.stream_info(name)  # created meanwhile by another replica
+        except _NATS_ERRORS as exc:
+            raise NatsUnavailable(
+                f"cannot create JetStream stream {name!r} for subjects {self._subjects.events!r}: "
+                f"{exc}; another stream may already hold those subjects (set EVENT_BUS_STREAM)"
+            ) from exc
+
+    def _client(self) -> Client:
+        if self._nc is None or self._closed:
+            raise BusClosed("the NATS event bus driver is not connected")
+        return self._nc
+
+    def _start(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str) -> None:
+        """Run ``fn`` in the kernel's task group, cancelled by :meth:`close`.
+
+        Nothing cancelled here awaits ``flush``: nats-py leaves a cancelled flush's
+        future behind, and the next PONG then breaks its read loop.
+        """
+        scope = anyio.CancelScope()
+        self._scopes.append(scope)
+
+        async def run() -> None:
+            with scope:
+                await fn(*args)
+            self._scopes.remove(scope)
+
+        self._start_background(run, name=name)
+
+    async def _on_error(self, error: Exception) -> None:
+        self._last_error = error
+        self._log.warning("event_bus_nats_error", error=f"{type(error).__name__}: {error}")
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            self._log.warning("event_bus_nats_disconnected")
+
+    async def _on_reconnected(self) -> None:
+        url = self._nc.connected_url if self._nc is not None else None
+        self._log.info("event_bus_nats_reconnected", server=str(url.netloc if url else ""))
+
+    # -- publishing --
+
+    def publisher(self) -> Publisher:
+        self._client()
+        return self._publish
+
+    async def _publish(self, event: Event) -> object:
+        if self._pending:  # a subscription made here just now must see this event
+            await self._bound()
+        if not self._accepting():
+            self._drain_ids.add(event.id)
+        data = encode_event(event)
+        dead_letter = event.name.startswith(DLQ_PREFIX)
+        try:
+            await self._store(self._subjects.event(event.name), data, event)
+        except BaseException:
+            if dead_letter:
+                self.acks.dead_letter_lost(event)
+            raise
+        if dead_letter:
+            self.acks.dead_letter_stored(event)
+        return None
+
+    async def ready(self) -> None:
+        await self._bound()
+
+    async def _bound(self) -> None:
+        for binding in tuple(self._pending):
+            await binding.ready.wait()
+
+    async def _store(self, subject: str, data: bytes, event: Event) -> None:
+        """Publish to JetStream until the stream acknowledges it, within the publish timeout."""
+        js = self._client().jetstream()
+        headers = {"Nats-Msg-Id": event.id}
+        limit = self._settings.publish_timeout
+        deadline = time.monotonic() + limit
+        pause = 0.05
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                await js.publish(subject, data, timeout=max(min(left, 5.0), 0.01), headers=headers)
+                return
+            except _RETRYABLE as exc:
+                if time.monotonic() + pause >= deadline:
+                    raise PublishTimeout(
+                        f"NATS did not store {event.name!r} (event {event.id}) within {limit} s "
+                        f"(EVENT_BUS_PUBLISH_TIMEOUT): {type(exc).__name__}; is NATS up?"
+                    ) from exc
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except nats.errors.ConnectionClosedError as exc:
+                raise BusClosed(
+                    f"the NATS connection is closed; {event.name!r} was not published"
+                ) from exc
+            except nats.js.errors.APIError as exc:
+                raise NatsUnavailable(
+                    f"JetStream refused {event.name!r} (event {event.id}): {exc}"
+                ) from exc
+
+    # -- requests --
+
+    @property
+    def waiting(self) -> set[RemoteWaiter]:
+        """Requests sent from here that wait for replies."""
+        return set(self._waiters.values())
+
+    async def request(self, event: Event, timeout: float) -> Any:
+        nc = self._client()
+        if self._pending:
+            await self._bound()
+        data = encode_request(event, timeout)
+        token = str(next(self._tokens))
+        waiter = self._waiters[token] = RemoteWaiter()
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await nc.publish(
+                    self._subjects.request(event.name), data, reply=f"{self._inbox}.{token}"
+                )
+                await waiter.wait()
+        finally:
+            del self._waiters[token]
+        return waiter.outcome(event, timeout, scope.cancelled_caught)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiter = self._waiters.get(msg.subject.rpartition(".")[2])
+        if waiter is None:
+            return  # the requester stopped waiting
+        if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
+            waiter.nobody()
+            return
+        try:
+            waiter.received(decode_reply(msg.data))
+        except msgspec.DecodeError:
+            self._log.error("event_bus_nats_bad_reply", subject=msg.subject, size=len(msg.data))
+
+    # -- subscriptions --
+
+    def watch(self, pattern: str, group: str) -> None:
+        key = (pattern, group)
+        binding = self._bindings.get(key)
+        if binding is not None:
+            binding.refs += 1
+            return
+        binding = self._bindings[key] = _Binding(pattern, group)
+        self._pending.add(binding)
+        self._start(self._bind, binding, name=f"event_bus:nats:bind:{group}:{pattern}")
+
+    def unwatch(self, pattern: str, group: str) -> None:
+        binding = self._bindings.get((pattern, group))
+        if binding is None:
+            return
+        binding.refs -= 1
+        if binding.refs == 0 and not self._closing:
+            left = anyio.Event()
+            self._leaving.add(left)
+            self._start_background(
+                self._unbind, binding, left, name=f"event_bus:nats:unbind:{group}:{pattern}"
+            )
+
+    async def _bind(self, binding: _Binding) -> None:
+        """Create (or find) the durable consumer and join both queue groups; retry until done."""
+        pause = _SETUP_RETRY[0]
+        try:
+            while binding.refs > 0 and not self._closing:
+                try:
+                    await self._subscribe(binding)
+                    if binding.refs == 0:  # unwatched while joining: leave again
+                        await self._leave(binding)
+                    return
+                except BusClosed:
+                    return
+                except _NATS_ERRORS as exc:
+                    self._log.warning(
+                        "event_bus_nats_subscribe_failed",
+                        subscriber=binding.group,
+                        pattern=binding.pattern,
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_in=pause,
+                    )
+                binding.ready.set()  # publishers do not wait past the first attempt
+                self._pending.discard(binding)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, _SETUP_RETRY[1])
+        finally:
+            binding.ready.set()
+            self._pending.discard(binding)
+
+    async def _subscribe(self, binding: _Binding) -> None:
+        nc = self._client()
+        jsm = nc.jsm()
+        stream = self._settings.stream
+        durable = self._subjects.durable(binding.group, binding.pattern)
+        deliver = self._subjects.deliver(durable)
+        config = ConsumerConfig(
+            durable_name=durable,
+            description=f"{binding.group} subscribed to {binding.pattern!r}",
+            deliver_subject=deliver,
+            deliver_group=binding.group,
+            deliver_policy=DeliverPolicy.NEW,
+            filter_subject=self._subjects.event(binding.pattern),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._settings.ack_wait,
+            max_ack_pending=self._settings.buffer,
+            inactive_threshold=self._settings.retention,
+        )
+        try:
+            await jsm.add_consumer(stream, config)
+        except nats.js.errors.BadRequestError:
+            # exists with other settings (e.g. EVENT_BUS_ACK_WAIT changed): keep it as it is
+            info = await jsm.consumer_info(stream, durable)
+            deliver = info.config.deliver_subject or deliver
+        events = await nc.subscribe(
+            deliver, queue=binding.group, cb=partial(self._on_event, binding)
+        )
+        requests = await nc.subscribe(
+            self._subjects.request(binding.pattern),
+            queue=binding.group,
+            cb=partial(self._on_request, binding),
+        )
+        binding.subs = [events, requests]
+        # Joined once NATS has seen the SUBs (other replicas may request at once).
+        # Shielded: a cancelled flush breaks nats-py (see _start); it times out by itself.
+        try:
+            with anyio.CancelScope(shield=True):
+                await nc.flush(timeout=_FLUSH_TIMEOUT)
+        except _NATS_ERRORS as exc:  # joined all the same: NATS gets the SUBs when it is back
+            self._log.warning(
+                "event_bus_nats_subscribe_unconfirmed",
+                subscriber=binding.group,
+                pattern=binding.pattern,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def _unbind(self, binding: _Binding, left: anyio.Event) -> None:
+        try:
+            await binding.ready.wait()
+            if binding.refs > 0:
+                return  # watched again meanwhile (hot reload)
+            if self._bindings.get((binding.pattern, binding.group)) is binding:
+                del self._bindings[(binding.pattern, binding.group)]
+            await self._leave(binding)
+        finally:
+            left.set()
+            self._leaving.discard(left)
+
+    async def _leave(self, binding: _Binding) -> None:
+        """Leave both queue groups; what NATS already sent here goes back (see _on_event).
+
+        Bounded without a cancel scope (see :meth:`_start`): nats-py's drain flushes
+        with its own timeout, and the callbacks it waits for do not block once the
+        local subscriptions are closed.
+        """
+        subs, binding.subs = binding.subs, []
+        for sub in subs:
+            if self._nc is not None and not self._nc.is_closed:
+                try:
+                    await sub.drain()  # type: ignore[no-untyped-call]  # nats-py: unannotated
+                except _NATS_ERRORS as exc:
+                    self._log.warning(
+                        "event_bus_nats_unsubscribe_failed",
+                        subscriber=binding.group,
+                        pattern=binding.pattern,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+
+    # -- what arrives --
+
+    async def _on_event(self, binding: _Binding, msg: Msg) -> None:
+        try:
+            await self._receive_event(binding, msg)
+        except Exception:  # noqa: BLE001 - isolation boundary: one message must not stop the rest
+            self._log.exception(
+                "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
+            )  # left unacked: JetStream offers it again after EVENT_BUS_ACK_WAIT
+
+    async def _receive_event(self, binding: _Binding, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except msgspec.DecodeError:
+            self._log.error("event_bus_nats_bad_event", subject=msg.subject, size=len(msg.data))
+            await msg.term()  # never decodable: redelivering it would loop
+            return
+        fanout = self._fanout
+        if fanout is None:  # pragma: no cover - subscribed only after open
+            return
+        if not self._accepting() and event.id not in self._drain_ids:
+            await msg.nak(delay=_REFUSED_DELAY)  # shutting down: another replica takes it
+            return
+        targets = binding.targets(fanout, event.name)
+        if not targets:
+            await msg.nak(delay=_ELSEWHERE_DELAY)  # just unsubscribed here
+            return
+        delivery = self.acks.hold(event, len(targets), msg)
+        for sub in targets:
+            try:
+                queued = await queue_to(
+                    fanout, sub, Request(event, self.acks.outcome(delivery, sub))
+                )
+            except PublishTimeout:
+                self._log.warning(
+                    "event_bus_nats_buffer_full",
+                    subscriber=sub.identity,
+                    pattern=sub.pattern,
+                    event_id=event.id,
+                )
+                queued = False
+            if not queued:
+                delivery.report(abandoned=True)
+
+    async def _on_request(self, binding: _Binding, msg: Msg) -> None:
+        try:
+            await self._receive_request(binding, msg)
+        except Exception:  # noqa: BLE001 - isolation boundary: one message must not stop the rest
+            self._log.exception(
+                "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
+            )  # the requester times out
+
+    async def _receive_request(self, binding: _Binding, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        nc = self._client()
+        try:
+            frame = decode_request(msg.data)
+        except msgspec.DecodeError:
+            self._log.error("event_bus_nats_bad_request", subject=msg.subject, size=len(msg.data))
+            return
+        fanout = self._fanout
+        targets = [] if fanout is None else binding.targets(fanout, frame.event.name)
+        if fanout is None or not targets:
+            await nc.publish(msg.reply, encode_reply(GONE, binding.group))
+            return
+        for sub in targets:
+            await nc.publish(msg.reply, encode_reply(CLAIM, sub.identity))
+            reply = RemoteReply(msg.reply, frame.timeout, self._reply)
+            try:
+                queued = await queue_to(fanout, sub, Request(frame.event, reply))
+            except PublishTimeout as exc:
+                reply.fail(exc, sub.identity)
+                continue
+            if not queued:
+                reply.fail(BusClosed(f"{sub.identity!r} stopped before handling it"), sub.identity)
+
+    def _reply(self, to: str, data: bytes) -> None:
+        nc = self._nc
+        if nc is not None:
+            self._outbox.post(partial(nc.publish, to, data))
+
+    # -- closing --
+
+    async def close(self) -> None:
+        """Leave every queue group (what was sent here goes back), send acks, drain, close."""
+        if self._closing or self._nc is None:
+            return
+        self._closing = True
+        nc = self._nc
+        with anyio.CancelScope(shield=True):
+            for left in tuple(self._leaving):
+                await left.wait()
+            for binding in list(self._bindings.values()):
+                binding.refs = 0
+                await self._leave(binding)
+            self._bindings.clear()
+            await self._outbox.flush()
+            self._closed = True
+            for scope in self._scopes:
+                scope.cancel()
+            try:
+                await nc.drain()  # bounded by EVENT_BUS_DRAIN_TIMEOUT (drain_timeout at connect)
+            except _NATS_ERRORS as exc:
+                self._log.warning(
+                    "event_bus_nats_close_failed", error=f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                if not nc.is_closed:
+                    await nc.close()
+        self._drain_ids.clear()
+        self._log.info("event_bus_nats_closed", stream=self._settings.stream)

@@ -1,0 +1,258 @@
+"""The bus's reply seam for events and requests that arrive over a network transport.
+
+The consumer tasks (``_delivery.py``) report how each item they were given ended
+through a :class:`~._driver.Reply`. For events and requests that came from NATS,
+those reports turn into transport acknowledgements:
+
+* :class:`Delivery` / :class:`EventOutcome`: one JetStream message, queued to the
+  one or more local subscriptions of the consumer it came from. It is acked once
+  every one of them finished (a failure counts once its dead letter is stored),
+  and nak'ed (redelivered at once, possibly to another replica) when one of them
+  was abandoned at shutdown or unload.
+* :class:`RemoteReply`: one request served here; the outcome goes back to the
+  requester's inbox.
+* :class:`RemoteWaiter`: one request sent from here, collecting the replies.
+
+:func:`queue_to` puts an item into one subscription's buffer, with the same
+backpressure and accounting as the bus's own fan-out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from microcore import Event
+from microcore.tooling import NoResponder, RequestTimeout
+
+from ._driver import Reply
+from ._errors import RequestFailed
+from ._fanout import Fanout, Item, Subscription, SubState
+from ._wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_reply
+
+__all__ = ("Delivery", "EventOutcome", "RemoteReply", "RemoteWaiter", "queue_to")
+
+DLQ_PREFIX = "_dlq."
+CLAIM_GRACE = 0.1  # s without a new claim before "every responder finished" is believed
+
+
+async def queue_to(fanout: Fanout, sub: Subscription, item: Item) -> bool:
+    """Queue ``item`` for ``sub`` alone (waiting for room, as publish does); False if it left."""
+    send = sub.send
+    if send is None:
+        return False
+    fanout.outstanding += 1
+    try:
+        send.send_nowait(item)
+    except anyio.WouldBlock:
+        # same package: the fan-out's own backpressure wait (and its PublishTimeout)
+        return await fanout._wait_for_room(sub, send, item)
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        fanout.outstanding -= 1
+        return False
+    return True
+
+
+class Delivery:
+    """One JetStream message handed to ``count`` local subscriptions."""
+
+    __slots__ = ("abandoned", "dead_letters", "event", "finish", "handled_at", "left")
+
+    def __init__(self, event: Event, count: int, finish: Callable[[Delivery, bool], None]) -> None:
+        self.event = event
+        self.left = count  # subscriptions that have not reported yet
+        self.dead_letters = 0  # failures whose dead letter is not stored yet
+        self.abandoned = False
+        self.finish = finish  # called once: (delivery, redeliver)
+        self.handled_at = 0.0  # monotonic time every subscription had reported
+
+    def report(self, *, abandoned: bool = False, dead_letter: bool = False) -> None:
+        self.left -= 1
+        self.abandoned |= abandoned
+        self.dead_letters += dead_letter
+        if self.left == 0:
+            self.handled_at = time.monotonic()
+        self._check()
+
+    def dead_lettered(self) -> None:
+        """A dead letter for this event was stored."""
+        self.dead_letters -= 1
+        self._check()
+
+    def _check(self) -> None:
+        if self.left == 0 and (self.abandoned or self.dead_letters == 0):
+            self.left = -1  # finish once
+            self.finish(self, self.abandoned)
+
+
+class EventOutcome(Reply):
+    """How one subscription ended with one JetStream event (the consumer's report)."""
+
+    __slots__ = ("_on_failure", "delivery", "sub")
+
+    def __init__(
+        self, delivery: Delivery, sub: Subscription, on_failure: Callable[[Delivery, str], None]
+    ) -> None:
+        self.delivery = delivery
+        self.sub = sub
+        self._on_failure = on_failure
+
+    @property
+    def open(self) -> bool:
+        return True
+
+    def expect(self, responders: int) -> None:
+        """Events have no requester waiting."""
+
+    def answer(self, value: Any, responder: str) -> bool:
+        self.delivery.report()
+        return False  # a return value answers requests only
+
+    def fail(self, error: BaseException, responder: str) -> None:
+        if self.sub.state is SubState.CLOSED:  # abandoned: unloaded or shut down first
+            self.delivery.report(abandoned=True)
+        elif self.delivery.event.name.startswith(DLQ_PREFIX):  # the bus does not requeue these
+            self.delivery.report()
+        else:  # a dead letter follows; ack once it is stored
+            self._on_failure(self.delivery, responder)
+            self.delivery.report(dead_letter=True)
+
+
+class RemoteReply(Reply):
+    """One request served here: claim it, then send exactly one outcome to the requester."""
+
+    __slots__ = ("_deadline", "_open", "_send", "_to")
+
+    def __init__(self, to: str, timeout: float, send: Callable[[str, bytes], None]) -> None:
+        self._to = to
+        self._deadline = time.monotonic() + timeout
+        self._send = send  # queues a publish (replies are sent from sync code)
+        self._open = True
+
+    @property
+    def open(self) -> bool:
+        return self._open and time.monotonic() < self._deadline
+
+    def expect(self, responders: int) -> None:
+        """The requester counts claims itself."""
+
+    def answer(self, value: Any, responder: str) -> bool:
+        if not self.open:
+            self._open = False
+            return False
+        self._open = False
+        if value is None:
+            self._send(self._to, encode_reply(NONE, responder))
+            return False
+        self._send(self._to, encode_reply(VALUE, responder, value))
+        return True
+
+    def fail(self, error: BaseException, responder: str) -> None:
+        if self.open:
+            self._send(self._to, encode_reply(FAILED, responder, error=_describe(error)))
+        self._open = False
+
+
+class RemoteWaiter:
+    """A request sent from here: the first VALUE wins.
+
+    Responders claim a request as it reaches them, before running anything, so
+    the requester knows how many outcomes to expect. When every claimed
+    responder finished without a value and no new claim came for
+    :data:`CLAIM_GRACE`, the request ends: ``None``, or ``RequestFailed`` if any
+    of them failed, as on the in-process bus.
+    """
+
+    __slots__ = (
+        "_changed",
+        "answered",
+        "claimed",
+        "error",
+        "finished",
+        "gone",
+        "last_claim",
+        "no_responders",
+        "responder",
+        "value",
+    )
+
+    def __init__(self) -> None:
+        self._changed = anyio.Event()
+        self.claimed = 0
+        self.finished = 0
+        self.gone = 0
+        self.last_claim = time.monotonic()
+        self.no_responders = False
+        self.answered = False
+        self.value: Any = None
+        self.responder: str | None = None
+        self.error: str | None = None
+
+    def nobody(self) -> None:
+        """NATS said nothing subscribes to the request's subject."""
+        self.no_responders = True
+        self._changed.set()
+
+    def received(self, frame: ReplyFrame) -> None:
+        kind = frame.kind
+        if kind == CLAIM:
+            self.claimed += 1
+            self.last_claim = time.monotonic()
+        elif kind == VALUE:
+            if not self.answered:
+                self.answered = True
+                self.value, self.responder = frame.value, frame.responder
+        elif kind == GONE:
+            self.gone += 1
+            self.last_claim = time.monotonic()
+        else:
+            self.finished += 1
+            if kind == FAILED:
+                self.error = frame.error or "unknown error"
+        self._changed.set()
+
+    async def wait(self) -> None:
+        """Until answered, refused, or every claimed responder finished (and none is coming)."""
+        while not (self.answered or self.no_responders):
+            if self.finished >= self.claimed and (self.claimed or self.gone):
+                quiet = self.last_claim + CLAIM_GRACE - time.monotonic()
+                if quiet <= 0:
+                    return
+                with anyio.move_on_after(quiet):
+                    await self._wait_change()
+            else:
+                await self._wait_change()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
+        self._changed = anyio.Event()
+
+    def outcome(self, event: Event, timeout: float, timed_out: bool) -> Any:
+        """The reply, or the error the in-process bus raises in the same situation."""
+        if self.answered:
+            return self.value
+        if self.no_responders or (not self.claimed and self.gone and not timed_out):
+            raise NoResponder(
+                f"nothing subscribes to {event.name!r}, so no one can answer the request; "
+                f"subscribe a responder in any replica, e.g. "
+                f"await event_bus.subscribe({event.name!r}, self.on_request)"
+            )
+        if timed_out:
+            raise RequestTimeout(
+                f"no reply to request {event.name!r} (event {event.id}) within {timeout} s; "
+                "the responder is slow or hung: raise the timeout or look at its logs "
+                f"({self.claimed} responder(s) got it)"
+            )
+        if self.error is not None:
+            raise RequestFailed(
+                f"every responder to {event.name!r} (event {event.id}) failed; last error: "
+                f"{self.error}"
+            )
+        return None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,208 @@
+"""``context``: what a handler knows about its request and how it shapes the response."""
+
+from __future__ import annotations
+
+import http.cookies
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any, Literal
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope
+
+__all__ = ("RequestContext", "ServerSentEvent")
+
+SameSite = Literal["lax", "strict", "none"]
+
+
+class ServerSentEvent:
+    """One server-sent event with a name, an id or a retry hint (see ``context.event``)."""
+
+    __slots__ = ("data", "event", "id", "retry")
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> None:
+        self.data, self.event, self.id, self.retry = data, event, id, retry
+
+
+class RequestContext:
+    """The second argument of every handler.
+
+    >>> async def execute(self, data, context):
+    ...     token = context.headers.get("authorization")
+    ...     context.set_status(201)
+    ...     context.set_cookie("session", "abc", max_age=3600)   # Secure, HttpOnly, SameSite=Lax
+    ...     return {"success": True, "client": context.client, "request": context.request_id}
+
+    ``identity`` is whoever authenticated the request (set by an auth middleware),
+    ``auth`` the requirement the endpoint declared, ``params`` the path parameters.
+    """
+
+    __slots__ = (
+        "_body",
+        "_headers",
+        "_request",
+        "auth",
+        "identity",
+        "params",
+        "receive",
+        "request_id",
+        "response_headers",
+        "scope",
+        "status",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, request_id: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.request_id = request_id
+        self.identity: Any = scope.get("identity")
+        self.auth: Any = None
+        self.params: dict[str, Any] = {}
+        self.status: int | None = None
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self._body: bytes | None = None
+        self._request: Request | None = None
+        self._headers: Headers | None = None
+
+    # -- the request ---------------------------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The Starlette ``Request`` (its body is still readable after the tool read it)."""
+        if self._request is None:
+            receive = self.receive if self._body is None else _replay(self._body, self.receive)
+            self._request = Request(self.scope, receive)
+            self._request.scope["path_params"] = self.params
+        return self._request
+
+    @property
+    def headers(self) -> Headers:
+        """Request headers, case-insensitive: ``context.headers.get("user-agent")``."""
+        if self._headers is None:
+            self._headers = Headers(scope=self.scope)
+        return self._headers
+
+    @property
+    def client(self) -> str | None:
+        """The client's address (host), as the server saw it."""
+        client = self.scope.get("client")
+        return client[0] if client else None
+
+    @property
+    def method(self) -> str:
+        return str(self.scope["method"])
+
+    @property
+    def path(self) -> str:
+        return str(self.scope["path"])
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies the client sent."""
+        return self.request.cookies
+
+    # -- the response ----------------------------------------------------------------
+
+    def set_status(self, code: int) -> None:
+        """Answer with ``code`` instead of the endpoint's ``status_code``."""
+        if not 100 <= code <= 599:
+            raise ValueError(f"HTTP status must be between 100 and 599, got {code}")
+        self.status = code
+
+    def set_header(self, name: str, value: str) -> None:
+        """Add a response header (call again to add another value)."""
+        if self.response_headers is None:
+            self.response_headers = []
+        self.response_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: datetime | int | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = True,
+        httponly: bool = True,
+        samesite: SameSite | None = "lax",
+    ) -> None:
+        """Set a cookie; Secure, HttpOnly and SameSite=Lax unless told otherwise."""
+        cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        if isinstance(expires, datetime):
+            morsel["expires"] = format_datetime(expires, usegmt=True)
+        elif expires is not None:
+            morsel["expires"] = expires
+        morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("lax", "strict", "none"):
+                raise ValueError(f"samesite must be 'lax', 'strict' or 'none', got {samesite!r}")
+            morsel["samesite"] = samesite.capitalize()
+        self.set_header("set-cookie", cookie.output(header="").strip())
+
+    def delete_cookie(
+        self, key: str, *, path: str = "/", domain: str | None = None, secure: bool = True
+    ) -> None:
+        """Tell the client to drop a cookie (same ``path`` and ``domain`` as when it was set)."""
+        self.set_cookie(key, "", max_age=0, expires=0, path=path, domain=domain, secure=secure)
+
+    def redirect(self, url: str, status_code: int = 307) -> None:
+        """Answer with a redirect to ``url`` (307 keeps the method; use 303 after a form POST).
+
+        >>> context.redirect("/login", 303)
+        >>> return None
+        """
+        if not 300 <= status_code <= 399:
+            raise ValueError(f"a redirect status must be 3xx, got {status_code}")
+        self.status = status_code
+        self.set_header("location", url)
+
+    def event(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> ServerSentEvent:
+        """A server-sent event with a name, id or retry hint, for ``add_sse`` handlers to yield.
+
+        >>> yield context.event({"price": 3}, event="price", id="42")
+        """
+        return ServerSentEvent(data, event=event, id=id, retry=retry)
+
+    def __repr__(self) -> str:
+        return f"<RequestContext {self.scope.get('method', 'WS')} {self.scope['path']}>"
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out the already-read body once, then defers to the server."""
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if not done:
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,264 @@
+"""One endpoint, compiled once at registration: how to build ``data`` and encode the result.
+
+``data`` is the merge of query parameters, the JSON body and path parameters
+(path wins). With a Struct ``request_model`` it is validated into an instance:
+strings from the URL are converted to the field types, JSON values are not (a
+``"2.5"`` in the body is not a float). Without a model ``data`` is a plain dict.
+The JSON body alone, when there is nothing to merge, is decoded straight into
+the model by a decoder built here, once.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote_plus
+
+import msgspec
+from starlette.responses import Response
+
+from microcore.tooling import Owner
+
+from ._context import RequestContext
+from ._errors import HttpError, from_validation
+from ._responses import JSONReply
+
+__all__ = ("Endpoint", "Handler", "ResponseValidationError", "render_result")
+
+Handler = Callable[[Any, RequestContext], Awaitable[Any]]
+
+_SEQUENCES = (list, tuple, set, frozenset)
+_encode = msgspec.json.Encoder().encode
+_ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_decode_any = _ANY.decode
+
+
+def _is_sequence(tp: Any) -> bool:
+    """Whether a field takes several values (``?tag=a&tag=b``)."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    origin = typing.get_origin(tp)
+    if origin in _SEQUENCES or tp in _SEQUENCES:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence(arg) for arg in typing.get_args(tp) if arg is not type(None))
+    return False
+
+
+def parse_query(raw: bytes) -> list[tuple[str, str]]:
+    """``a=1&b=x+y`` -> ``[("a", "1"), ("b", "x y")]`` (blank values kept)."""
+    pairs = []
+    for piece in raw.decode("latin-1").split("&"):
+        if not piece:
+            continue
+        key, _, value = piece.partition("=")
+        if "%" in piece or "+" in piece:
+            key, value = unquote_plus(key), unquote_plus(value)
+        pairs.append((key, value))
+    return pairs
+
+
+def is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+
+
+class Endpoint:
+    """A handler with everything needed to call it, decided at registration."""
+
+    __slots__ = (
+        "_body_decoder",
+        "_fields",
+        "_sequences",
+        "_validate_response",
+        "auth",
+        "handler",
+        "kind",
+        "method",
+        "owner",
+        "path",
+        "request_model",
+        "response_model",
+        "status_code",
+        "summary",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        handler: Handler,
+        owner: Owner,
+        request_model: Any = None,
+        response_model: Any = None,
+        status_code: int = 200,
+        tags: list[str] | None = None,
+        summary: str | None = None,
+        auth: Any = None,
+        kind: str = "route",
+        validate_response: bool = False,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.handler = handler
+        self.owner = owner
+        self.kind = kind
+        self.request_model = request_model
+        self.response_model = response_model
+        self.status_code = status_code
+        self.tags = list(tags or [])
+        self.summary = summary
+        self.auth = auth
+        self._validate_response = validate_response and response_model is not None
+        self._body_decoder: msgspec.json.Decoder[Any] = (
+            msgspec.json.Decoder(request_model) if request_model is not None else _ANY
+        )
+        self._fields: dict[str, Any] = {}
+        self._sequences: frozenset[str] = frozenset()
+        if is_struct(request_model):
+            info = msgspec.structs.fields(request_model)
+            self._fields = {f.encode_name: f.type for f in info}
+            self._sequences = frozenset(n for n, t in self._fields.items() if _is_sequence(t))
+        if self._validate_response:
+            # Fail at registration, not at the first request, when the type is not usable.
+            msgspec.json.Decoder(response_model)
+
+    # -- data ----------------------------------------------------------------------
+
+    def build_data(self, params: dict[str, Any], query: bytes, body: bytes | None) -> Any:
+        """``data`` for the handler: validated model instance, or a dict of the merge."""
+        model = self.request_model
+        if model is None:
+            merged = self._query(query, typed=False)
+            if body:
+                merged.update(self._body_object(body))
+            if params:
+                merged.update(params)
+            return merged
+        if not self._fields:  # a non-Struct model (list[Item], dict...) is the body alone
+            return self._decode_body(body if body else b"null")
+        if params:
+            fields = self._fields
+            params = {k: v for k, v in params.items() if k in fields}
+        if not body:
+            # Only strings from the URL (and typed path params): one lax conversion does all.
+            merged = self._query(query, typed=True)
+            if params:
+                merged.update(params)
+            return self._convert(merged, strict=False)
+        if not params and not query:
+            return self._decode_body(body)
+        # URL strings are converted field by field, so the JSON body stays strictly typed.
+        merged = {k: self._convert_param(k, v) for k, v in self._query(query, typed=True).items()}
+        merged.update(self._body_object(body))
+        if params:
+            merged.update(params)
+        return self._convert(merged, strict=True)
+
+    def _convert(self, merged: dict[str, Any], *, strict: bool) -> Any:
+        try:
+            return msgspec.convert(merged, self.request_model, strict=strict)
+        except msgspec.ValidationError as exc:
+            raise from_validation(exc) from None
+
+    def _decode_body(self, body: bytes) -> Any:
+        try:
+            return self._body_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise from_validation(exc) from None
+        except msgspec.DecodeError as exc:
+            raise _malformed(exc) from None
+
+    def _query(self, query: bytes, *, typed: bool) -> dict[str, Any]:
+        """Query parameters; with a model only its fields, repeated ones as lists."""
+        merged: dict[str, Any] = {}
+        if not query:
+            return merged
+        for key, value in parse_query(query):
+            if not typed:
+                merged[key] = value
+            elif key not in self._fields:
+                continue  # unknown query parameters (cache busters...) are ignored
+            elif key in self._sequences:
+                merged.setdefault(key, []).append(value)
+            else:
+                merged[key] = value
+        return merged
+
+    @staticmethod
+    def _body_object(body: bytes) -> dict[str, Any]:
+        try:
+            decoded = _decode_any(body)
+        except msgspec.DecodeError as exc:
+            raise _malformed(exc) from None
+        if type(decoded) is not dict:
+            kind = type(decoded).__name__.replace("list", "array")
+            raise HttpError(
+                422,
+                "validation_error",
+                f"Expected `object`, got `{kind}` - the JSON body must be an object",
+                path="$",
+            )
+        return decoded
+
+    def _convert_param(self, name: str, value: Any) -> Any:
+        try:
+            return msgspec.convert(value, self._fields[name], strict=False)
+        except msgspec.ValidationError as exc:
+            raise from_validation(exc, prefix=f"$.{name}") from None
+
+    # -- result ----------------------------------------------------------------------
+
+    def render(self, result: Any, context: RequestContext) -> Response:
+        """The response for what the handler returned."""
+        if self._validate_response and result is not None and not isinstance(result, Response):
+            self._check_response(result)
+        return render_result(result, context, self.status_code)
+
+    def _check_response(self, result: Any) -> None:
+        """Development only: the result must match ``response_model`` (a bug otherwise)."""
+        if isinstance(result, self.response_model if is_struct(self.response_model) else ()):
+            return
+        try:
+            msgspec.convert(msgspec.to_builtins(result), self.response_model)
+        except msgspec.ValidationError as exc:
+            raise ResponseValidationError(
+                f"{self.method} {self.path} returned a value that does not match its "
+                f"response_model {getattr(self.response_model, '__name__', self.response_model)}: "
+                f"{exc}; fix the handler or the model"
+            ) from exc
+
+
+def render_result(result: Any, context: RequestContext, status_code: int = 200) -> Response:
+    """Encode a handler's (or middleware's) result with the status and headers it asked for.
+
+    ``None`` is 204 unless a status was set; a Starlette ``Response`` is sent as it
+    is; a dict with ``"success": False`` is 400 unless a status was set.
+    """
+    extra = context.response_headers
+    context.response_headers = None  # applied once, even when middleware passes it on
+    if result is None:
+        return JSONReply(b"", context.status or 204, extra)
+    if isinstance(result, Response):
+        if extra:
+            result.raw_headers.extend(extra)
+        return result
+    status = context.status
+    if status is None:
+        failed = type(result) is dict and result.get("success") is False
+        status = 400 if failed else status_code
+    return JSONReply(_encode(result), status, extra)
+
+
+class ResponseValidationError(HttpError):
+    """A handler's result does not match its ``response_model`` (checked in development)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "response_validation_error", message)
+
+
+def _malformed(exc: msgspec.DecodeError) -> HttpError:
+    return HttpError(400, "malformed_json", f"the request body is not valid JSON: {exc}")

@@ -1,0 +1,225 @@
+"""``HttpHandle``: the ``http`` a plugin receives. Every registration belongs to the plugin."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from microcore.tooling import (
+    HookError,
+    Owner,
+    Registration,
+    RegistrationError,
+    require_coroutine_function,
+)
+
+from ._endpoint import Endpoint
+from ._registry import Entry
+from ._routing import CompiledPath
+from ._static import StaticMount
+from ._streaming import WebSocketRoute
+
+if TYPE_CHECKING:
+    from .http_tool import HttpTool
+
+__all__ = ("HttpHandle", "Middleware")
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+class Middleware:
+    """An ``async def fn(context, call_next)`` around every request, owned by a plugin."""
+
+    __slots__ = ("fn", "owner")
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], owner: Owner) -> None:
+        self.fn = fn
+        self.owner = owner
+
+
+class HttpHandle:
+    """Register routes, streams, static files and middleware (plain calls, no await).
+
+    Everything registered here belongs to the plugin: it serves once the plugin
+    is active and disappears when the plugin is unloaded. Each call returns a
+    registration; ``await registration.release()`` removes it early.
+
+    >>> async def on_boot(self):
+    ...     self.http.add_endpoint("/products", "POST", self.execute,
+    ...                            request_model=NewProduct, status_code=201, tags=["products"])
+    """
+
+    def __init__(self, tool: HttpTool, owner: Owner) -> None:
+        self._tool = tool
+        self._owner = owner
+
+    def add_endpoint(
+        self,
+        path: str,
+        method: str,
+        handler: Callable[[Any, Any], Awaitable[Any]],
+        *,
+        request_model: Any = None,
+        response_model: Any = None,
+        status_code: int = 200,
+        tags: list[str] | None = None,
+        summary: str | None = None,
+        auth: Any = None,
+    ) -> Registration:
+        """Serve ``method path`` with ``async def handler(data, context)``.
+
+        ``data`` is ``request_model`` (a msgspec Struct) decoded from path params,
+        query params and the JSON body, or a dict of them when no model is given.
+        Return a dict, list or Struct (JSON), None (204) or a Starlette Response.
+        ``path`` uses Starlette syntax: ``/products/{product_id:int}``.
+        ``response_model`` is checked in development and documented in /openapi.json;
+        ``auth`` (e.g. ``"user"``) is a requirement for the auth middleware: until one
+        sets ``context.identity`` the endpoint answers 401.
+        """
+        verb = self._method(method)
+        where = f"{verb} {path}"
+        self._require_async(handler, f"http endpoint {where}")
+        if not 100 <= status_code <= 599:
+            raise RegistrationError(f"{where}: status_code must be 100-599, got {status_code}")
+        endpoint = self._endpoint(
+            verb,
+            path,
+            handler,
+            request_model=request_model,
+            response_model=response_model,
+            status_code=status_code,
+            tags=tags,
+            summary=summary,
+            auth=auth,
+            kind="route",
+        )
+        return self._add_route(endpoint, "route")
+
+    def add_sse(
+        self,
+        path: str,
+        handler: Callable[[Any, Any], Any],
+        *,
+        request_model: Any = None,
+        tags: list[str] | None = None,
+        summary: str | None = None,
+        auth: Any = None,
+    ) -> Registration:
+        """Serve ``GET path`` as server-sent events from ``async def stream(data, context)``,
+        an async generator: each value it yields is one event (JSON unless a str);
+        ``yield context.event(data, event="price", id="7")`` names one. The generator is
+        cancelled when the client disconnects.
+        """
+        where = f"sse GET {path}"
+        if not inspect.isasyncgenfunction(handler):
+            raise HookError(
+                f"{where} of {self._owner.identity!r} must be an async generator: "
+                "declare it 'async def stream(self, data, context)' and 'yield' each event"
+            )
+        endpoint = self._endpoint(
+            "GET",
+            path,
+            handler,
+            request_model=request_model,
+            tags=tags,
+            summary=summary,
+            auth=auth,
+            kind="sse",
+        )
+        return self._add_route(endpoint, "sse")
+
+    def add_websocket(self, path: str, handler: Callable[[Any], Awaitable[None]]) -> Registration:
+        """Serve a websocket at ``path`` with ``async def handler(websocket)`` (a Starlette
+        ``WebSocket``: ``await websocket.accept()``, ``receive_json()``, ``send_json()``...).
+        Path parameters are in ``websocket.path_params``.
+        """
+        self._require_async(handler, f"websocket {path}")
+        compiled = CompiledPath(path)
+        route = WebSocketRoute(path, handler, self._owner)
+        entry = Entry(
+            "websocket",
+            f"WS {path}",
+            self._owner,
+            route,
+            compiled=compiled,
+            slot=("WS", compiled.key),
+        )
+        return self._tool.registry.add(entry)
+
+    def mount_static(self, path: str, directory: str | os.PathLike[str]) -> Registration:
+        """Serve the files of ``directory`` under ``path`` (GET/HEAD; no dotfiles, no ``..``)."""
+        mount = StaticMount(path, directory, self._owner)
+        label = f"{mount.prefix or '/'} -> {mount.directory}"
+        entry = Entry("static", label, self._owner, mount, slot=("STATIC", mount.prefix))
+        return self._tool.registry.add(entry)
+
+    def add_middleware(self, fn: Callable[..., Awaitable[Any]]) -> Registration:
+        """Run ``async def fn(context, call_next)`` around every request, in registration order.
+
+        ``response = await call_next()`` runs the rest (a Starlette ``Response``);
+        return it (changed or not), or return something else instead, as a handler would.
+
+        >>> async def timing(context, call_next):
+        ...     response = await call_next()
+        ...     response.headers["x-elapsed"] = "..."
+        ...     return response
+        """
+        self._require_async(fn, "http middleware")
+        name = getattr(fn, "__qualname__", repr(fn))
+        entry = Entry("middleware", name, self._owner, Middleware(fn, self._owner))
+        return self._tool.registry.add(entry)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _endpoint(self, method: str, path: str, handler: Any, **options: Any) -> Endpoint:
+        summary = options.pop("summary") or _first_line(getattr(handler, "__doc__", None))
+        try:
+            return Endpoint(
+                method=method,
+                path=path,
+                handler=handler,
+                owner=self._owner,
+                summary=summary,
+                validate_response=self._tool.development,
+                **options,
+            )
+        except (TypeError, ValueError) as exc:  # msgspec refuses a model it cannot decode
+            raise RegistrationError(
+                f"{method} {path} of {self._owner.identity!r}: a model is not usable: {exc}; "
+                "use msgspec Structs or types msgspec supports"
+            ) from exc
+
+    def _add_route(self, endpoint: Endpoint, kind: str) -> Registration:
+        compiled = CompiledPath(endpoint.path)
+        entry = Entry(
+            kind,
+            f"{endpoint.method} {endpoint.path}",
+            self._owner,
+            endpoint,
+            compiled=compiled,
+            slot=(endpoint.method, compiled.key),
+        )
+        return self._tool.registry.add(entry)
+
+    def _method(self, method: str) -> str:
+        verb = method.upper()
+        if verb not in METHODS:
+            raise RegistrationError(
+                f"HTTP method {method!r} is not supported; use one of {', '.join(METHODS)}"
+            )
+        return verb
+
+    def _require_async(self, fn: Any, what: str) -> None:
+        require_coroutine_function(fn, what=f"{what} of {self._owner.identity!r}")
+
+    def __repr__(self) -> str:
+        return f"<http for {self._owner.identity}>"
+
+
+def _first_line(doc: str | None) -> str | None:
+    if not doc:
+        return None
+    line = doc.strip().splitlines()[0].strip()
+    return line or None

@@ -1,0 +1,112 @@
+"""After each answered request: request counters, the access log line, tool observers.
+
+Nothing here runs unless ``HTTP_ACCESS_LOG`` is on, a tool asked for request
+counters (``HttpTool.request_stats``) or registered an observer
+(``HttpTool.observe``): the dispatcher checks one attribute (``observing``) per
+request and only then takes the time. An :class:`Exchange` is built only for
+the access log and observers; the counters need none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._stats import RequestStats
+
+__all__ = ("Exchange", "Observer", "Observers")
+
+
+class Exchange:
+    """One answered request, as an observer sees it.
+
+    ``route`` is the template that matched (``/products/{product_id:int}``, or a
+    static mount's ``/assets/{path}``), ``None`` when nothing matched;
+    ``owner`` the identity that registered it; ``duration`` in seconds, from the
+    first byte of headers read to the last byte of the response sent.
+    """
+
+    __slots__ = ("duration", "method", "owner", "path", "request_id", "route", "status")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        duration: float,
+        request_id: str,
+        owner: str | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.route = route
+        self.status = status
+        self.duration = duration
+        self.request_id = request_id
+        self.owner = owner
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.method} {self.path} {self.status} {self.duration * 1000:.2f} ms>"
+
+
+Observer = Callable[[Exchange], object]
+
+
+class Observers:
+    """The counters, the access log switch and the observer callbacks, read by the dispatcher."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self.stats: RequestStats | None = None
+        self.access_log = False
+        self.callbacks: tuple[Observer, ...] = ()
+        self.observing = False  # the one attribute the dispatcher checks per request
+        self.notifying = False  # access log or callbacks: an Exchange is wanted
+
+    def _update(self) -> None:
+        self.notifying = self.access_log or bool(self.callbacks)
+        self.observing = self.notifying or self.stats is not None
+
+    def set_access_log(self, enabled: bool) -> None:
+        self.access_log = enabled
+        self._update()
+
+    def counters(self) -> RequestStats:
+        """The request counters, started on first use."""
+        if self.stats is None:
+            self.stats = RequestStats()
+            self._update()
+        return self.stats
+
+    def add(self, callback: Observer) -> Callable[[], None]:
+        self.callbacks = (*self.callbacks, callback)
+        self._update()
+
+        def remove() -> None:
+            self.callbacks = tuple(c for c in self.callbacks if c is not callback)
+            self._update()
+
+        return remove
+
+    def notify(self, exchange: Exchange) -> None:
+        """Write the access line, then call every observer (each failure logged, never raised)."""
+        if self.access_log:
+            self._log.info(
+                "http_request",
+                method=exchange.method,
+                path=exchange.path,
+                status=exchange.status,
+                duration_ms=round(exchange.duration * 1000, 3),
+                request_id=exchange.request_id,
+                plugin=exchange.owner,
+            )
+        for callback in self.callbacks:
+            try:
+                callback(exchange)
+            except Exception:  # noqa: BLE001 - isolation boundary: an observer must not break serving
+                self._log.exception(
+                    "http_observer_failed",
+                    observer=getattr(callback, "__qualname__", repr(callback)),
+                    request_id=exchange.request_id,
+                )

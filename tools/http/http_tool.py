@@ -1,0 +1,177 @@
+"""The ``http`` tool: routes registered by plugins, served by a lean ASGI app.
+
+Plugins register with plain calls (``add_endpoint``, ``add_sse``,
+``add_websocket``, ``mount_static``, ``add_middleware``); each registration
+belongs to the plugin and serves only while it is active. The route table is
+rebuilt and swapped whole whenever plugins change, so a request in flight
+finishes on the handler it started with.
+
+Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_DOCS`` (serve
+``/openapi.json`` and ``/docs``, default true), ``HTTP_TITLE``, ``HTTP_VERSION``,
+``HTTP_SSE_PING``, ``HTTP_ACCESS_LOG`` (one ``http_request`` log line per request:
+method, path, status, duration_ms, request_id, plugin; default true) and the
+``HTTP_CORS_*`` settings (see ``_cors.py``).
+
+Module map: ``_handle`` (what plugins call), ``_registry`` (who owns what,
+collisions), ``_routing`` (the route table), ``_app`` (the ASGI dispatcher),
+``_endpoint`` (data in, response out), ``_context``, ``_errors``,
+``_responses``, ``_streaming`` (SSE, websockets), ``_static``, ``_cors``,
+``_observe`` (access log, observers), ``_stats`` (request counters), ``_openapi``
+and ``_docs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.responses import Response
+
+from microcore import Tool
+from microcore.tooling import ConfigurationError, Owner
+
+from ._app import HttpApp
+from ._cors import Cors
+from ._docs import ApiDocs
+from ._handle import HttpHandle
+from ._observe import Exchange, Observer
+from ._registry import Registry
+from ._stats import RequestStats
+from ._streaming import EventStream
+
+__all__ = ("Exchange", "HttpHandle", "HttpTool", "RequestStats")
+
+MIB = 1024 * 1024
+
+
+class HttpTool(Tool):
+    """Serve HTTP: endpoints, server-sent events, websockets, static files, middleware.
+
+    >>> self.http.add_endpoint("/products/{product_id:int}", "GET", self.execute)
+
+    Other tools serve their own routes under their own owner::
+
+        owner = Owner("tools.system"); owner.activate()
+        http.bind(owner).add_endpoint("/system/health", "GET", self.health)
+    """
+
+    name = "http"
+
+    def __init__(self, config: Any, logger: Any) -> None:
+        self._config = config
+        self._log = logger.for_tool("http")
+        self.development = False
+        self.registry = Registry(self._refresh)
+        self.app = HttpApp(log=self._log, max_body=MIB)
+        self.owner = Owner("tools.http")
+        self.docs: ApiDocs | None = None
+
+    async def setup(self) -> None:
+        config = self._config
+        self.development = bool(config.development)
+        max_body = config.get_int("HTTP_MAX_BODY", MIB)
+        if max_body <= 0:
+            raise ConfigurationError(
+                f"HTTP_MAX_BODY must be a positive number of bytes, got {max_body}"
+            )
+        self.app.max_body = max_body
+        self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
+        self.app.cors = _cors_from(config)
+        self.app.observers.set_access_log(config.get_bool("HTTP_ACCESS_LOG", True))
+        self.owner.activate()
+        if config.get_bool("HTTP_DOCS", True):
+            self.docs = ApiDocs(
+                self.registry,
+                lambda: self.app.snapshot,
+                title=config.get("HTTP_TITLE") or "microcore API",
+                version=config.get("HTTP_VERSION") or "0.1.0",
+                exclude_owner=self.owner,
+            )
+            self.docs.register(self.bind(self.owner))
+
+    def bind(self, owner: Owner) -> HttpHandle:
+        """The per-plugin (or per-tool) handle whose registrations ``owner`` owns."""
+        return HttpHandle(self, owner)
+
+    def on_plugins_changed(self) -> None:
+        self._refresh()
+
+    def asgi(self) -> HttpApp:
+        return self.app
+
+    def routes(self) -> list[dict[str, Any]]:
+        """Every registration that serves now: kind, method, path, owner, tags, summary,
+        and for endpoints the status code and the request and response models."""
+        rows: list[dict[str, Any]] = []
+        for entry in self.registry.entries():
+            if not entry.owner.active:
+                continue
+            target = entry.target
+            rows.append(
+                {
+                    "kind": entry.kind,
+                    "label": entry.label,
+                    "method": getattr(target, "method", None),
+                    "path": getattr(target, "path", getattr(target, "prefix", None)),
+                    "owner": entry.owner.identity,
+                    "tags": list(getattr(target, "tags", [])),
+                    "summary": getattr(target, "summary", None),
+                    "status_code": getattr(target, "status_code", None),
+                    "request_model": getattr(target, "request_model", None),
+                    "response_model": getattr(target, "response_model", None),
+                }
+            )
+        return rows
+
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(exchange)`` synchronously after every answered request; returns
+        ``remove``. ``exchange`` has ``method``, ``path``, ``route`` (the matched template,
+        None when nothing matched), ``status``, ``duration`` (seconds), ``request_id`` and
+        ``owner``. Keep it cheap: it runs on every request; what it raises is logged.
+
+        >>> remove = http.observe(lambda ex: counts.update([(ex.route, ex.status)]))
+        """
+        return self.app.observers.add(callback)
+
+    def request_stats(self) -> RequestStats:
+        """Start counting answered requests and return the live counters: ``routes()`` maps
+        (method, route template) to ``count``, ``total`` seconds, ``statuses`` (status ->
+        count) and ``buckets`` (a latency histogram over ``bounds``, not cumulative).
+        Cheap enough to leave on: no callback per request.
+
+        >>> stats = http.request_stats(); stats.routes()[("GET", "/products")].count
+        """
+        return self.app.observers.counters()
+
+    def event_stream(self, events: AsyncIterator[Any], context: Any) -> Response:
+        """A response streaming what ``events`` (an async generator) yields as server-sent
+        events, exactly as an ``add_sse`` route does: for an endpoint that decides per
+        request whether to stream (after an access check, say).
+
+        >>> return http.event_stream(self.updates(context), context)
+        """
+        return EventStream(events, context, self._log, self.app.sse_ping)
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of every endpoint that serves now."""
+        docs = self.docs or ApiDocs(self.registry, lambda: self.app.snapshot, title="API")
+        return docs.document()
+
+    def _refresh(self) -> None:
+        self.app.snapshot = self.registry.snapshot()
+
+
+def _cors_from(config: Any) -> Cors | None:
+    raw = (config.get("HTTP_CORS_ORIGINS") or "").strip()
+    if not raw:
+        return None
+    origins = [o.strip() for o in raw.split(",") if o.strip()]
+    methods = [m.strip().upper() for m in (config.get("HTTP_CORS_METHODS") or "").split(",")]
+    headers = [h.strip() for h in (config.get("HTTP_CORS_HEADERS") or "").split(",")]
+    return Cors(
+        origins,
+        methods=[m for m in methods if m] or None,
+        headers=[h for h in headers if h] or None,
+        credentials=config.get_bool("HTTP_CORS_CREDENTIALS", False),
+        max_age=config.get_int("HTTP_CORS_MAX_AGE", 600),
+    )

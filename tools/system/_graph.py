@@ -1,0 +1,144 @@
+"""Who publishes, subscribes, requests and answers what (``/system/graph``).
+
+Two sources, merged: what the bus has seen at run time (``event_bus.graph()``:
+names actually published, active subscriptions, who answered requests) and
+what the plugin sources say (the literal ``publish``/``request`` calls found
+by the same static scan that writes AI_CONTEXT.md), so a name shows before
+its first event. Each name says which source knows it (``static``, ``seen``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from microcore._checks import pattern_matches, scan_file
+
+__all__ = ("StaticScan", "build_graph")
+
+Names = dict[str, set[str]]  # name -> identities
+
+
+class StaticScan:
+    """Literal ``publish``/``request`` names per plugin, re-read only when a plugin reloads."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._cache: dict[tuple[str, float | None], tuple[list[str], list[str]]] = {}
+
+    def calls(self, plugins: Mapping[str, Any]) -> tuple[Names, Names]:
+        """(published, requested): name -> plugins, for the plugins that serve now."""
+        published: Names = {}
+        requested: Names = {}
+        fresh: dict[tuple[str, float | None], tuple[list[str], list[str]]] = {}
+        for identity, record in plugins.items():
+            if record.status != "ok":
+                continue
+            key = (identity, record.loaded_at)
+            found = self._cache.get(key)
+            if found is None:
+                found = self._scan(identity, record.file)
+            fresh[key] = found
+            for name in found[0]:
+                published.setdefault(name, set()).add(identity)
+            for name in found[1]:
+                requested.setdefault(name, set()).add(identity)
+        self._cache = fresh  # forget unloaded and replaced versions
+        return published, requested
+
+    def _scan(self, identity: str, file: Path) -> tuple[list[str], list[str]]:
+        cls = identity.split(".", 1)[1]
+        scan = scan_file(self._root, file)
+        calls = [c for c in scan.calls if c.owner == cls]
+        return (
+            sorted({c.name for c in calls if c.kind == "publish"}),
+            sorted({c.name for c in calls if c.kind == "request"}),
+        )
+
+
+def build_graph(
+    *,
+    plugins: Mapping[str, Any],
+    static: tuple[Names, Names],
+    bus: Mapping[str, Mapping[str, list[str]]],
+    counts: Mapping[str, int],
+    sent: Mapping[str, set[str]],
+) -> dict[str, Any]:
+    """Nodes (plugins and other sources), events and requests with their senders and receivers.
+
+    ``bus`` is ``event_bus.graph()`` (empty without a bus), ``counts`` the events
+    published by name since boot, ``sent`` more name -> sources seen at run time
+    (dead letters, which the bus publishes itself).
+    """
+    static_published, requested = static
+    runtime: Names = {n: set(who) for n, who in bus.get("publishers", {}).items()}
+    for name, sources in sent.items():
+        runtime.setdefault(name, set()).update(sources)
+    subscribed: Names = {p: set(who) for p, who in bus.get("subscribers", {}).items()}
+    answered: Names = {n: set(who) for n, who in bus.get("responders", {}).items()}
+
+    request_names = set(requested) | set(answered)
+    event_names = set(static_published) | {n for n in runtime if n not in request_names}
+    known = event_names | request_names
+    for pattern in subscribed:  # a subscription nothing is known to send still shows
+        if not any(pattern == n or pattern_matches(pattern, n) for n in known):
+            event_names.add(pattern)
+
+    def receivers(name: str) -> list[dict[str, str]]:
+        return sorted(
+            (
+                {"plugin": who, "pattern": pattern}
+                for pattern, identities in subscribed.items()
+                if pattern == name or pattern_matches(pattern, name)
+                for who in identities
+            ),
+            key=lambda r: (r["plugin"], r["pattern"]),
+        )
+
+    events = [
+        {
+            "name": name,
+            "publishers": sorted(static_published.get(name, set()) | runtime.get(name, set())),
+            "subscribers": receivers(name),
+            "static": name in static_published,
+            "seen": name in runtime,
+            "published": counts.get(name, 0),
+            "failed": name.startswith("_dlq."),
+        }
+        for name in sorted(event_names)
+    ]
+    requests = [
+        {
+            "name": name,
+            "requesters": sorted(requested.get(name, set()) | runtime.get(name, set())),
+            "responders": sorted(
+                answered.get(name, set()) | {r["plugin"] for r in receivers(name)}
+            ),
+            "static": name in requested,
+            "seen": name in runtime,
+            "published": counts.get(name, 0),
+        }
+        for name in sorted(request_names)
+    ]
+    return {"nodes": _nodes(plugins, events, requests), "events": events, "requests": requests}
+
+
+def _nodes(
+    plugins: Mapping[str, Any], events: list[dict[str, Any]], requests: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    names: set[str] = set(plugins)
+    for event in events:
+        names.update(event["publishers"])
+        names.update(r["plugin"] for r in event["subscribers"])
+    for request in requests:
+        names.update(request["requesters"])
+        names.update(request["responders"])
+    return [
+        {
+            "id": name,
+            "kind": "plugin" if name in plugins else "other",
+            "status": plugins[name].status if name in plugins else "ok",
+        }
+        for name in sorted(names)
+    ]

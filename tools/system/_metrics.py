@@ -1,0 +1,227 @@
+"""Counters rendered as Prometheus text (exposition format 0.0.4).
+
+Requests are counted by the http tool itself (``request_stats()``: by method,
+route *template* and status, with a latency histogram per method and route);
+events are counted here by name, from the bus tap. Label values come from what
+the code registered (route templates, event names, plugin identities), never
+from raw request paths, and every family stops adding series at
+``MAX_SERIES``: past it, new label values are counted under ``_other``, so a
+client sending random paths or a plugin inventing names cannot grow memory.
+
+Scrape-time families (subscriptions, tool and plugin health, reloads) are read
+from the kernel and the bus when ``/system/metrics`` is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from microcore import Event
+
+__all__ = ("CONTENT_TYPE", "MAX_SERIES", "Metrics", "escape")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_SERIES = 1_000  # label sets per family; past it new values count under "_other"
+OTHER = "_other"
+UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405)
+DLQ_PREFIX = "_dlq."
+
+
+class Metrics:
+    """Event counters (fed by the bus tap) and the renderer of every family."""
+
+    def __init__(self) -> None:
+        self._published: dict[str, int] = {}
+        self._dead: dict[tuple[str, str], int] = {}
+        # the bus publishes dead letters itself, outside its own who-published graph
+        self.dead_letter_sources: dict[str, set[str]] = {}
+        self.reloads = 0
+
+    # -- feeding (hot paths: plain dict operations) --------------------------------
+
+    def event(self, event: Event) -> None:
+        """Count one published event (and, for ``_dlq.<name>``, one dead letter)."""
+        name = event.name
+        if name.startswith(DLQ_PREFIX):
+            self._dead_letter(event)
+        published = self._published
+        if name not in published and len(published) >= MAX_SERIES:
+            name = OTHER
+        published[name] = published.get(name, 0) + 1
+
+    def _dead_letter(self, event: Event) -> None:
+        payload = event.payload
+        subscriber = payload.get("subscriber") if isinstance(payload, dict) else None
+        key = (event.name[len(DLQ_PREFIX) :], str(subscriber or ""))
+        if key not in self._dead and len(self._dead) >= MAX_SERIES:
+            key = (OTHER, OTHER)
+        self._dead[key] = self._dead.get(key, 0) + 1
+        if len(self.dead_letter_sources) < MAX_SERIES:
+            self.dead_letter_sources.setdefault(event.name, set()).add(event.source)
+
+    def published(self) -> dict[str, int]:
+        """Events published by name since boot."""
+        return dict(self._published)
+
+    # -- rendering ---------------------------------------------------------------
+
+    def render(
+        self,
+        *,
+        requests: Any,
+        status: Mapping[str, Any],
+        subscriptions: Iterable[Mapping[str, Any]],
+        feed: Mapping[str, int],
+    ) -> str:
+        """The Prometheus text of every family; ``requests`` is the http tool's
+        ``request_stats()``, ``status`` is ``kernel.status()``."""
+        lines: list[str] = []
+        lines += _http(requests)
+        lines += self._events(list(subscriptions))
+        lines += _kernel(status)
+        lines += _family(
+            "microcore_reloads_total",
+            "counter",
+            "Hot reloads applied since boot (failed ones included).",
+            [({}, self.reloads)],
+        )
+        lines += _family(
+            "microcore_feed_clients",
+            "gauge",
+            "Dashboard live-feed clients connected now.",
+            [({}, feed["clients"])],
+        )
+        lines += _family(
+            "microcore_feed_dropped_total",
+            "counter",
+            "Live-feed items dropped because a client read too slowly (oldest first).",
+            [({}, feed["dropped"])],
+        )
+        return "\n".join(lines) + "\n"
+
+    def _events(self, subscriptions: list[Mapping[str, Any]]) -> Iterator[str]:
+        yield from _family(
+            "microcore_events_published_total",
+            "counter",
+            "Events published (requests included), by name.",
+            [({"name": n}, c) for n, c in sorted(self._published.items())],
+        )
+
+        def per_subscription(field: str) -> list[tuple[dict[str, str], float]]:
+            return [
+                ({"subscriber": s["subscriber"], "pattern": s["pattern"]}, s[field])
+                for s in subscriptions
+            ]
+
+        yield from _family(
+            "microcore_events_delivered_total",
+            "counter",
+            "Events handled successfully, by subscriber and subscribed name or pattern "
+            "(restarts from 0 when the plugin reloads).",
+            per_subscription("delivered"),
+        )
+        yield from _family(
+            "microcore_event_handler_failures_total",
+            "counter",
+            "Events whose handler failed every attempt, by subscriber and name or pattern.",
+            per_subscription("failed"),
+        )
+        yield from _family(
+            "microcore_event_queue_depth",
+            "gauge",
+            "Events waiting in a subscription's buffer now.",
+            per_subscription("queued"),
+        )
+        yield from _family(
+            "microcore_events_dead_lettered_total",
+            "counter",
+            "Events sent to _dlq.<name>, by original name and failing subscriber.",
+            [({"name": n, "subscriber": s}, c) for (n, s), c in sorted(self._dead.items())],
+        )
+
+
+def _http(requests: Any) -> Iterator[str]:
+    routes = sorted(
+        ((m, UNMATCHED if r is None else r), stats) for (m, r), stats in requests.routes().items()
+    )
+    yield from _family(
+        "microcore_http_requests_total",
+        "counter",
+        "HTTP requests answered, by method, route template and status.",
+        [
+            ({"method": m, "route": r, "status": str(code)}, n)
+            for (m, r), stats in routes
+            for code, n in sorted(stats.statuses.items())
+        ],
+    )
+    name = "microcore_http_request_duration_seconds"
+    yield f"# HELP {name} Time to answer an HTTP request, by method and route template."
+    yield f"# TYPE {name} histogram"
+    for (method, route), stats in routes:
+        labels = f'method="{escape(method)}",route="{escape(route)}"'
+        running = 0
+        for bound, count in zip((*requests.bounds, None), stats.buckets, strict=True):
+            running += count
+            le = "+Inf" if bound is None else repr(bound)
+            yield f'{name}_bucket{{{labels},le="{le}"}} {running}'
+        yield f"{name}_sum{{{labels}}} {_number(stats.total)}"
+        yield f"{name}_count{{{labels}}} {stats.count}"
+
+
+def _kernel(status: Mapping[str, Any]) -> Iterator[str]:
+    yield from _family(
+        "microcore_tool_up",
+        "gauge",
+        "1 when the tool set up, 0 when it failed.",
+        [({"tool": n}, int(t["status"] == "ok")) for n, t in sorted(status["tools"].items())],
+    )
+    yield from _family(
+        "microcore_plugin_up",
+        "gauge",
+        "1 when the plugin serves, 0 when it failed.",
+        [({"plugin": n}, int(p["status"] == "ok")) for n, p in sorted(status["plugins"].items())],
+    )
+    yield from _family(
+        "microcore_reload_errors",
+        "gauge",
+        "Changed plugin files whose new version failed (the previous one keeps serving).",
+        [({}, len(status.get("reload_errors") or {}))],
+    )
+    for key, name, help_text in (
+        ("booted_at", "microcore_boot_timestamp_seconds", "When the app finished booting."),
+        ("reloaded_at", "microcore_last_reload_timestamp_seconds", "When the last reload ran."),
+    ):
+        if status.get(key) is not None:
+            yield from _family(name, "gauge", help_text, [({}, status[key])])
+    if status.get("reload_ms") is not None:
+        yield from _family(
+            "microcore_last_reload_duration_seconds",
+            "gauge",
+            "How long the last hot reload took.",
+            [({}, status["reload_ms"] / 1000)],
+        )
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]
+) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        if labels:
+            inner = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{inner}}} {_number(value)}")
+        else:
+            lines.append(f"{name} {_number(value)}")
+    return lines
+
+
+def escape(value: str) -> str:
+    """A label value as the text format wants it: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))

@@ -1,0 +1,354 @@
+"""The ``system`` tool: health, status, routes, events, graph, metrics and a live dashboard.
+
+Routes (served through ``http`` under the tool's own owner):
+
+* ``/system/health``: 200, or 503 naming every failed tool and plugin (a readiness probe);
+* ``/system/status``: tools and plugins with status, error (file, line), registrations,
+  boot and reload times;
+* ``/system/routes``: every route that serves, with its request count so far;
+* ``/system/events``: recent events with their causes (``?name=product.*``,
+  ``source=``, ``correlation_id=``, ``event_id=``, ``limit=``);
+* ``/system/graph``: publishers, subscribers, requesters and responders per name;
+* ``/system/metrics``: Prometheus text (``_metrics.py``);
+* ``/system/feed``: server-sent events, one per request and per event (``_feed.py``);
+* ``/system/dashboard``: the page that shows all of it live (``_dashboard.py``).
+
+Outside development every ``/system/*`` route but ``/system/health`` needs
+``SYSTEM_TOKEN``, sent as ``Authorization: Bearer <token>`` or as the
+``system_token`` cookie; without a configured token they always answer 401.
+
+What it costs the app: requests are counted by the http tool (one tuple per
+request, folded in batches); events by a bus tap (two dict updates). Requests
+are followed one by one (for the feed, and to name the request behind an event
+in ``/system/events``) only while a feed client is connected.
+
+Settings: ``SYSTEM_TOKEN``; ``SYSTEM_FEED_PAYLOADS`` (show event payloads in the
+feed and in ``/system/events``, default true); ``SYSTEM_FEED_BUFFER`` (items
+queued per feed client before the oldest is dropped, default 256);
+``SYSTEM_FEED_CLIENTS`` (feed clients at once, default 16).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+from starlette.responses import Response
+
+from microcore import Event, Tool
+from microcore.tooling import ConfigurationError, Kernel, Owner
+
+from ._dashboard import Dashboard
+from ._feed import Feed
+from ._graph import StaticScan, build_graph
+from ._metrics import CONTENT_TYPE, Metrics
+from ._trace import select, traces
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+_RECENT_REQUESTS = 500  # requests remembered (while watched) to name an event's request
+
+
+class EventQuery(msgspec.Struct):
+    """Filters of ``/system/events``."""
+
+    name: str | None = None
+    source: str | None = None
+    correlation_id: str | None = None
+    event_id: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+
+
+class AssetName(msgspec.Struct):
+    asset: str
+
+
+class SystemTool(Tool):
+    """Health, status, routes, events, graph, metrics and a live dashboard under ``/system``."""
+
+    name = "system"
+
+    def __init__(
+        self, http: Any, config: Any, kernel: Kernel, event_bus: Any | None = None
+    ) -> None:
+        self._http = http
+        self._config = config
+        self._kernel = kernel
+        self._bus = event_bus
+        self._owner = Owner("tools.system")
+        self._metrics = Metrics()
+        self._feed = Feed()
+        self._stats: Any = None  # the http tool's request counters, from setup on
+        self._watching: Callable[[], object] | None = None
+        self._dashboard = Dashboard()
+        self._static = StaticScan(kernel.root)
+        self._recent: deque[Any] = deque(maxlen=_RECENT_REQUESTS)
+        self._undo: list[Callable[[], object]] = []
+
+    async def setup(self) -> None:
+        config = self._config
+        self._feed = Feed(
+            buffer=_positive(config, "SYSTEM_FEED_BUFFER", 256),
+            max_clients=_positive(config, "SYSTEM_FEED_CLIENTS", 16),
+            payloads=config.get_bool("SYSTEM_FEED_PAYLOADS", True),
+            on_watch=self._watch_requests,
+        )
+        await anyio.to_thread.run_sync(self._dashboard.load)
+        self._owner.activate()
+        self._register_routes()
+        self._stats = self._http.request_stats()
+        tap = getattr(self._bus, "tap", None)
+        if callable(tap):
+            self._undo.append(tap(self._on_event))
+        self._kernel.add_reload_listener(self._on_reload)
+
+    def _register_routes(self) -> None:
+        api = self._http.bind(self._owner)
+
+        def add(path: str, handler: Handler, summary: str, **options: Any) -> None:
+            api.add_endpoint(path, "GET", handler, tags=["system"], summary=summary, **options)
+
+        add(
+            "/system/health",
+            self._get_health,
+            "200 when everything booted, 503 naming every failed tool and plugin",
+        )
+        add(
+            "/system/status",
+            self.guarded(self._get_status),
+            "Every tool and plugin with status, error, file and registrations",
+        )
+        add("/system/routes", self.guarded(self._get_routes), "Every route that serves now")
+        add(
+            "/system/events",
+            self.guarded(self._get_events),
+            "Recent events with their causes (request or event) and causal chains",
+            request_model=EventQuery,
+        )
+        add("/system/graph", self.guarded(self._get_graph), "Who publishes and subscribes to what")
+        add("/system/metrics", self.guarded(self._get_metrics), "Prometheus text exposition")
+        add(
+            "/system/feed",
+            self.guarded(self._get_feed),
+            "Live requests and events (text/event-stream)",
+        )
+        add("/system/dashboard", self._get_dashboard, "The live dashboard (HTML)")
+        add(
+            "/system/dashboard/{asset}",
+            self.guarded(self._get_asset),
+            "The dashboard's script and style sheet",
+            request_model=AssetName,
+        )
+
+    async def shutdown(self) -> None:
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
+        self._watch_requests(False)
+        await self._owner.release()
+
+    def on_plugins_changed(self) -> None:
+        self._feed.push("plugins", {"plugins": len(self._kernel.plugins)})
+
+    # -- access --------------------------------------------------------------------
+
+    def guarded(self, handler: Handler) -> Handler:
+        """Wrap a handler so that, outside development, it needs ``SYSTEM_TOKEN``.
+
+        Other tools that add ``/system/*`` routes wrap their handlers with this.
+        """
+
+        async def guarded_handler(data: Any, context: Any) -> Any:
+            if self._allowed(context):
+                return await handler(data, context)
+            context.set_status(401)
+            context.set_header("WWW-Authenticate", 'Bearer realm="microcore system"')
+            return {
+                "success": False,
+                "error": {
+                    "code": "unauthorized",
+                    "message": "send SYSTEM_TOKEN as 'Authorization: Bearer <token>' "
+                    "or the system_token cookie (system routes are open only when "
+                    "MICROCORE_ENV=development)",
+                },
+            }
+
+        guarded_handler.__name__ = getattr(handler, "__name__", "guarded_handler")
+        return guarded_handler
+
+    def _allowed(self, context: Any) -> bool:
+        return bool(self._config.development) or self._authorized(context.request)
+
+    def _authorized(self, request: Any) -> bool:
+        token = self._config.get("SYSTEM_TOKEN") or ""
+        if not token:
+            return False
+        header = request.headers.get("authorization", "")
+        scheme, _, sent = header.partition(" ")
+        if scheme.lower() != "bearer" or not sent:
+            sent = request.cookies.get("system_token", "")
+        return hmac.compare_digest(sent.strip().encode(), token.encode())
+
+    # -- observing (hot paths) -------------------------------------------------------
+
+    def _watch_requests(self, watching: bool) -> None:
+        """Follow each request only while a feed client is connected (it costs per request)."""
+        if watching and self._watching is None:
+            self._watching = self._http.observe(self._on_request)
+        elif not watching and self._watching is not None:
+            self._watching()
+            self._watching = None
+
+    def _on_request(self, exchange: Any) -> None:
+        self._recent.append(exchange)
+        if exchange.owner != "tools.system":
+            self._feed.request(exchange)  # the dashboard's own traffic stays out of its feed
+
+    def _on_event(self, event: Event) -> None:
+        self._metrics.event(event)
+        self._feed.event(event)
+
+    def _on_reload(self) -> None:
+        self._metrics.reloads += 1
+        self._feed.push(
+            "reload",
+            {"reloaded_at": self._kernel.reloaded_at, "reload_ms": self._kernel.reload_ms},
+        )
+
+    # -- handlers --------------------------------------------------------------------
+
+    async def _get_health(self, data: Any, context: Any) -> dict[str, Any]:
+        """Liveness and readiness: 503 while any tool or plugin is failed."""
+        failures = self._kernel.failures()
+        if failures["tools"] or failures["plugins"]:
+            context.set_status(503)
+            return {"status": "failed", **failures}
+        return {"status": "ok", "tools": [], "plugins": []}
+
+    async def _get_status(self, data: Any, context: Any) -> dict[str, Any]:
+        """Tools and plugins: status, error (file, line), registrations, boot and reload times."""
+        return self._kernel.status()
+
+    async def _get_routes(self, data: Any, context: Any) -> dict[str, Any]:
+        """Every route that serves: kind, method, path, owner, models and requests so far."""
+        counts = {
+            key: (stats.count, sum(n for code, n in stats.statuses.items() if code >= 500))
+            for key, stats in self._stats.routes().items()
+        }
+        rows = []
+        for route in self._http.routes():
+            if route["kind"] == "static":  # counted under its template, GET and HEAD
+                template = f"{route['path']}/{{path}}"
+                pairs = [counts.get((m, template), (0, 0)) for m in ("GET", "HEAD")]
+                served, failed = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+            else:
+                served, failed = counts.get((route["method"], route["path"]), (0, 0))
+            rows.append(
+                {
+                    **route,
+                    "request_model": _type_name(route.get("request_model")),
+                    "response_model": _type_name(route.get("response_model")),
+                    "requests": served,
+                    "server_errors": failed,
+                }
+            )
+        rows.sort(key=lambda r: (str(r["path"]), str(r["method"])))
+        return {"routes": rows}
+
+    async def _get_events(self, data: EventQuery, context: Any) -> dict[str, Any]:
+        """Recent events (oldest first) with ``caused_by`` and ``chain``, and one trace per
+        correlation: the request that started it (when known) and the tree of events."""
+        if self._bus is None:
+            return {"events": [], "traces": [], "history": 0}
+        history = self._bus.history()
+        found = select(
+            history,
+            name=data.name,
+            source=data.source,
+            correlation_id=data.correlation_id,
+            event_id=data.event_id,
+        )[-data.limit :]
+        rows, trees = traces(found, history, self._recent_requests(), payloads=self._feed.payloads)
+        return {"events": rows, "traces": trees, "history": len(history)}
+
+    def _recent_requests(self) -> dict[str, dict[str, Any]]:
+        return {
+            ex.request_id: {
+                "method": ex.method,
+                "path": ex.path,
+                "route": ex.route,
+                "status": ex.status,
+                "duration_ms": round(ex.duration * 1000, 3),
+                "owner": ex.owner,
+            }
+            for ex in self._recent
+        }
+
+    async def _get_graph(self, data: Any, context: Any) -> dict[str, Any]:
+        """Nodes, events (publishers -> subscribers) and requests (requesters -> responders)."""
+        plugins = self._kernel.plugins
+        bus = self._bus.graph() if self._bus is not None else {}
+        return {
+            **build_graph(
+                plugins=plugins,
+                static=self._static.calls(plugins),
+                bus=bus,
+                counts=self._metrics.published(),
+                sent=self._metrics.dead_letter_sources,
+            ),
+            "subscriptions": self._bus.subscriptions() if self._bus is not None else [],
+        }
+
+    async def _get_metrics(self, data: Any, context: Any) -> Response:
+        """Prometheus text exposition format 0.0.4."""
+        text = self._metrics.render(
+            requests=self._stats,
+            status=self._kernel.status(),
+            subscriptions=self._bus.subscriptions() if self._bus is not None else [],
+            feed=self._feed.stats(),
+        )
+        return Response(text, media_type=CONTENT_TYPE)
+
+    async def _get_feed(self, data: Any, context: Any) -> Response:
+        """Live requests and events as server-sent events (``request``, ``event``,
+        ``dropped``, ``plugins``, ``reload``)."""
+        stream: AsyncIterator[Any] = self._feed.stream(context)
+        response: Response = self._http.event_stream(stream, context)
+        return response
+
+    async def _get_dashboard(self, data: Any, context: Any) -> Response:
+        """The dashboard page; outside development without the token, a page asking for it."""
+        if self._allowed(context):
+            return self._dashboard.page()
+        return self._dashboard.login()
+
+    async def _get_asset(self, data: AssetName, context: Any) -> Any:
+        response = self._dashboard.response(data.asset)
+        if response is not None:
+            return response
+        context.set_status(404)
+        return {
+            "success": False,
+            "error": {
+                "code": "not_found",
+                "message": f"no dashboard asset {data.asset!r}; "
+                f"there are: {', '.join(self._dashboard.names())}",
+            },
+        }
+
+
+def _positive(config: Any, key: str, default: int) -> int:
+    value = int(config.get_int(key, default))
+    if value < 1:
+        raise ConfigurationError(f"{key} must be a positive integer, got {value}")
+    return value
+
+
+def _type_name(model: Any) -> str | None:
+    if model is None:
+        return None
+    return str(getattr(model, "__name__", None) or repr(model))
