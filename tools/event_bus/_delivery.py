@@ -158,6 +158,8 @@ class Deliverer:
                     return True
             except anyio.EndOfStream:
                 return True
+            if sub.room is not None:
+                sub.made_room()
             held.append(item)
             if not await self._deliver(sub, item, guard):
                 return False
@@ -244,6 +246,7 @@ class Deliverer:
             receive.close()
         if sub.send is not None:
             sub.send.close()
+        sub.made_room()
         sub.state = SubState.CLOSED
         sub.done.set()
         if not left:

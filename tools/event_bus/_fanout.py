@@ -69,6 +69,7 @@ class Subscription:
         "receive",
         "registration",
         "retries",
+        "room",
         "scope",
         "send",
         "since",
@@ -86,6 +87,7 @@ class Subscription:
         self.registration: Registration | None = None
         self.send: MemoryObjectSendStream[Item] | None = None
         self.receive: MemoryObjectReceiveStream[Item] | None = None
+        self.room: anyio.Event | None = None  # publishers waiting for a free slot, if any
         self.scope = anyio.CancelScope()  # cancels the consumer (unload or drain past deadline)
         self.done = anyio.Event()  # set when the consumer has exited
         self.task_id: int | None = None
@@ -95,6 +97,13 @@ class Subscription:
         self.error: BaseException | None = None  # how that attempt failed, kept across guards
         self.delivered = 0
         self.failed = 0
+
+    def made_room(self) -> None:
+        """Wake publishers waiting for a slot (the consumer took an item, or the buffer closed)."""
+        room = self.room
+        if room is not None:
+            self.room = None
+            room.set()
 
     @property
     def queued(self) -> int:
@@ -127,6 +136,7 @@ class Fanout:
             sub.state = SubState.CLOSING
             if sub.send is not None:
                 sub.send.close()
+            sub.made_room()
         elif sub.state is SubState.PENDING:
             sub.state = SubState.CLOSED
 
@@ -158,12 +168,25 @@ class Fanout:
     async def _wait_for_room(
         self, sub: Subscription, send: MemoryObjectSendStream[Item], item: Item
     ) -> bool:
-        """Backpressure: wait for room in a full buffer; False if ``sub`` went away meanwhile."""
+        """Backpressure: wait for room in a full buffer; False if ``sub`` went away meanwhile.
+
+        Only ``send_nowait`` ever queues the item, so whether it was queued is
+        known exactly, also when the publisher is cancelled while waiting (anyio's
+        blocking ``send`` can hand the item over and still raise the cancellation).
+        """
         queued = False
         try:
             with anyio.fail_after(self.publish_timeout):
-                await send.send(item)
-            queued = True
+                while not queued:
+                    room = sub.room
+                    if room is None:
+                        room = sub.room = anyio.Event()
+                    await room.wait()
+                    try:
+                        send.send_nowait(item)
+                        queued = True
+                    except anyio.WouldBlock:
+                        continue  # another publisher took the slot first
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
         except TimeoutError:

@@ -282,6 +282,50 @@ async def test_publish_times_out_on_a_buffer_that_stays_full(new_memory_bus, mak
                 await publisher.publish("x.y", {})
 
 
+async def test_publisher_cancelled_as_its_event_finds_room_is_accounted_once(
+    new_memory_bus, make_plugin
+):
+    """Cancelling a publisher that waits for room never leaves the bus miscounting.
+
+    The handler ahead cancels the waiting publisher and returns, so the consumer
+    frees a slot before the publisher runs again: the event is either queued
+    (publish returned) or not (publish was cancelled), never both, and drain then
+    finishes with nothing outstanding.
+    """
+    gate = anyio.Event()
+    seen: list[int] = []
+    waiting = anyio.CancelScope()
+
+    async def handler(event):
+        if event.payload["i"] == 0:
+            await gate.wait()
+            waiting.cancel()  # the consumer takes the next item before the publisher resumes
+        seen.append(event.payload["i"])
+
+    async with new_memory_bus(EVENT_BUS_BUFFER=1) as bus:
+        await make_plugin(bus, "s.Slow").subscribe("x.y", handler)
+        publisher = make_plugin(bus)
+        returned: list[int] = []
+
+        async def blocked():
+            with waiting:
+                await publisher.publish("x.y", {"i": 2})
+                returned.append(2)
+
+        async with anyio.create_task_group() as tg:
+            await publisher.publish("x.y", {"i": 0})  # taken by the handler, held at the gate
+            await publisher.publish("x.y", {"i": 1})  # fills the one-slot buffer
+            tg.start_soon(blocked)
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+            assert returned == []  # event 2 waits for room
+            gate.set()
+        with anyio.fail_after(5):
+            await bus.drain()
+        assert bus._fanout.outstanding == 0
+    assert seen == [0, 1, *returned]
+
+
 async def test_handler_publish_inherits_correlation_and_parent(new_bus, make_plugin, inbox):
     """What a handler publishes shares the event's correlation id and has it as parent."""
     async with new_bus() as bus:
