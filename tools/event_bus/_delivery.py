@@ -38,6 +38,8 @@ __all__ = ("Deliverer", "Log")
 
 _BATCH = 64  # events handled back to back before the consumer yields to other tasks
 _LOGGED_IDS = 20  # event ids listed in an "undelivered" log line
+MAX_COUNTED = 10_000  # (event name, subscriber) pairs counted; past it, new names count as OTHER
+OTHER = "_other"
 
 DeadLetter = Callable[[Subscription, Event, BaseException, int], Awaitable[None]]
 Responded = Callable[[str, str], None]
@@ -71,6 +73,8 @@ class Deliverer:
         self._responded = responded
         self.consumers: set[Subscription] = set()
         self._watching: anyio.CancelScope | None = None
+        # [delivered, failed] by (event name, subscriber identity); kept across hot reloads
+        self.outcomes: dict[tuple[str, str], list[int]] = {}
 
     # -- the watchdog ----------------------------------------------------------------
 
@@ -168,6 +172,15 @@ class Deliverer:
             if guard.cancel_called:
                 return False  # a handler swallowed the watchdog's cancellation
 
+    def _outcome(self, name: str, identity: str) -> list[int]:
+        """The ``[delivered, failed]`` counters of ``name`` handled by ``identity``."""
+        outcomes = self.outcomes
+        counts = outcomes.get((name, identity))
+        if counts is None:
+            key = (name if len(outcomes) < MAX_COUNTED else OTHER, identity)
+            counts = outcomes.setdefault(key, [0, 0])
+        return counts
+
     def _overrun(self, sub: Subscription, item: Item) -> DeliveryTimeout:
         event = item if type(item) is Event else item.event  # type: ignore[union-attr]
         handler = getattr(sub.handler, "__qualname__", None) or repr(sub.handler)
@@ -206,6 +219,7 @@ class Deliverer:
                 sub.since = 0.0  # not in a ``finally``: stays set when the call is cancelled
                 if error is None:
                     sub.delivered += 1
+                    self._outcome(event.name, sub.identity)[0] += 1
                     if reply is not None and reply.answer(result, sub.identity):
                         self._responded(event.name, sub.identity)
                     return True
@@ -228,6 +242,7 @@ class Deliverer:
                 error = None
                 continue
             sub.failed += 1
+            self._outcome(event.name, sub.identity)[1] += 1
             if reply is not None:
                 reply.fail(error, sub.identity)
             await self._dead_letter(sub, event, error, attempt)

@@ -242,6 +242,16 @@ class EventBusTool(Tool):
         ]
         return sorted(rows, key=lambda r: (r["subscriber"], r["pattern"]))
 
+    def outcomes(self) -> list[dict[str, Any]]:
+        """Handled events by event name and subscriber since boot: delivered, failed
+        (every attempt failed). Kept across hot reloads; capped at 10,000 pairs, past
+        which new names count under ``_other``."""
+        rows = [
+            {"name": name, "subscriber": identity, "delivered": counts[0], "failed": counts[1]}
+            for (name, identity), counts in self._deliverer.outcomes.items()
+        ]
+        return sorted(rows, key=lambda r: (r["name"], r["subscriber"]))
+
     def graph(self) -> dict[str, dict[str, list[str]]]:
         """Who talks to whom: ``publishers`` (name -> sources), ``subscribers`` (pattern ->
         plugins, active only), ``responders`` (request name -> plugins that answered)."""

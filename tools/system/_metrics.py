@@ -72,13 +72,15 @@ class Metrics:
         requests: Any,
         status: Mapping[str, Any],
         subscriptions: Iterable[Mapping[str, Any]],
+        outcomes: Iterable[Mapping[str, Any]],
         feed: Mapping[str, int],
     ) -> str:
         """The Prometheus text of every family; ``requests`` is the http tool's
-        ``request_stats()``, ``status`` is ``kernel.status()``."""
+        ``request_stats()``, ``status`` is ``kernel.status()``, ``subscriptions`` and
+        ``outcomes`` are the bus's."""
         lines: list[str] = []
         lines += _http(requests)
-        lines += self._events(list(subscriptions))
+        lines += self._events(list(subscriptions), list(outcomes))
         lines += _kernel(status)
         lines += _family(
             "microcore_reloads_total",
@@ -100,7 +102,9 @@ class Metrics:
         )
         return "\n".join(lines) + "\n"
 
-    def _events(self, subscriptions: list[Mapping[str, Any]]) -> Iterator[str]:
+    def _events(
+        self, subscriptions: list[Mapping[str, Any]], outcomes: list[Mapping[str, Any]]
+    ) -> Iterator[str]:
         yield from _family(
             "microcore_events_published_total",
             "counter",
@@ -108,30 +112,31 @@ class Metrics:
             [({"name": n}, c) for n, c in sorted(self._published.items())],
         )
 
-        def per_subscription(field: str) -> list[tuple[dict[str, str], float]]:
+        def per_outcome(field: str) -> list[tuple[dict[str, str], float]]:
             return [
-                ({"subscriber": s["subscriber"], "pattern": s["pattern"]}, s[field])
-                for s in subscriptions
+                ({"name": o["name"], "subscriber": o["subscriber"]}, o[field]) for o in outcomes
             ]
 
         yield from _family(
             "microcore_events_delivered_total",
             "counter",
-            "Events handled successfully, by subscriber and subscribed name or pattern "
-            "(restarts from 0 when the plugin reloads).",
-            per_subscription("delivered"),
+            "Events handled successfully, by event name and subscriber.",
+            per_outcome("delivered"),
         )
         yield from _family(
             "microcore_event_handler_failures_total",
             "counter",
-            "Events whose handler failed every attempt, by subscriber and name or pattern.",
-            per_subscription("failed"),
+            "Events whose handler failed every attempt, by event name and subscriber.",
+            per_outcome("failed"),
         )
         yield from _family(
             "microcore_event_queue_depth",
             "gauge",
-            "Events waiting in a subscription's buffer now.",
-            per_subscription("queued"),
+            "Events waiting in a subscription's buffer now, by subscriber and name or pattern.",
+            [
+                ({"subscriber": s["subscriber"], "pattern": s["pattern"]}, s["queued"])
+                for s in subscriptions
+            ],
         )
         yield from _family(
             "microcore_events_dead_lettered_total",

@@ -309,6 +309,7 @@ class SystemTool(Tool):
             requests=self._stats,
             status=self._kernel.status(),
             subscriptions=self._bus.subscriptions() if self._bus is not None else [],
+            outcomes=self._bus.outcomes() if self._bus is not None else [],
             feed=self._feed.stats(),
         )
         return Response(text, media_type=CONTENT_TYPE)

@@ -412,3 +412,56 @@ async def test_subscriptions_and_graph_describe_who_talks_to_whom(new_bus, make_
     assert graph["publishers"] == {"a.b": ["shop.Pub"], "q.ask": ["shop.Pub"]}
     assert graph["subscribers"] == {"a.*": ["shop.Sub"], "q.ask": ["shop.Responder"]}
     assert graph["responders"] == {"q.ask": ["shop.Responder"]}
+
+
+async def test_outcomes_count_by_event_name_and_survive_a_hot_swap(new_bus, make_plugin, until):
+    """outcomes(): delivered and failed per event name and subscriber, kept across versions."""
+
+    async def handler(event):
+        if event.payload.get("bad"):
+            raise RuntimeError("refused")
+
+    async with new_bus(EVENT_BUS_RETRY_BACKOFF=0.001) as bus:
+        old = make_plugin(bus, "shop.Audit")
+        await old.subscribe("a.*", handler)
+        publisher = make_plugin(bus, "shop.Pub")
+        await publisher.publish("a.b", {})
+        await publisher.publish("a.c", {"bad": True})
+        await until(lambda: len(bus.outcomes()) == 2)
+        new_owner = Owner("shop.Audit", replaces=old._owner)
+        await bus.bind(new_owner).subscribe("a.*", handler)
+        old._owner.mark_released()
+        new_owner.activate()
+        bus.on_plugins_changed()
+        await old._owner.release()
+        await publisher.publish("a.b", {})
+        await until(lambda: bus.outcomes()[0]["delivered"] == 2)
+        rows = bus.outcomes()
+    assert rows == [
+        {"name": "a.b", "subscriber": "shop.Audit", "delivered": 2, "failed": 0},
+        {"name": "a.c", "subscriber": "shop.Audit", "delivered": 0, "failed": 1},
+    ]
+
+
+async def test_outcomes_stop_adding_names_past_the_cap(new_memory_bus, make_plugin, monkeypatch):
+    """A plugin publishing made-up names cannot grow the counters: past the cap, '_other'."""
+    monkeypatch.setattr("tools.event_bus._delivery.MAX_COUNTED", 2)
+    box: list[str] = []
+
+    async def handler(event):
+        box.append(event.name)
+
+    async with new_memory_bus() as bus:
+        await make_plugin(bus, "shop.All").subscribe(">", handler)
+        publisher = make_plugin(bus)
+        for n in range(5):
+            await publisher.publish(f"made.up{n}", {})
+        with anyio.fail_after(5):
+            while len(box) < 5:
+                await anyio.lowlevel.checkpoint()
+        rows = bus.outcomes()
+    assert [(r["name"], r["delivered"]) for r in rows] == [
+        ("_other", 3),
+        ("made.up0", 1),
+        ("made.up1", 1),
+    ]
