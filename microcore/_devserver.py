@@ -1,9 +1,9 @@
 """``microcore dev``: serve with in-process plugin reload, restart only for what cannot reload.
 
 Plugin and domain files reload inside the running server (``MICROCORE_RELOAD=1``,
-see ``_reload.py``). Changes to tools, ``app.py``, ``.env`` or the kernel cannot
-be applied safely in-process, so a small supervisor restarts the server for
-those alone.
+see ``_reload.py``). Changes to tools, ``app.py``, ``.env``, the kernel or a
+domain's migrations cannot be applied in-process (see ``restart_reason``), so a
+small supervisor restarts the server for those alone.
 """
 
 from __future__ import annotations
@@ -12,25 +12,48 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
+from ._discovery import restart_reason
+
 if TYPE_CHECKING:
     from watchfiles import Change
 
-__all__ = ("dev_command", "restart_paths", "serve_dev")
+__all__ = ("dev_command", "restart_paths", "restarts_for", "serve_dev")
 
 _log = structlog.get_logger("microcore")
 
-_RESTART_ON = ("tools", "app.py", ".env", "microcore")
+_RESTART_ON = ("tools", "app.py", ".env", "microcore", "domains")
 
 
 def restart_paths(root: Path) -> list[Path]:
-    """What, when changed, restarts the dev server (only those that exist)."""
+    """What the supervisor watches (only those that exist); :func:`restarts_for`
+    picks the changes in them that restart the server."""
     return [root / name for name in _RESTART_ON if (root / name).exists()]
+
+
+def restarts_for(root: Path) -> Callable[[Change, str], bool]:
+    """The supervisor's filter: editor and cache noise never restarts; of the rest,
+    what :func:`restart_reason` names (plugin files reload in-process instead)."""
+    import watchfiles
+
+    noise = watchfiles.DefaultFilter()
+    base = root.resolve()
+
+    def restarts(change: Change, path: str) -> bool:
+        if not noise(change, path):
+            return False
+        try:
+            parts = Path(path).resolve().relative_to(base).parts
+        except ValueError:
+            return False
+        return restart_reason(parts) is not None
+
+    return restarts
 
 
 def dev_command(*, host: str, port: int, app: str = "app:app") -> list[str]:
@@ -82,6 +105,7 @@ def serve_dev(
             target=shlex.join(command),
             target_type="command",
             callback=_restarting,
+            watch_filter=restarts_for(root),
             debounce=200,
             step=20,
         )
@@ -96,7 +120,9 @@ def serve_dev(
 
 
 def _restarting(changes: set[tuple[Change, str]]) -> None:
-    files = sorted({path for _, path in changes})
-    _log.warning(
-        "dev_server_restarting", reason="tools, app.py, .env or microcore changed", files=files
-    )
+    root = Path.cwd()  # serve_dev runs the supervisor from the project root
+    files: dict[str, str] = {}
+    for _, path in changes:
+        rel = Path(os.path.relpath(path, root))
+        files[rel.as_posix()] = restart_reason(rel.parts) or "changed"
+    _log.warning("dev_server_restarting", files=dict(sorted(files.items())))

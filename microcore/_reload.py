@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from ._discovery import ErrorInfo, file_digest, module_name
+from ._discovery import ErrorInfo, file_digest, module_name, restart_reason
 from ._kernel import Kernel
 from ._records import OK, PluginRecord
 
@@ -28,7 +28,6 @@ __all__ = ("ReloadReport", "Reloader")
 
 _log = structlog.get_logger("microcore")
 
-_RESTART_NEEDED = ("tools", "microcore")
 _WATCHED_SUFFIXES = (".py", ".sql")
 
 
@@ -39,7 +38,8 @@ class ReloadReport:
         self.loaded: list[str] = []
         self.unloaded: list[str] = []
         self.failed: dict[str, ErrorInfo] = {}
-        self.restart_needed: list[str] = []
+        self.restart_needed: list[str] = []  # relative paths
+        self.restart_reasons: dict[str, str] = {}  # relative path -> why
         self.ms = 0.0
 
 
@@ -126,8 +126,8 @@ class Reloader:
                 _log.warning(
                     "restart_required",
                     file=rel,
-                    hint="tools, app.py, .env and the kernel cannot change in-process; "
-                    "restart the server (microcore dev restarts it for you)",
+                    reason=report.restart_reasons[rel],
+                    hint="restart the server to apply it (microcore dev restarts it for you)",
                 )
             return report
 
@@ -146,10 +146,13 @@ class Reloader:
                 continue
             if path.suffix not in _WATCHED_SUFFIXES and parts[0] != ".env":
                 continue
-            if parts[0] in _RESTART_NEEDED or parts[0] in ("app.py", ".env"):
-                report.restart_needed.append("/".join(parts))
+            reason = restart_reason(parts)
+            if reason is not None:
+                rel = "/".join(parts)
+                report.restart_needed.append(rel)
+                report.restart_reasons[rel] = reason
             elif parts[0] != "domains" or len(parts) < 3 or path.suffix != ".py":
-                continue  # migrations and other data: applied at the next start
+                continue  # data and other files: not the reloader's business
             elif _is_plugin_file(parts):
                 if not path.exists():
                     unload.add(path)

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from microcore._devserver import dev_command, restart_paths, serve_dev
+from watchfiles import Change
+
+from microcore._devserver import dev_command, restart_paths, restarts_for, serve_dev
 from tests.support import free_port, poll_url, wait_until_serving
 
 PLUGIN = """
@@ -51,10 +53,13 @@ def test_serve_dev_without_restart_paths_runs_uvicorn_directly(tmp_path, monkeyp
 
 
 def test_restart_paths_and_command(tmp_path):
-    """Only existing tools/, app.py, .env and microcore/ restart; the command runs uvicorn."""
+    """The supervisor watches what exists of tools/, app.py, .env, microcore/ and domains/;
+    the command runs uvicorn."""
     (tmp_path / "tools").mkdir()
     (tmp_path / "app.py").write_text("")
     assert restart_paths(tmp_path) == [tmp_path / "tools", tmp_path / "app.py"]
+    (tmp_path / "domains").mkdir()
+    assert restart_paths(tmp_path)[-1] == tmp_path / "domains"
     assert dev_command(host="127.0.0.1", port=9)[1:] == [
         "-m",
         "uvicorn",
@@ -68,8 +73,32 @@ def test_restart_paths_and_command(tmp_path):
     ]
 
 
+def test_restart_filter_passes_what_cannot_reload_in_process(tmp_path):
+    """Tools, kernel, app.py, .env and migrations restart; plugins, helpers and noise do not."""
+    restarts = restarts_for(tmp_path)
+    for rel in (
+        "tools/db/db_tool.py",
+        "microcore/_kernel.py",
+        "app.py",
+        ".env",
+        "domains/shop/migrations/002_add_price.sql",
+    ):
+        assert restarts(Change.modified, str(tmp_path / rel)), rel
+    for rel in (
+        "domains/shop/plugins/create_plugin.py",
+        "domains/shop/models.py",
+        "domains/shop/migrations/README.md",
+        "domains/shop/plugins/__pycache__/create_plugin.cpython-311.pyc",
+        "tools/db/.db_tool.py.swp",
+        "notes.txt",
+    ):
+        assert not restarts(Change.modified, str(tmp_path / rel)), rel
+    assert not restarts(Change.modified, str(tmp_path))
+    assert not restarts(Change.modified, "/elsewhere/tools/x.py")
+
+
 def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(make_project):
-    """A plugin edit keeps the PID; a tool edit restarts the server (new PID)."""
+    """A plugin edit keeps the PID; a tool edit and a new migration restart the server."""
     root = make_project(
         {
             "app.py": "from microcore import create_app\n\napp = create_app()\n",
@@ -99,6 +128,12 @@ def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(make_proje
         tool.write_text(tool.read_text() + "\n# touched\n")
         third = poll_url(url, lambda r: r.json()["pid"] != first["pid"]).json()
         assert third["marker"] == "v2"
+
+        migration = root / "domains/d/migrations/001_create_things.sql"
+        migration.parent.mkdir()
+        migration.write_text("CREATE TABLE things (id INTEGER PRIMARY KEY);\n")
+        fourth = poll_url(url, lambda r: r.json()["pid"] != third["pid"]).json()
+        assert fourth["marker"] == "v2"
     finally:
         process.terminate()
         process.wait(timeout=20)

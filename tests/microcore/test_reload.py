@@ -225,21 +225,33 @@ async def test_unchanged_empty_and_unrelated_files_do_nothing(project):
         reloader = Reloader(kernel)
         same = project / "domains/a/plugins/one_plugin.py"
         empty = write(project, "domains/a/plugins/two_plugin.py", "")
-        sql = write(project, "domains/a/migrations/001_x.sql", "SELECT 1;")
+        data = write(project, "domains/a/seed.sql", "SELECT 1;")
         notes = write(project, "domains/a/notes.txt", "hi")
-        report = await reloader.apply([same, empty, sql, notes, Path("/elsewhere/x.py")])
+        report = await reloader.apply([same, empty, data, notes, Path("/elsewhere/x.py")])
         assert (report.loaded, report.unloaded, report.failed) == ([], [], {})
+        assert report.restart_needed == []
         assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
 
 
 async def test_kernel_and_tool_changes_ask_for_a_restart(project):
-    """Changes under tools/, app.py, .env or microcore/ are reported as needing a restart."""
+    """Changes under tools/, app.py, .env, microcore/ or a domain's migrations are reported
+    as needing a restart, each with its reason."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
+        migration = write(project, "domains/a/migrations/002_more.sql", "SELECT 1;")
         report = await Reloader(kernel).apply(
-            [Path("tools/recorder/recorder_tool.py"), Path("app.py"), Path(".env")]
+            [Path("tools/recorder/recorder_tool.py"), Path("app.py"), Path(".env"), migration]
         )
-        assert report.restart_needed == ["tools/recorder/recorder_tool.py", "app.py", ".env"]
+        assert report.restart_needed == [
+            "tools/recorder/recorder_tool.py",
+            "app.py",
+            ".env",
+            "domains/a/migrations/002_more.sql",
+        ]
+        assert report.restart_reasons["domains/a/migrations/002_more.sql"] == (
+            "migrations are applied at start"
+        )
+        assert report.restart_reasons["app.py"] == "app.py and .env are read at start"
         assert report.loaded == []
 
 
