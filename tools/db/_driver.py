@@ -23,6 +23,10 @@ Params = Sequence[Any] | Mapping[str, Any]
 class Session(Protocol):
     """One connection held exclusively (a transaction, a migration)."""
 
+    # Why the database ended the open transaction on its own after an error (SQLite does
+    # for some), or None: its later statements are refused and it cannot commit.
+    aborted: str | None
+
     async def query(self, sql: str, params: Params, *, one: bool) -> list[Row]: ...
 
     async def execute(self, sql: str, params: Params) -> int: ...

@@ -131,27 +131,31 @@ class PostgresSession:
         self._conn = conn
         self._lock = anyio.Lock()
         self.in_transaction = False
+        self.aborted: str | None = None  # PostgreSQL refuses statements itself, and says
+        # so at COMMIT (see :meth:`commit`)
+        self.ran_ddl = False  # the schema may have changed: the driver forgets its cache
 
-    async def _run(self, sql: str, command: str) -> None:
+    async def _run(self, sql: str, command: str) -> str:
         async with self._lock:
             try:
-                await self._conn.execute(command)
+                return str(await self._conn.execute(command))
             except DRIVER_ERRORS as exc:
                 raise from_postgres(exc, sql) from exc
 
     async def query(self, sql: str, params: Params, *, one: bool) -> list[Row]:
         async with self._lock:
-            return await self._driver.fetch(self._conn, sql, params, one=one)
+            return await self._driver.fetch(self._conn, sql, params, one=one, session=self)
 
     async def execute(self, sql: str, params: Params) -> int:
         async with self._lock:
-            return await self._driver.run(self._conn, sql, params)
+            return await self._driver.run(self._conn, sql, params, session=self)
 
     async def execute_many(self, sql: str, rows: list[Params]) -> int:
         async with self._lock:
             return await self._driver.run_many(self._conn, sql, rows)
 
     async def run_script(self, script: str) -> None:
+        self.ran_ddl = True
         try:
             for statement in split_script(script):
                 await self._run(statement, statement)
@@ -177,8 +181,15 @@ class PostgresSession:
         )
 
     async def commit(self) -> None:
-        await self._run("COMMIT", "COMMIT")
+        status = await self._run("COMMIT", "COMMIT")
         self.in_transaction = False
+        if status != "COMMIT":  # an aborted transaction answers COMMIT with ROLLBACK
+            raise OperationalError(
+                "the transaction was rolled back, not committed: a statement in it failed "
+                "and PostgreSQL aborted it. To go on after an error, run the statement in a "
+                "nested db.transaction() (a savepoint) and catch the error outside it",
+                statement="COMMIT",
+            )
 
     async def rollback(self) -> None:
         await self._run("ROLLBACK", "ROLLBACK")
@@ -210,6 +221,7 @@ class PostgresDriver:
         self.description = str(url)
         self._pool: Any = None
         self._id_tables: dict[str, bool] = {}
+        self._schema_generation = 0  # bumped by every forget: a lookup older than it is stale
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -289,6 +301,8 @@ class PostgresDriver:
         try:
             yield session
         finally:
+            if session.ran_ddl:  # committed or rolled back: what others learned meanwhile
+                self.forget_tables()  # may describe either schema
             try:
                 if session.in_transaction:  # the lease ends mid-transaction: never leak it
                     with anyio.CancelScope(shield=True):
@@ -304,35 +318,67 @@ class PostgresDriver:
     def forget_tables(self) -> None:
         """Forget which tables have an ``id`` column (the schema changed)."""
         self._id_tables.clear()
+        self._schema_generation += 1
 
     async def _has_id(self, conn: Any, table: str | None) -> bool:
+        """Whether ``table`` has an ``id`` column (an INSERT then returns the new id).
+
+        Remembered only when nothing can make the answer stale: not learned inside a
+        transaction (its schema changes may roll back) and no DDL ran meanwhile.
+        """
         if table is None:
             return False
         known = self._id_tables.get(table)
         if known is None:
+            generation = self._schema_generation
             row = await conn.fetchrow(_HAS_ID, table)
             known = bool(row["has_id"])
-            if row["found"]:  # a missing table fails the INSERT itself: nothing to remember
+            # a missing table fails the INSERT itself: nothing to remember
+            if (
+                row["found"]
+                and generation == self._schema_generation
+                and not conn.is_in_transaction()
+            ):
                 self._id_tables[table] = known
         return known
 
-    async def fetch(self, conn: Any, sql: str, params: Params, *, one: bool) -> list[Row]:
+    def _ddl(self, session: PostgresSession | None) -> None:
+        self.forget_tables()
+        if session is not None:
+            session.ran_ddl = True
+
+    async def fetch(
+        self,
+        conn: Any,
+        sql: str,
+        params: Params,
+        *,
+        one: bool,
+        session: PostgresSession | None = None,
+    ) -> list[Row]:
         analysis, args = _plan(sql, params)
+        ddl = analysis.verb in _DDL
         try:
-            if analysis.verb in _DDL:
-                self.forget_tables()
+            if ddl:
+                self._ddl(session)
             if one:
                 row = await conn.fetchrow(analysis.sql, *args)
                 return [] if row is None else [dict(row)]
             return [dict(row) for row in await conn.fetch(analysis.sql, *args)]
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc, sql) from exc
-
-    async def run(self, conn: Any, sql: str, params: Params) -> int:
-        analysis, args = _plan(sql, params)
-        try:
-            if analysis.verb in _DDL:
+        finally:
+            if ddl:  # lookups that ran beside the statement may have seen the old schema
                 self.forget_tables()
+
+    async def run(
+        self, conn: Any, sql: str, params: Params, *, session: PostgresSession | None = None
+    ) -> int:
+        analysis, args = _plan(sql, params)
+        ddl = analysis.verb in _DDL
+        try:
+            if ddl:
+                self._ddl(session)
             elif analysis.verb == "INSERT":
                 if analysis.returning:
                     return _returned_id(await conn.fetch(analysis.sql, *args))
@@ -342,6 +388,9 @@ class PostgresDriver:
             return _count(await conn.execute(analysis.sql, *args))
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc, sql) from exc
+        finally:
+            if ddl:  # lookups that ran beside the statement may have seen the old schema
+                self.forget_tables()
 
     async def run_many(self, conn: Any, sql: str, rows: list[Params]) -> int:
         analysis = analyze(sql)

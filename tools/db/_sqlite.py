@@ -26,8 +26,8 @@ import msgspec
 import structlog
 
 from ._driver import Params, Row
-from ._errors import OperationalError, from_sqlite
-from ._sql import is_insert, is_read, split_script
+from ._errors import DatabaseError, OperationalError, from_sqlite
+from ._sql import first_line, is_insert, is_read, split_script
 from ._url import DatabaseURL
 
 __all__ = ("SYNCHRONOUS_MODES", "SqliteDriver", "SqliteOptions", "SqliteSession")
@@ -109,6 +109,20 @@ def _statement(conn: sqlite3.Connection, sql: str) -> None:
     conn.execute(sql).close()
 
 
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` inside an open transaction; note on its error when SQLite ended the
+    transaction because of it (``INSERT OR ROLLBACK``, ``RAISE(ROLLBACK)``, disk full)."""
+    try:
+        return fn(conn, *args)
+    except BaseException as exc:
+        if not conn.in_transaction:
+            exc.add_note(_ENDED)
+        raise
+
+
+_ENDED = "microcore: SQLite rolled the transaction back"
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite rolls back on its own after some errors (disk full, ...): only roll back what is open.
     if conn.in_transaction:
@@ -169,20 +183,38 @@ class SqliteSession:
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
         self.in_transaction = False
+        self.aborted: str | None = None
+
+    async def _call(self, sql: str, fn: Callable[..., T], *args: Any) -> T:
+        """A statement of the open transaction; refused once SQLite has ended it."""
+        if self.aborted is not None:
+            raise OperationalError(
+                f"the transaction was rolled back by SQLite after an earlier error "
+                f"({self.aborted}); end the block and run it again",
+                statement=first_line(sql),
+            )
+        if not self.in_transaction:
+            return await self._conn.call(sql, fn, *args)
+        try:
+            return await self._conn.call(sql, _in_transaction, fn, *args)
+        except DatabaseError as exc:
+            if _ENDED in getattr(exc.__cause__, "__notes__", ()):
+                self.aborted = exc.reason
+            raise
 
     async def query(self, sql: str, params: Params, *, one: bool) -> list[Row]:
-        rows = await self._conn.call(sql, _fetch, sql, params, one and is_read(sql), False)
+        rows = await self._call(sql, _fetch, sql, params, one and is_read(sql), False)
         return cast(list[Row], rows)
 
     async def execute(self, sql: str, params: Params) -> int:
-        return await self._conn.call(sql, _execute, sql, params, is_insert(sql))
+        return await self._call(sql, _execute, sql, params, is_insert(sql))
 
     async def execute_many(self, sql: str, rows: list[Params]) -> int:
-        return await self._conn.call(sql, _execute_many, sql, rows, False)
+        return await self._call(sql, _execute_many, sql, rows, False)
 
     async def run_script(self, script: str) -> None:
         for statement in split_script(script):
-            await self._conn.call(statement, _statement, statement)
+            await self._call(statement, _statement, statement)
 
     async def begin(self) -> None:
         # IMMEDIATE takes the write lock now, so another process cannot make us fail mid-way.
@@ -196,21 +228,22 @@ class SqliteSession:
         await self.begin()
 
     async def commit(self) -> None:
-        await self._conn.call("COMMIT", _statement, "COMMIT")
+        await self._call("COMMIT", _statement, "COMMIT")
         self.in_transaction = False
 
     async def rollback(self) -> None:
         await self._conn.call("ROLLBACK", _rollback)
         self.in_transaction = False
+        self.aborted = None
 
     async def savepoint(self, name: str) -> None:
-        await self._conn.call(f"SAVEPOINT {name}", _statement, f'SAVEPOINT "{name}"')
+        await self._call(f"SAVEPOINT {name}", _statement, f'SAVEPOINT "{name}"')
 
     async def release_savepoint(self, name: str) -> None:
-        await self._conn.call(f"RELEASE {name}", _statement, f'RELEASE "{name}"')
+        await self._call(f"RELEASE {name}", _statement, f'RELEASE "{name}"')
 
     async def rollback_to_savepoint(self, name: str) -> None:
-        await self._conn.call(f"ROLLBACK TO {name}", _statement, f'ROLLBACK TO "{name}"')
+        await self._call(f"ROLLBACK TO {name}", _statement, f'ROLLBACK TO "{name}"')
 
 
 class SqliteDriver:

@@ -4,6 +4,12 @@ exception (cancellation included), nested through savepoints.
 The open transaction is remembered in a context variable of the task that opened it,
 so ``db.execute(...)`` (and a nested ``db.transaction()``) inside the block join it
 instead of waiting for the connection the block itself holds.
+
+Savepoints nest strictly: a nested block opens inside the innermost open one only.
+Two tasks of one transaction opening overlapping nested blocks would release or
+roll back each other's savepoints, so the second is refused with a clear error.
+When a savepoint cannot be rolled back, or the database itself ended the
+transaction after an error, the outermost block raises instead of committing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import anyio
 import structlog
 
 from ._driver import Driver, Params, Row, Session, check_params
-from ._errors import ProgrammingError
+from ._errors import OperationalError, ProgrammingError
 from ._sql import first_line
 
 __all__ = ("Transaction", "TransactionScope")
@@ -36,10 +42,10 @@ class Transaction:
     ...         await inner.execute("UPDATE stock SET n = n - 1 WHERE sku = ?", (sku,))
     """
 
-    def __init__(self, session: Session, *, depth: int = 0, owner: _Counter | None = None) -> None:
+    def __init__(self, session: Session, *, depth: int = 0, root: _Root | None = None) -> None:
         self._session = session
         self._depth = depth
-        self._counter = owner or _Counter()
+        self._root = root or _Root(self)
         self._open = True
 
     @property
@@ -80,23 +86,29 @@ class Transaction:
         return TransactionScope(parent=self)
 
     def _child(self) -> tuple[Transaction, str]:
-        return (
-            Transaction(self._session, depth=self._depth + 1, owner=self._counter),
-            f"microcore_sp_{self._counter.next()}",
-        )
+        root = self._root
+        if root.stack[-1] is not self:
+            raise ProgrammingError(
+                "a nested db.transaction() is already open in this transaction (in another "
+                "task); nested blocks of one transaction cannot overlap. Run them one after "
+                "the other, or give each task its own transaction",
+                statement="SAVEPOINT",
+            )
+        root.savepoints += 1
+        child = Transaction(self._session, depth=self._depth + 1, root=root)
+        root.stack.append(child)
+        return child, f"microcore_sp_{root.savepoints}"
 
 
-class _Counter:
-    """Savepoint names unique within one outermost transaction."""
+class _Root:
+    """What one outermost transaction shares with its nested blocks."""
 
-    __slots__ = ("value",)
+    __slots__ = ("broken", "savepoints", "stack")
 
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
+    def __init__(self, tx: Transaction) -> None:
+        self.savepoints = 0  # savepoint names unique within the transaction
+        self.stack = [tx]  # open blocks, outermost first
+        self.broken: str | None = None  # why the transaction can no longer commit
 
 
 class TransactionScope(AbstractAsyncContextManager[Transaction]):
@@ -159,6 +171,8 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
                 await self._finish(tx, failed=exc_type is not None)
         finally:
             tx._open = False
+            if tx._root.stack[-1] is tx:
+                tx._root.stack.pop()
             if self._token is not None and self._current is not None:
                 with suppress(ValueError):  # left in another context than entered: the
                     self._current.reset(self._token)  # entering one holds a closed tx, ignored
@@ -166,8 +180,15 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
                 await self._lease.__aexit__(exc_type, exc, tb)
 
     async def _finish(self, tx: Transaction, *, failed: bool) -> None:
-        session, name = tx._session, self._savepoint
+        session, name, root = tx._session, self._savepoint, tx._root
+        broken = root.broken or session.aborted
         if not failed:
+            if broken is not None and name is None:
+                await self._undo(tx, name, during="commit")
+                raise OperationalError(
+                    f"the transaction was rolled back, not committed: {broken}",
+                    statement="COMMIT",
+                )
             try:
                 if name is None:
                     await session.commit()
@@ -175,19 +196,24 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
                     await session.release_savepoint(name)
                 return
             except BaseException:
-                await self._undo(session, name, during="commit")
+                await self._undo(tx, name, during="commit")
                 raise
-        await self._undo(session, name, during="exception")
+        await self._undo(tx, name, during="exception")
 
-    async def _undo(self, session: Session, name: str | None, *, during: str) -> None:
+    async def _undo(self, tx: Transaction, name: str | None, *, during: str) -> None:
+        session = tx._session
+        if name is not None and session.aborted is not None:
+            return  # the database already rolled the whole transaction back
         try:
             if name is None:
                 await session.rollback()
             else:
                 await session.rollback_to_savepoint(name)
                 await session.release_savepoint(name)
-        except Exception:  # noqa: BLE001 - the original error matters more; the lease resets
+        except Exception as exc:  # noqa: BLE001 - the original error matters more
             _log.exception("db_rollback_failed", savepoint=name, during=during)
+            # a nested block's work may still be in the transaction: it must not commit
+            tx._root.broken = f"a nested block could not be rolled back ({exc})"
 
     def __repr__(self) -> str:
         kind = "savepoint" if self._parent is not None else "transaction"

@@ -27,6 +27,9 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 class _Entry:
     __slots__ = ("expires_at", "value")
 
@@ -38,7 +41,7 @@ class _Entry:
 def _encode(namespace: str, key: str, value: object) -> bytes:
     try:
         return _encoder.encode(value)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
         raise StateError(
             f"state value for {namespace!r}/{key!r} cannot be stored: {exc}; store str, int, "
             "float, bool, None, bytes, lists, dicts or msgspec Structs"
@@ -147,6 +150,10 @@ class MemoryStore:
                     "not an integer"
                 )
             value, expires_at = current + by, entry.expires_at  # incr keeps the key's TTL
+        if not _INT64_MIN <= value <= _INT64_MAX:  # what Redis refuses too
+            raise StateError(
+                f"cannot incr {namespace!r}/{key!r}: the result would overflow a 64-bit integer"
+            )
         entry = _Entry(_encoder.encode(value), expires_at)
         self._store(namespace, key, entry, schedule=False)  # same expiry: already scheduled
         return value

@@ -345,3 +345,73 @@ async def test_postgres_without_asyncpg_says_how_to_install_it(
         assert "pip install 'microcore[postgres]'" in tool["error"]["message"]
     finally:
         await running.stop()
+
+
+# -- the INSERT row-id rule across schema changes -------------------------------------
+
+
+async def test_insert_id_rule_forgets_a_rolled_back_add_column(pg: Any) -> None:
+    """A transaction adds an ``id`` column, inserts, then rolls back: later INSERTs into
+    the table still work (no ``RETURNING id`` for a column that no longer exists)."""
+    await pg.execute("CREATE TABLE tags (name TEXT PRIMARY KEY)")
+    with pytest.raises(RuntimeError):
+        async with pg.transaction() as tx:
+            await tx.execute("ALTER TABLE tags ADD COLUMN id BIGSERIAL")
+            await tx.execute("INSERT INTO tags (name) VALUES ('x')")
+            raise RuntimeError("roll the schema change back")
+    assert await pg.execute("INSERT INTO tags (name) VALUES ('a')") == 1
+
+
+async def test_insert_id_rule_forgets_a_rolled_back_drop_column(pg: Any) -> None:
+    """The reverse: after a rolled-back DROP COLUMN id, INSERT still answers the new id."""
+    await pg.execute("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT)")
+    for v in ("a", "b"):
+        await pg.execute("INSERT INTO t (v) VALUES (?)", (v,))
+    with pytest.raises(RuntimeError):
+        async with pg.transaction() as tx:
+            await tx.execute("ALTER TABLE t DROP COLUMN id")
+            await tx.execute("INSERT INTO t (v) VALUES ('x')")
+            raise RuntimeError("roll the schema change back")
+    new_id = await pg.execute("INSERT INTO t (v) VALUES ('c')")
+    assert await pg.query_one("SELECT id FROM t WHERE v = 'c'") == {"id": new_id}
+
+
+async def test_insert_id_rule_is_not_learned_from_the_old_schema_during_ddl(
+    make_project: Callable[..., Path], postgres_url: str
+) -> None:
+    """An INSERT on another connection while ``ALTER TABLE ... ADD COLUMN id`` waits for a
+    lock sees the old table; once the ALTER commits, INSERT answers the new id."""
+    import asyncpg
+
+    running = await start_app(
+        make_project({}, tools=TOOLS),
+        settings={"DATABASE_URL": postgres_url, "DATABASE_BUSY_TIMEOUT": "30"},
+    )
+    pg: Any = running.kernel.tool("db")
+    blocker = await asyncpg.connect(postgres_url.split("?")[0])
+    try:
+        schema = postgres_url.rsplit("search_path=", 1)[1]
+        await pg.execute("CREATE TABLE t (v TEXT)")
+        await blocker.execute("BEGIN")
+        await blocker.execute(f"LOCK TABLE {schema}.t IN ACCESS SHARE MODE")
+
+        async def waits(count: int) -> bool:
+            waiting = await blocker.fetchval(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 't' AND NOT l.granted"
+            )
+            return int(waiting) >= count
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pg.execute, "ALTER TABLE t ADD COLUMN id BIGSERIAL")
+                await eventually(lambda: waits(1), timeout=15)  # the ALTER waits for our lock
+                tg.start_soon(pg.execute, "INSERT INTO t (v) VALUES ('during')")
+                # the INSERT looked the table up in the old catalog, and now waits too
+                await eventually(lambda: waits(2), timeout=15)
+                await blocker.execute("COMMIT")
+        new_id = await pg.execute("INSERT INTO t (v) VALUES ('after')")
+        assert await pg.query_one("SELECT id FROM t WHERE v = 'after'") == {"id": new_id}
+    finally:
+        await blocker.close()
+        await running.stop()

@@ -3,11 +3,17 @@ the same on every driver."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
 import pytest
+
+from microcore.testing import start_app
 
 
 async def _names(db: Any) -> list[str]:
@@ -227,3 +233,144 @@ async def test_tasks_started_inside_a_block_join_it(db: Any) -> None:
             assert len(await _names(db)) == 3
             raise RuntimeError("undo all three")
     assert await _names(db) == []
+
+
+async def test_caught_error_then_normal_end_keeps_the_work_or_raises(
+    db: Any, errors: ModuleType, dialect: Any
+) -> None:
+    """A block that catches a failed statement and ends normally never reports a commit
+    that did not happen: SQLite keeps the rest; PostgreSQL (which aborted the
+    transaction) raises at the end, and nothing of the block is kept."""
+    await db.execute("INSERT INTO products (name) VALUES ('Pen')")
+
+    async def block() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO products (name) VALUES ('Ink')")
+            with pytest.raises(errors.IntegrityError):
+                await tx.execute("INSERT INTO products (name) VALUES ('Pen')")
+
+    if dialect.name == "postgresql":
+        with pytest.raises(errors.OperationalError, match="rolled back, not committed"):
+            await block()
+        assert await _names(db) == ["Pen"]
+    else:
+        await block()
+        assert await _names(db) == ["Pen", "Ink"]
+
+
+async def test_overlapping_nested_blocks_in_sibling_tasks_are_refused(
+    db: Any, errors: ModuleType
+) -> None:
+    """Two tasks of one transaction cannot hold nested blocks open at once (each would
+    release or roll back the other's savepoint): the second is refused, clearly."""
+    a_open, b_tried = anyio.Event(), anyio.Event()
+    refused: list[BaseException] = []
+
+    async def task_a() -> None:
+        async with db.transaction():
+            await db.execute("INSERT INTO products (name) VALUES ('a')")
+            a_open.set()
+            await b_tried.wait()
+
+    async def task_b() -> None:
+        await a_open.wait()
+        try:
+            async with db.transaction():
+                await db.execute("INSERT INTO products (name) VALUES ('b')")
+        except errors.ProgrammingError as exc:
+            refused.append(exc)
+        b_tried.set()
+
+    with anyio.fail_after(10):
+        async with db.transaction():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(task_a)
+                tg.start_soon(task_b)
+            async with db.transaction():  # one after the other is fine
+                await db.execute("INSERT INTO products (name) VALUES ('c')")
+    (error,) = refused
+    assert "cannot overlap" in str(error)
+    assert await _names(db) == ["a", "c"]
+
+
+@pytest.mark.parametrize("nested", [False, True])
+async def test_sqlite_ending_the_transaction_itself_fails_the_block(
+    make_project: Callable[..., Path], nested: bool
+) -> None:
+    """When SQLite rolls the whole transaction back after an error (INSERT OR ROLLBACK,
+    RAISE(ROLLBACK), disk full), later statements are refused instead of autocommitted,
+    and the block raises: none of its work is kept."""
+    running = await start_app(
+        make_project({}, tools=["config", "logger", "db"]),
+        settings={"DATABASE_URL": "sqlite:///data/app.db"},
+    )
+    try:
+        db: Any = running.kernel.tool("db")
+        errors = sys.modules[type(db).__module__]
+        await db.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        await db.execute("INSERT INTO products (name) VALUES ('Pen')")
+        with pytest.raises(errors.OperationalError, match="rolled back"):
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO products (name) VALUES ('Ink')")
+                with pytest.raises(errors.IntegrityError):
+                    if nested:
+                        async with tx.transaction() as inner:
+                            await inner.execute(
+                                "INSERT OR ROLLBACK INTO products (name) VALUES ('Pen')"
+                            )
+                    else:
+                        await tx.execute("INSERT OR ROLLBACK INTO products (name) VALUES ('Pen')")
+                with pytest.raises(errors.OperationalError, match="rolled back by SQLite"):
+                    await tx.execute("INSERT INTO products (name) VALUES ('Pad')")
+        assert await _names(db) == ["Pen"]
+        async with db.transaction() as tx:  # the connection is healthy afterwards
+            await tx.execute("INSERT INTO products (name) VALUES ('Pad')")
+        assert await _names(db) == ["Pen", "Pad"]
+    finally:
+        await running.stop()
+
+
+class _FailingRollbackSession:
+    """A session whose savepoint rollback fails (a broken connection, say)."""
+
+    aborted = None
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[_FailingRollbackSession]:
+        yield self  # the driver side of the fake: one session, this one
+
+    async def begin(self) -> None:
+        self.calls.append("begin")
+
+    async def savepoint(self, name: str) -> None:
+        self.calls.append("savepoint")
+
+    async def rollback_to_savepoint(self, name: str) -> None:
+        raise RuntimeError("connection lost")
+
+    async def release_savepoint(self, name: str) -> None:
+        self.calls.append("release")
+
+    async def commit(self) -> None:
+        self.calls.append("commit")
+
+    async def rollback(self) -> None:
+        self.calls.append("rollback")
+
+
+async def test_a_nested_block_that_cannot_be_undone_stops_the_commit() -> None:
+    """If a failed nested block's savepoint cannot be rolled back, its work may still be
+    in the transaction: the outer block rolls back and raises instead of committing."""
+    from tools.db._errors import OperationalError
+    from tools.db._transaction import TransactionScope
+
+    session = _FailingRollbackSession()
+    with pytest.raises(OperationalError, match="could not be rolled back"):
+        async with TransactionScope(driver=session) as outer:  # type: ignore[arg-type]
+            with pytest.raises(KeyError):
+                async with outer.transaction():
+                    raise KeyError("fails")
+    assert session.calls == ["begin", "savepoint", "rollback"]

@@ -199,3 +199,13 @@ async def test_keys_of_a_large_namespace(state: Any) -> None:
         for name in reversed(names):
             tg.start_soon(state.set, "big", name, {"n": name})
     assert await state.keys("big") == names
+
+
+async def test_values_past_64_bit_integers_are_refused_clearly(state: Any) -> None:
+    """An int msgpack cannot hold, or an incr past 64 bits, raises StateError on every store."""
+    with pytest.raises(_error(state), match="cannot be stored"):
+        await state.set("ns", "big", 2**64)
+    await state.set("ns", "n", 2**63 - 10)
+    with pytest.raises(_error(state)):  # Redis refuses already past 2**53 (inexact floats)
+        await state.incr("ns", "n", 20)
+    assert await state.get("ns", "n") == 2**63 - 10
