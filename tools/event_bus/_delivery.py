@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 import anyio.lowlevel
@@ -204,9 +204,10 @@ class Deliverer:
         cancelled ``guard``: nothing more may be awaited inside that guard.
         """
         if type(item) is Event:
-            event, reply = item, None
+            event, reply, request = item, None, None
         else:
-            event, reply = item.event, item.reply  # type: ignore[union-attr]
+            request = cast(Request, item)
+            event, reply = request.event, request.reply
         while True:
             if error is None:
                 sub.attempt = attempt
@@ -220,8 +221,10 @@ class Deliverer:
                 if error is None:
                     sub.delivered += 1
                     self._outcome(event.name, sub.identity)[0] += 1
-                    if reply is not None and reply.answer(result, sub.identity):
-                        self._responded(event.name, sub.identity)
+                    if request is not None and reply is not None:
+                        request.reported = True
+                        if reply.answer(result, sub.identity):
+                            self._responded(event.name, sub.identity)
                     return True
                 if guard.cancel_called:
                     sub.error = error
@@ -243,7 +246,8 @@ class Deliverer:
                 continue
             sub.failed += 1
             self._outcome(event.name, sub.identity)[1] += 1
-            if reply is not None:
+            if request is not None and reply is not None:
+                request.reported = True  # reported once, also if dead-lettering is cut short
                 reply.fail(error, sub.identity)
             await self._dead_letter(sub, event, error, attempt)
             return True
@@ -267,6 +271,11 @@ class Deliverer:
         if not left:
             return
         self._fanout.settle(len(left))
+        # a request whose handler already answered or failed was handled (its dead letter
+        # may have been cut short): neither reported again nor listed as undelivered
+        left = [i for i in left if not (type(i) is Request and i.reported)]
+        if not left:
+            return
         events = [i if type(i) is Event else i.event for i in left]  # type: ignore[union-attr]
         for item in left:
             if isinstance(item, Request):

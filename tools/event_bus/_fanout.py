@@ -35,11 +35,12 @@ Handler = Callable[[Event], Coroutine[Any, Any, Any]]
 class Request:
     """A request travelling through a subscriber's buffer (plain events travel bare)."""
 
-    __slots__ = ("event", "reply")
+    __slots__ = ("event", "reply", "reported")
 
     def __init__(self, event: Event, reply: Reply) -> None:
         self.event = event
         self.reply = reply
+        self.reported = False  # this subscriber already answered or failed it
 
 
 Item = Event | Request
@@ -160,7 +161,7 @@ class Fanout:
                 if not await self._wait_for_room(sub, send, item):
                     continue
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                self.outstanding -= 1  # released between the lookup and now: not a subscriber
+                self.settle(1)  # released between the lookup and now: not a subscriber
                 continue
             queued += 1
         return queued
@@ -197,5 +198,5 @@ class Fanout:
             ) from None
         finally:
             if not queued:
-                self.outstanding -= 1
+                self.settle(1)  # may be the last outstanding item: drain must hear of it
         return queued

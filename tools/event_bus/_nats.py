@@ -75,7 +75,7 @@ from ._acks import Acks, Outbox
 from ._driver import Driver, Publisher, Sink
 from ._errors import BusClosed, PublishTimeout
 from ._fanout import Fanout, Request, Subscription
-from ._remote import DLQ_PREFIX, RemoteReply, RemoteWaiter, queue_to
+from ._remote import DLQ_PREFIX, RemoteReply, RemoteWaiter, offer, queue_to
 from ._settings import BusSettings
 from ._wire import (
     CLAIM,
@@ -589,14 +589,24 @@ class NatsDriver(Driver):
             return
         for sub in targets:
             await nc.publish(msg.reply, encode_reply(CLAIM, sub.identity))
-            reply = RemoteReply(msg.reply, frame.timeout, self._reply)
-            try:
-                queued = await queue_to(fanout, sub, Request(frame.event, reply))
-            except PublishTimeout as exc:
-                reply.fail(exc, sub.identity)
-                continue
-            if not queued:
-                reply.fail(BusClosed(f"{sub.identity!r} stopped before handling it"), sub.identity)
+            item = Request(frame.event, RemoteReply(msg.reply, frame.timeout, self._reply))
+            queued = offer(fanout, sub, item)
+            if queued is None:  # a full buffer: wait for room without holding up the
+                # requests behind this one (they must be claimed at once, see RemoteWaiter)
+                self._start_background(
+                    self._queue_request, fanout, sub, item, name=f"event_bus:nats:request:{sub}"
+                )
+            elif not queued:
+                _gone(sub, item)
+
+    async def _queue_request(self, fanout: Fanout, sub: Subscription, item: Request) -> None:
+        try:
+            queued = await queue_to(fanout, sub, item)
+        except PublishTimeout as exc:
+            item.reply.fail(exc, sub.identity)
+            return
+        if not queued:
+            _gone(sub, item)
 
     def _reply(self, to: str, data: bytes) -> None:
         nc = self._nc
@@ -633,3 +643,7 @@ class NatsDriver(Driver):
                     await nc.close()
         self._drain_ids.clear()
         self._log.info("event_bus_nats_closed", stream=self._settings.stream)
+
+
+def _gone(sub: Subscription, item: Request) -> None:
+    item.reply.fail(BusClosed(f"{sub.identity!r} stopped before handling it"), sub.identity)

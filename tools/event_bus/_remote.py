@@ -33,10 +33,26 @@ from ._errors import RequestFailed
 from ._fanout import Fanout, Item, Subscription, SubState
 from ._wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_reply
 
-__all__ = ("Delivery", "EventOutcome", "RemoteReply", "RemoteWaiter", "queue_to")
+__all__ = ("Delivery", "EventOutcome", "RemoteReply", "RemoteWaiter", "offer", "queue_to")
 
 DLQ_PREFIX = "_dlq."
 CLAIM_GRACE = 0.1  # s without a new claim before "every responder finished" is believed
+
+
+def offer(fanout: Fanout, sub: Subscription, item: Item) -> bool | None:
+    """Queue ``item`` for ``sub`` if it fits now: True if queued, False if ``sub`` left,
+    None when its buffer is full (then nothing changed: :func:`queue_to` waits for room)."""
+    send = sub.send
+    if send is None:
+        return False
+    try:
+        send.send_nowait(item)
+    except anyio.WouldBlock:
+        return None
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        return False
+    fanout.outstanding += 1
+    return True
 
 
 async def queue_to(fanout: Fanout, sub: Subscription, item: Item) -> bool:
@@ -51,7 +67,7 @@ async def queue_to(fanout: Fanout, sub: Subscription, item: Item) -> bool:
         # same package: the fan-out's own backpressure wait (and its PublishTimeout)
         return await fanout._wait_for_room(sub, send, item)
     except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-        fanout.outstanding -= 1
+        fanout.settle(1)
         return False
     return True
 
