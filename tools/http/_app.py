@@ -176,8 +176,10 @@ class HttpApp:
 
         try:
             return await _chain(snapshot.middleware, context, innermost)
+        except _Disconnected:
+            raise
         except Exception as exc:  # noqa: BLE001 - isolation boundary: one request
-            return self._failure(exc, context, None)
+            return self._error(exc, context, endpoint)
 
     async def _serve(
         self,
@@ -210,18 +212,26 @@ class HttpApp:
             return endpoint.render(result, context)
         except _Disconnected:
             raise
-        except MicroCoreError as exc:
-            if exc.http_status is None:
-                return self._failure(exc, context, endpoint)
-            if isinstance(exc, HttpError):
-                error_id = None
-                if exc.http_status >= 500:
-                    error_id = new_id()
-                    self._log_failure(exc, context, endpoint, error_id)
-                return error_reply(exc, error_id)
-            return JSONReply(error_json(exc.code, exc.public_message), exc.http_status)
         except Exception as exc:  # noqa: BLE001 - isolation boundary: one request
+            return self._error(exc, context, endpoint)
+
+    def _error(
+        self, exc: Exception, context: RequestContext, endpoint: Endpoint | None
+    ) -> Response:
+        """The error reply for ``exc`` (from a handler or a middleware): its own status when
+        it has one, else a logged 500. What the failed handler set on the response (status,
+        headers, cookies) is dropped: a failed request never sets a cookie."""
+        context.status = None
+        context.response_headers = None
+        if not isinstance(exc, MicroCoreError) or exc.http_status is None:
             return self._failure(exc, context, endpoint)
+        if isinstance(exc, HttpError):
+            error_id = None
+            if exc.http_status >= 500:
+                error_id = new_id()
+                self._log_failure(exc, context, endpoint, error_id)
+            return error_reply(exc, error_id)
+        return JSONReply(error_json(exc.code, exc.public_message), exc.http_status)
 
     async def _unrouted(self, table: RouteTable, context: RequestContext, allow: str) -> Response:
         scope = context.scope

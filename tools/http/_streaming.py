@@ -87,6 +87,7 @@ class EventStream(Response):
         self._log = log
         self._ping = ping
         self._lock = anyio.Lock()
+        self._finished = False  # the final body message went out: nothing may follow it
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._context.response_headers:
@@ -121,6 +122,9 @@ class EventStream(Response):
 
     async def _send(self, send: Any, body: bytes, *, more: bool) -> None:
         async with self._lock:
+            if self._finished:  # a keep-alive ping that queued behind the final message
+                return
+            self._finished = not more
             await send({"type": "http.response.body", "body": body, "more_body": more})
 
     async def _keep_alive(self, send: Any) -> None:
