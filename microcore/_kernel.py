@@ -112,6 +112,8 @@ class Kernel:
         self._order: list[str] = []  # tool names in set-up order
         self._asgi: ASGIApp | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._retiring = 0  # background releases of swapped-out versions in progress
+        self._retired: anyio.Event | None = None
 
     # -- settings and timeouts -------------------------------------------------
 
@@ -142,9 +144,9 @@ class Kernel:
                         tg.start_soon(reloader.watch, name="microcore-reloader")
                     yield self
                 finally:
-                    if reloader is not None:
-                        reloader.stop()
                     with anyio.CancelScope(shield=True):
+                        if reloader is not None:
+                            await reloader.close()
                         await self.shutdown()
                     self._task_group = None
                     tg.cancel_scope.cancel()
@@ -198,6 +200,10 @@ class Kernel:
         if not self.booted and not self.tools:
             return
         _log.info("shutdown_started")
+        with anyio.move_on_after(self.hook_timeout):  # versions a reload swapped out
+            while self._retiring:
+                self._retired = self._retired or anyio.Event()
+                await self._retired.wait()
         for name in reversed(self._order):
             await self._call_tool_hook(self.tools[name], "drain")
         for identity in reversed(list(self.plugins)):
@@ -383,7 +389,14 @@ class Kernel:
         classes = classes_in(module, Plugin)
         if not classes:
             _log.warning("plugin_file_without_plugin", file=self._rel(path))
-        records = [await self.prepare(cls, path, domain, leaving=leaving) for cls in classes]
+        records: list[PluginRecord] = []
+        try:
+            for cls in classes:
+                records.append(await self.prepare(cls, path, domain, leaving=leaving))
+        except BaseException:  # cancelled: the classes booted so far never serve
+            with anyio.CancelScope(shield=True):
+                await self.release([r for r in records if r.status == OK])
+            raise
         for record in records:
             record.digest = digest
         return records
@@ -429,6 +442,10 @@ class Kernel:
             _log.error("plugin_failed", plugin=identity, error=str(record.error))
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.hook_timeout):
                 await record.owner.release()
+        except BaseException:  # cancelled mid-boot: what it registered so far must go
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.hook_timeout):
+                await record.owner.release()
+            raise
         return record
 
     def commit(self, new: Sequence[PluginRecord], old: Sequence[PluginRecord] = ()) -> None:
@@ -485,8 +502,22 @@ class Kernel:
                     _log.exception("tool_refresh_failed", tool=name)
 
     async def release(self, records: Sequence[PluginRecord]) -> None:
-        """Shut down old plugin instances and remove everything they registered."""
+        """Shut down old plugin instances and remove everything they registered.
+
+        Each is shut down once the calls it was serving have finished (requests in
+        flight on the old handlers), waiting at most ``MICROCORE_HOOK_TIMEOUT``.
+        """
         for record in records:
+            if record.owner.busy:
+                with anyio.move_on_after(self.hook_timeout) as waited:
+                    await record.owner.wait_idle()
+                if waited.cancelled_caught:
+                    _log.warning(
+                        "plugin_shutdown_while_busy",
+                        plugin=record.identity,
+                        calls=record.owner.busy,
+                        seconds=self.hook_timeout,
+                    )
             if record.instance is not None and record.status == OK:
                 try:
                     with anyio.fail_after(self.hook_timeout):
@@ -495,6 +526,24 @@ class Kernel:
                     _log.exception("plugin_shutdown_failed", plugin=record.identity)
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.hook_timeout):
                 await record.owner.release()
+
+    def retire(self, records: Sequence[PluginRecord]) -> None:
+        """:meth:`release` swapped-out ``records`` in the background, so the caller does
+        not wait for the calls they are still serving (shutdown waits for it)."""
+        if not records:
+            return
+        self._retiring += 1
+        self.start_background(self._retire, list(records), name="microcore-retire")
+
+    async def _retire(self, records: list[PluginRecord]) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.release(records)
+        finally:
+            self._retiring -= 1
+            if self._retiring == 0 and self._retired is not None:
+                self._retired.set()
+                self._retired = None
 
     async def unload(self, identity: str) -> None:
         """Stop a plugin: it stops serving at once, then shuts down and is released."""

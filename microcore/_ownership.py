@@ -8,6 +8,10 @@ behind. Hot reload builds on the owner's states:
 * ``pending``: the plugin is booting; tools keep its registrations invisible.
 * ``active``: committed by the kernel; its registrations serve.
 * ``released``: unloaded; its registrations are gone.
+
+Tools also tell the owner when they call into the plugin (``enter``/``leave``
+around a handler call), so an unloaded version is shut down only once the calls
+it was already serving have finished (:meth:`Owner.wait_idle`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
+import anyio
 import structlog
 
 __all__ = ("Owner", "OwnerState", "Registration", "Release")
@@ -74,6 +79,8 @@ class Owner:
         self.replaces = replaces
         self.state = OwnerState.PENDING
         self._registrations: list[Registration] = []
+        self.busy = 0  # calls into the plugin in progress (requests, event handlers)
+        self._idle: anyio.Event | None = None
 
     @property
     def active(self) -> bool:
@@ -106,6 +113,24 @@ class Owner:
     def labels(self, kind: str) -> list[str]:
         """Labels of the live registrations of one kind, in registration order."""
         return [r.label for r in self._registrations if r.kind == kind]
+
+    def enter(self) -> None:
+        """A tool starts calling into the plugin (a request handler, an event handler)."""
+        self.busy += 1
+
+    def leave(self) -> None:
+        """That call finished (however it ended)."""
+        self.busy -= 1
+        if self.busy == 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    async def wait_idle(self) -> None:
+        """Wait until no call into the plugin is in progress (bound it with a timeout)."""
+        while self.busy > 0:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
     def activate(self) -> None:
         if self.state is not OwnerState.PENDING:

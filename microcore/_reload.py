@@ -55,6 +55,8 @@ class Reloader:
         self.root = kernel.root
         self._lock = anyio.Lock()
         self._stop = anyio.Event()
+        self._applying = anyio.CancelScope()  # cancels a reload in progress (shutdown)
+        self._closed = False
         kernel.add_reload_listener(self.write_context)
 
     # -- watching ----------------------------------------------------------------
@@ -82,11 +84,21 @@ class Reloader:
             watch_filter=watchfiles.DefaultFilter(),
             stop_event=self._stop,
         ):
-            await self.apply(Path(path) for _, path in changes)
+            with self._applying:
+                await self.apply(Path(path) for _, path in changes)
+            if self._applying.cancel_called:
+                return
 
-    def stop(self) -> None:
-        """End :meth:`watch` promptly (the watcher thread checks this every step)."""
-        self._stop.set()
+    async def close(self) -> None:
+        """Stop watching, cut short a reload in progress (what it booted is shut down and
+        released, nothing is committed) and wait until it has let go: the kernel can shut
+        down knowing no reload will commit after it."""
+        self._closed = True
+        self._stop.set()  # the watcher thread checks this every step
+        self._applying.cancel()
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                pass
 
     def write_context(self) -> None:
         """Regenerate AI_CONTEXT.md from the reloaded system (only when its text changed)."""
@@ -105,6 +117,8 @@ class Reloader:
         async with self._lock:
             started = time.perf_counter()
             report = ReloadReport()
+            if self._closed:
+                return report
             load, unload, helpers = self._classify(paths, report)
             if helpers:
                 load |= self._dependents(helpers)
@@ -197,15 +211,44 @@ class Reloader:
         new: list[PluginRecord] = []
         old: list[PluginRecord] = []
         failed: list[PluginRecord] = []
+        try:
+            await self._prepare(load, by_file, leaving, new, old, failed, report)
+        except BaseException:  # cancelled (shutdown): the batch never serves
+            with anyio.CancelScope(shield=True):
+                await kernel.release(new)
+            raise
+        for path in unload:
+            old.extend(by_file.get(path, []))
+            kernel.reload_errors.pop(path, None)
+        kernel.commit(new, [r for r in old if r.status == OK])
+        kernel.forget([r for r in old if r.status != OK])
+        kernel.remember_failed(failed)
+        new_ids = {r.identity for r in new}
+        report.loaded = sorted(new_ids)
+        report.unloaded = sorted({r.identity for r in old} - new_ids)
+        # committed: the old versions shut down once the calls they serve have finished
+        kernel.retire([r for r in old if r.status == OK])
+
+    async def _prepare(
+        self,
+        load: list[Path],
+        by_file: dict[Path, list[PluginRecord]],
+        leaving: set[str],
+        new: list[PluginRecord],
+        old: list[PluginRecord],
+        failed: list[PluginRecord],
+        report: ReloadReport,
+    ) -> None:
+        """Boot the new version of every file in ``load`` (pending, not serving yet)."""
+        kernel = self.kernel
         for path in load:
             records = await kernel.prepare_file(path, fresh=True, leaving=leaving)
             broken = [r for r in records if r.status != OK]
             previous = by_file.get(path, [])
             if broken and any(r.status == OK for r in previous):
-                # keep the previous version serving; drop the half-booted new one
-                for record in records:
-                    if record.status == OK:
-                        await record.owner.release()
+                # keep the previous version serving; shut the half-booted new one down
+                with anyio.CancelScope(shield=True):
+                    await kernel.release([r for r in records if r.status == OK])
                 error = broken[0].error or ErrorInfo("Error", "failed to load")
                 kernel.reload_errors[path] = error
                 report.failed[kernel._rel(path) or str(path)] = error
@@ -216,16 +259,6 @@ class Reloader:
             failed.extend(broken)
             for record in broken:
                 report.failed[record.identity] = record.error or ErrorInfo("Error", "failed")
-        for path in unload:
-            old.extend(by_file.get(path, []))
-            kernel.reload_errors.pop(path, None)
-        kernel.commit(new, [r for r in old if r.status == OK])
-        kernel.forget([r for r in old if r.status != OK])
-        kernel.remember_failed(failed)
-        new_ids = {r.identity for r in new}
-        report.loaded = sorted(new_ids)
-        report.unloaded = sorted({r.identity for r in old} - new_ids)
-        await kernel.release([r for r in old if r.status == OK])
 
 
 def _is_plugin_file(parts: tuple[str, ...]) -> bool:

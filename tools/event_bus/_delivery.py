@@ -212,11 +212,15 @@ class Deliverer:
             if error is None:
                 sub.attempt = attempt
                 sub.since = time.monotonic()
+                owner = sub.owner
+                owner.enter()  # a reload shuts the old version down only after this call
                 try:
                     with causation(event.correlation_id, event.id):
                         result = await sub.handler(event)
                 except Exception as exc:  # noqa: BLE001 - isolation boundary: one event delivery
                     error = exc
+                finally:
+                    owner.leave()
                 sub.since = 0.0  # not in a ``finally``: stays set when the call is cancelled
                 if error is None:
                     sub.delivered += 1

@@ -208,7 +208,12 @@ class HttpApp:
             if endpoint.kind == "sse":
                 events: Any = endpoint.handler(data, context)
                 return EventStream(events, context, self._log, self.sse_ping)
-            result = await endpoint.handler(data, context)
+            owner = endpoint.owner
+            owner.enter()  # a reload shuts the old version down only after this call
+            try:
+                result = await endpoint.handler(data, context)
+            finally:
+                owner.leave()
             return endpoint.render(result, context)
         except _Disconnected:
             raise
