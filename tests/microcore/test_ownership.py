@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from microcore.tooling import Owner, OwnerState, RegistrationError
@@ -73,3 +74,28 @@ async def test_owner_knows_what_it_replaces():
     old = Owner("a.P")
     new = Owner("a.P", replaces=old)
     assert new.replaces is old
+
+
+async def test_wait_idle_returns_once_every_call_into_the_plugin_left():
+    """wait_idle() wakes every waiter when the last call leaves, not before."""
+    owner = Owner("a.P")
+    await owner.wait_idle()  # nothing in progress: returns at once
+    owner.enter()
+    owner.enter()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await owner.wait_idle()
+        woken.append(n)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter, 1)
+            tg.start_soon(waiter, 2)  # a second waiter shares the first one's event
+            await anyio.wait_all_tasks_blocked()
+            owner.leave()
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []  # one call is still in progress
+            owner.leave()
+    assert sorted(woken) == [1, 2]
+    assert owner.busy == 0

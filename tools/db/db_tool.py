@@ -242,11 +242,15 @@ class DbTool(Tool):
         return await self._db().execute_many(sql, [check_params(r, sql) for r in rows])
 
     def transaction(self) -> TransactionScope:
-        """``async with db.transaction() as tx:`` commit on success, roll back on any exception.
+        """``async with db.transaction() as tx:`` commit on success, roll back on any exception;
+        to go on after a failed statement, run it in a nested block and catch outside it.
 
         ``tx`` has the same methods. Inside the block, ``db`` calls of the same task join
         the transaction and a nested ``db.transaction()`` (or ``tx.transaction()``) is a
-        savepoint. A transaction holds the writer: keep it short, no network calls inside.
+        savepoint that rolls back alone. A failed statement outside a nested block fails
+        the whole transaction on PostgreSQL: the block then raises instead of committing.
+        Nested blocks of one transaction must not overlap across tasks (refused). A
+        transaction holds the writer: keep it short, no network calls inside.
 
         >>> async with self.db.transaction() as tx:
         ...     await tx.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (5, a))
