@@ -103,6 +103,9 @@ def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(make_proje
         {
             "app.py": "from microcore import create_app\n\napp = create_app()\n",
             "domains/d/plugins/pid_plugin.py": PLUGIN,
+            # exists before the server starts: a file created in a brand-new folder can
+            # beat the watcher to it (inotify watches a new folder only once it has seen it)
+            "domains/d/migrations/README.md": "schema changes, one file each",
             "serve.py": SERVE,
         },
         tools=["config", "logger", "http"],
@@ -130,7 +133,6 @@ def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(make_proje
         assert third["marker"] == "v2"
 
         migration = root / "domains/d/migrations/001_create_things.sql"
-        migration.parent.mkdir()
         migration.write_text("CREATE TABLE things (id INTEGER PRIMARY KEY);\n")
         fourth = poll_url(url, lambda r: r.json()["pid"] != third["pid"]).json()
         assert fourth["marker"] == "v2"

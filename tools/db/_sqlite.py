@@ -163,6 +163,29 @@ class _Connection:
         await self._raw.close()
 
 
+async def _busy_retry(seconds: float, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await fn(*args)``, retried while the database is busy or locked, for ``seconds``.
+
+    Switching a file to WAL needs it to itself for a moment, and SQLite may refuse that
+    at once (without its busy handler) while another process opens the same file:
+    replicas booting together on a fresh file.
+    """
+    deadline = anyio.current_time() + seconds
+    pause = 0.005
+    while True:
+        try:
+            return await fn(*args)
+        except OperationalError as exc:
+            code = getattr(exc.__cause__, "sqlite_errorcode", 0) & 0xFF
+            if code not in _BUSY_CODES or anyio.current_time() + pause > deadline:
+                raise
+        await anyio.sleep(pause)  # backoff between attempts, bounded by the busy timeout
+        pause = min(pause * 2, 0.1)
+
+
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
 async def _open(database: str, *, options: SqliteOptions) -> _Connection:
     raw = aiosqlite.connect(
         database,
@@ -276,7 +299,9 @@ class SqliteDriver:
             path = self.url.path
             await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
             self._writer = await _open(str(path), options=options)
-            (mode, *_) = await self._writer.call(
+            (mode, *_) = await _busy_retry(
+                options.busy_timeout,
+                self._writer.call,
                 "PRAGMA journal_mode",
                 _configure,
                 [

@@ -14,6 +14,8 @@ class PluginLogger:
     """Structured logging for one plugin. Plain calls; every line carries ``plugin=<identity>``.
 
     >>> self.logger.info("product created", id=42)
+
+    A field named ``event`` (where structlog keeps the message) is logged as ``event_name``.
     """
 
     __slots__ = ("_log",)
@@ -23,27 +25,34 @@ class PluginLogger:
 
     def debug(self, msg: str, **fields: Any) -> None:
         """Log at debug level."""
-        self._log.debug(msg, **fields)
+        self._log.debug(msg, **_safe(fields))
 
     def info(self, msg: str, **fields: Any) -> None:
         """Log at info level."""
-        self._log.info(msg, **fields)
+        self._log.info(msg, **_safe(fields))
 
     def warning(self, msg: str, **fields: Any) -> None:
         """Log at warning level."""
-        self._log.warning(msg, **fields)
+        self._log.warning(msg, **_safe(fields))
 
     def error(self, msg: str, **fields: Any) -> None:
         """Log at error level."""
-        self._log.error(msg, **fields)
+        self._log.error(msg, **_safe(fields))
 
     def exception(self, msg: str, **fields: Any) -> None:
         """Log at error level with the current exception's traceback (call inside ``except``)."""
-        self._log.exception(msg, **fields)
+        self._log.exception(msg, **_safe(fields))
 
     def bind(self, **fields: Any) -> PluginLogger:
         """A logger that adds ``fields`` to every line."""
-        return PluginLogger(self._log.bind(**fields))
+        return PluginLogger(self._log.bind(**_safe(fields)))
+
+
+def _safe(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` without the key structlog uses for the message (logging never raises)."""
+    if "event" in fields:
+        fields["event_name"] = fields.pop("event")
+    return fields
 
 
 class LoggerTool(Tool):

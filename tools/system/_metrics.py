@@ -134,8 +134,8 @@ class Metrics:
             "gauge",
             "Events waiting in a subscription's buffer now, by subscriber and name or pattern.",
             [
-                ({"subscriber": s["subscriber"], "pattern": s["pattern"]}, s["queued"])
-                for s in subscriptions
+                ({"subscriber": subscriber, "pattern": pattern}, queued)
+                for (subscriber, pattern), queued in _queued(subscriptions).items()
             ],
         )
         yield from _family(
@@ -144,6 +144,17 @@ class Metrics:
             "Events sent to _dlq.<name>, by original name and failing subscriber.",
             [({"name": n, "subscriber": s}, c) for (n, s), c in sorted(self._dead.items())],
         )
+
+
+def _queued(subscriptions: list[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+    """Events waiting, per subscriber and pattern: one plugin may subscribe two handlers
+    to one pattern, and a reload briefly lists the old and new subscription side by side;
+    a series must appear once."""
+    queued: dict[tuple[str, str], int] = {}
+    for sub in subscriptions:
+        key = (sub["subscriber"], sub["pattern"])
+        queued[key] = queued.get(key, 0) + sub["queued"]
+    return queued
 
 
 def _http(requests: Any) -> Iterator[str]:

@@ -191,7 +191,10 @@ class SystemTool(Tool):
         scheme, _, sent = header.partition(" ")
         if scheme.lower() != "bearer" or not sent:
             sent = request.cookies.get("system_token", "")
-        return hmac.compare_digest(sent.strip().encode(), token.encode())
+        # the server decoded the header (and cookie) bytes as latin-1: compare bytes, so a
+        # token with non-ASCII characters sent as UTF-8 matches
+        sent_bytes = sent.strip().encode("latin-1", errors="replace")
+        return hmac.compare_digest(sent_bytes, token.encode("utf-8"))
 
     # -- observing (hot paths) -------------------------------------------------------
 

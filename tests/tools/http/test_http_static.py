@@ -129,3 +129,19 @@ async def test_static_missing_directory_is_refused(serve, tmp_path):
     served = await serve({})
     with pytest.raises(RegistrationError, match="not a directory"):
         served.http.bind(Owner("tools.test")).mount_static("/x", tmp_path / "missing")
+
+
+async def test_folder_index_symlink_out_of_the_directory_is_not_served(serve):
+    """A folder serves its index.html, but not when that is a symlink leading out of the
+    mounted directory: refused like the same file asked for by name."""
+    served = await serve(STATIC)
+    static = served.kernel.root / "domains/site/static"
+    secret = served.kernel.root / "domains/site/secret.txt"
+    (static / "sub").mkdir()
+    (static / "sub" / "index.html").symlink_to(secret)
+    # the direct path is refused (resolved, outside the folder) ...
+    assert (await served.client.get("/assets/sub/index.html")).status_code == 404
+    # ... and so is the folder path that would serve the very same file
+    folder = await served.client.get("/assets/sub/")
+    assert "top secret" not in folder.text
+    assert folder.status_code == 404

@@ -87,3 +87,12 @@ async def test_access_development_is_open(boot):
     system = await boot()  # the test settings are development
     for path in [p for p in GUARDED if p != "/system/feed"] + ["/system/dashboard"]:
         assert (await system.client.get(path)).status_code == 200, path
+
+
+async def test_a_token_with_non_ascii_characters_is_accepted(boot):
+    """A SYSTEM_TOKEN with non-ASCII characters, sent as UTF-8, is accepted."""
+    token = "s3cret-pässwört"
+    system = await boot(settings={"MICROCORE_ENV": "production", "SYSTEM_TOKEN": token})
+    headers = {"Authorization": b"Bearer " + token.encode("utf-8")}
+    response = await system.client.get("/system/status", headers=headers)
+    assert response.status_code == 200

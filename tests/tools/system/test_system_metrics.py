@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections import Counter
 from typing import Any
 
 from microcore import Event
 from microcore._reload import Reloader
-from tests.tools.system.conftest import BROKEN, SHOP
+from tests.tools.system.conftest import BROKEN, PRODUCTION, SHOP, TOKEN
 from tools.http._stats import FLUSH_AT, RequestStats
 from tools.system._metrics import MAX_SERIES, Metrics
 
@@ -240,3 +241,42 @@ def test_metrics_escape_label_values():
     text = render(metrics, RequestStats())
     assert 'name="odd\\"name\\\\with\\nbreaks"' in text
     parse(text)
+
+
+TWO_HANDLERS = {
+    "domains/shop/plugins/ledger_plugin.py": """
+    from microcore import Plugin
+
+    class LedgerPlugin(Plugin):
+        def __init__(self, event_bus):
+            self.bus = event_bus
+
+        async def on_boot(self):
+            # one plugin, one pattern, two handlers: allowed by the bus
+            await self.bus.subscribe("order.placed", self.book)
+            await self.bus.subscribe("order.placed", self.notify)
+
+        async def book(self, event):
+            pass
+
+        async def notify(self, event):
+            pass
+    """,
+}
+
+
+async def test_metrics_never_repeat_a_series_when_a_plugin_subscribes_twice(boot):
+    """Two handlers of one plugin on one pattern still give one queue-depth series (a
+    repeated series is undefined for Prometheus, which drops one of them)."""
+    system = await boot(settings=PRODUCTION, files=TWO_HANDLERS)
+    response = await system.client.get(
+        "/system/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 200
+    samples = [
+        line.rsplit(" ", 1)[0]
+        for line in response.text.splitlines()
+        if line and not line.startswith("#")
+    ]
+    duplicated = [s for s, n in Counter(samples).items() if n > 1]
+    assert duplicated == []
