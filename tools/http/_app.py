@@ -206,6 +206,8 @@ class HttpApp:
                 context._body = body
             data = endpoint.build_data(context.params, scope["query_string"], body)
             if endpoint.kind == "sse":
+                if scope["method"] == "HEAD":  # the headers only: a stream would never end
+                    return EventStream.head(context)
                 events: Any = endpoint.handler(data, context)
                 return EventStream(events, context, self._log, self.sse_ping)
             owner = endpoint.owner

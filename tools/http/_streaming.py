@@ -89,6 +89,16 @@ class EventStream(Response):
         self._lock = anyio.Lock()
         self._finished = False  # the final body message went out: nothing may follow it
 
+    @classmethod
+    def head(cls, context: RequestContext) -> EventStream:
+        """The answer to HEAD: a stream's headers, then at once its (empty) end."""
+
+        async def nothing() -> AsyncIterator[Any]:
+            return
+            yield  # an async generator that yields nothing
+
+        return cls(nothing(), context, None, ping=0)
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._context.response_headers:
             self.raw_headers.extend(self._context.response_headers)

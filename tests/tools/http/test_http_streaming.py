@@ -91,6 +91,19 @@ async def test_sse_streams_each_yielded_value_as_an_event(serve):
     ]
 
 
+async def test_head_on_a_stream_answers_its_headers_and_ends(serve):
+    """HEAD on an SSE route answers the stream's headers at once, without running the
+    generator (a stream that never ends would otherwise hold the connection)."""
+    served = await serve(STREAMS)
+    probe = sys.modules["domains.a.probe"]
+    with anyio.fail_after(5):
+        response = await served.client.head("/forever")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.content == b""
+    assert not probe.stopped.is_set()  # the generator never started
+
+
 async def test_sse_client_disconnect_stops_the_generator(serve):
     """When the client disconnects, the generator is cancelled and its cleanup runs."""
     served = await serve(STREAMS)
