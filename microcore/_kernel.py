@@ -404,16 +404,24 @@ class Kernel:
     async def prepare(
         self, cls: type[Plugin], path: Path, domain: str, *, leaving: Set[str] = frozenset()
     ) -> PluginRecord:
-        """Construct and boot one plugin under a pending owner; on failure release everything."""
+        """Construct and boot one plugin under a pending owner; on failure release everything.
+
+        A class whose name another file of the domain already serves under is refused,
+        recorded as ``<domain>.<file stem>`` so that the failure shows next to the other.
+        """
         identity = f"{domain}.{cls.__name__}"
         old = self.plugins.get(identity)
-        record = PluginRecord(identity, domain, path, cls)
-        record.owner = Owner(identity, replaces=old.owner if old and old.status == OK else None)
+        serving = old if old is not None and old.status == OK else None
+        taken = serving is not None and serving.file != path and identity not in leaving
+        record = PluginRecord(f"{domain}.{path.stem}" if taken else identity, domain, path, cls)
+        record.owner = Owner(
+            record.identity, replaces=None if serving is None or taken else serving.owner
+        )
         what = f"plugin {identity!r}"
         try:
-            if old and old.status == OK and old.file != path and identity not in leaving:
+            if serving is not None and taken:
                 raise ConfigurationError(
-                    f"{what} is already defined in {self._rel(old.file)}; "
+                    f"{what} is already defined in {self._rel(serving.file)}; "
                     "plugin class names must be unique within a domain, rename one"
                 )
             deps = _validate_plugin_class(cls, what)
@@ -473,11 +481,13 @@ class Kernel:
                 del self.plugins[record.identity]
 
     def remember_failed(self, records: Sequence[PluginRecord]) -> None:
-        """Show failed records in status, unless a working version of the identity serves."""
+        """Show failed records in status and health. One whose identity a working plugin
+        holds (its class name is served from another file) shows as ``<domain>.<file stem>``."""
         for record in records:
             current = self.plugins.get(record.identity)
-            if current is None or current.status == FAILED:
-                self.plugins[record.identity] = record
+            if current is not None and current.status == OK:
+                record.identity = f"{record.domain}.{record.file.stem}"
+            self.plugins[record.identity] = record
 
     def add_reload_listener(self, listener: Callable[[], Awaitable[None] | None]) -> None:
         """Call ``listener`` after every hot reload (e.g. to regenerate AI_CONTEXT.md)."""

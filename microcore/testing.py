@@ -35,10 +35,22 @@ from ._event import Event
 from ._kernel import Kernel
 from ._manifest import BOOT_SETTINGS
 
-__all__ = ("TEST_SETTINGS", "EventRecorder", "RunningApp", "record_events", "start_app")
+__all__ = (
+    "START_TIMEOUT",
+    "TEST_SETTINGS",
+    "EventRecorder",
+    "RunningApp",
+    "record_events",
+    "start_app",
+)
 
 TEST_SETTINGS: Mapping[str, str] = BOOT_SETTINGS
 """In-memory database, memory bus and state, development mode, no reloader."""
+
+START_TIMEOUT = 120.0
+"""How long :meth:`RunningApp.start` waits for the boot: longer than one hook may take
+(``MICROCORE_HOOK_TIMEOUT``, 30 s by default), so a hanging hook fails its tool or plugin
+and the app still boots, as it would in production."""
 
 
 class RunningApp:
@@ -63,11 +75,22 @@ class RunningApp:
         finally:
             self._booted.set()
 
-    async def start(self, *, timeout: float = 30.0) -> None:
-        self._task = asyncio.create_task(self._main(), name="microcore-test-app")
-        await asyncio.wait_for(self._booted.wait(), timeout)
-        if self._task.done():
-            self._task.result()  # boot failed: raise its error here
+    async def start(self, *, timeout: float = START_TIMEOUT) -> None:
+        """Boot the kernel; raise its boot error, or ``TimeoutError`` after ``timeout`` s.
+
+        When it does not come up (an error, the timeout, or cancellation), the boot is
+        cancelled and its task awaited first: nothing keeps running after ``start`` fails.
+        """
+        task = self._task = asyncio.create_task(self._main(), name="microcore-test-app")
+        try:
+            await asyncio.wait_for(self._booted.wait(), timeout)
+            if task.done():
+                task.result()  # boot failed: raise its error here
+        except BaseException:
+            self._task = None
+            task.cancel()
+            await asyncio.wait([task])  # its shutdown runs, shielded, before we go on
+            raise
 
     async def stop(self, *, timeout: float = 30.0) -> None:
         if self._task is None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from microcore._checks import check_project, normalize_path, pattern_matches, scan_file
 from microcore._cli import main
+from microcore._manifest import describe_project
+from microcore.tooling import Kernel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,6 +182,234 @@ def test_check_command_exit_status(make_project: Any, capsys: Any) -> None:
     assert "problem(s) found" in err and "imports_plugin.py:2:" in err
     assert main(["check", "--root", str(REPO)]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_check_flags_the_kernel_imported_as_a_name(make_project: Any) -> None:
+    """`from microcore import tooling` hands a plugin the kernel as surely as
+    `from microcore.tooling import Kernel` does, and is flagged the same way."""
+    root = make_project(
+        {
+            "domains/shop/plugins/sneaky_plugin.py": """
+            from microcore import Plugin, tooling
+
+
+            class SneakyPlugin(Plugin):
+                async def on_boot(self):
+                    self.kernel_class = tooling.Kernel
+            """,
+        },
+        tools=[],
+    )
+    assert _messages(root) == [
+        "domains/shop/plugins/sneaky_plugin.py:2: plugin imports the kernel ('microcore.tooling'); "
+        "plugins receive tools by naming them in __init__ and import only the public "
+        "'microcore' API (Plugin, Event, errors)"
+    ]
+
+
+def test_check_applies_the_import_rules_to_domain_modules(make_project: Any) -> None:
+    """A domain module (services.py, models.py, ...) may not import a plugin module or the
+    kernel either, or a plugin importing it would get them with the check green."""
+    root = make_project(
+        {
+            "domains/shop/plugins/good_plugin.py": GOOD,
+            "domains/shop/services.py": """
+            from domains.shop.plugins.good_plugin import GoodPlugin
+            from microcore.tooling import Kernel
+            from microcore import Event
+            """,
+        },
+        tools=[],
+    )
+    assert [m.split(";")[0] for m in _messages(root)] == [
+        "domains/shop/services.py:2: domain module imports a plugin module "
+        "'domains.shop.plugins.good_plugin'",
+        "domains/shop/services.py:3: domain module imports the kernel ('microcore.tooling')",
+    ]
+
+
+def test_check_counts_only_calls_on_the_event_bus(make_project: Any) -> None:
+    """`client.request("GET", url)` is no bus request; calls on the injected `event_bus`, on
+    names ending in `bus` and on what was assigned from them are."""
+    root = make_project(
+        {
+            "domains/shop/plugins/fetch_plugin.py": """
+            import httpx
+            from microcore import Plugin
+
+
+            class FetchPlugin(Plugin):
+                def __init__(self, http, event_bus):
+                    self.http, self.events = http, event_bus
+                    self.relay: object = self.events
+
+                async def on_boot(self):
+                    await self.events.subscribe("rates.get", self.on_get)
+
+                async def on_get(self, event):
+                    async with httpx.AsyncClient() as client:
+                        response = await client.request("GET", "https://rates.example/eur")
+                    await self.relay.publish("rates.fetched", {})
+                    await self.http.request("rates.nothing")
+                    return response.json()
+            """,
+        },
+        tools=[],
+    )
+    assert _messages(root) == []
+    scan = scan_file(root, root / "domains/shop/plugins/fetch_plugin.py")
+    assert [(c.kind, c.name) for c in scan.calls] == [
+        ("subscribe", "rates.get"),
+        ("publish", "rates.fetched"),
+    ]
+
+
+BASES = {
+    "domains/shop/base.py": """
+    from microcore import Plugin
+
+
+    class ShopPlugin(Plugin):
+        async def on_boot(self):
+            pass
+    """,
+    "domains/shop/kinds/__init__.py": """
+    from ..base import ShopPlugin
+
+
+    class KindPlugin(ShopPlugin):
+        pass
+    """,
+    "domains/shop/exports.py": "from domains.shop.kinds import KindPlugin as Exported\n",
+    "domains/shop/loop.py": "from domains.shop.loop import Loop\n",
+    "domains/shop/broken.py": "class Base(:\n",
+    "domains/shop/plugins/orders_plugin.py": """
+    from domains.shop.base import ShopPlugin
+
+
+    class OrdersPlugin(ShopPlugin):
+        pass
+    """,
+    "domains/shop/plugins/kinds_plugin.py": """
+    import domains.shop.exports as ex
+
+
+    class KindsPlugin(ex.Exported):
+        pass
+    """,
+    "domains/shop/plugins/odd_plugin.py": """
+    from domains.shop.broken import Base
+    from domains.shop.loop import Loop
+    from domains.shop.nowhere import Gone
+
+
+    class FromBroken(Base):
+        pass
+
+
+    class FromLoop(Loop):
+        pass
+
+
+    class FromNowhere(Gone):
+        pass
+
+
+    class FromCall(make_base()):
+        pass
+    """,
+}
+
+
+def test_check_accepts_plugins_built_on_a_domain_base_class(make_project: Any) -> None:
+    """A plugin class may derive from microcore.Plugin through base classes in the domain's
+    modules (imported, relative, re-exported): the check agrees with the kernel that loads it."""
+    root = make_project(BASES, tools=[])
+
+    async def statuses() -> dict[str, str]:
+        kernel = Kernel(root, environ={})
+        async with kernel.run():
+            return {k: v["status"] for k, v in kernel.status()["plugins"].items()}
+
+    loaded = anyio.run(statuses)
+    assert loaded["shop.OrdersPlugin"] == loaded["shop.KindsPlugin"] == "ok"
+    assert [m.split(";")[0] for m in _messages(root)] == [
+        "domains/shop/broken.py:1: cannot be parsed: invalid syntax",
+        "domains/shop/plugins/odd_plugin.py:1: plugin file holds no plugin class",
+    ]
+
+
+def test_check_flags_routes_that_tools_reserve(make_project: Any) -> None:
+    """Routes a tool serves itself (GET /docs, /system/*) are listed in its `reserved_routes`,
+    so a plugin claiming one fails the check instead of failing at boot."""
+    root = make_project(
+        {
+            "domains/shop/plugins/docs_plugin.py": """
+            from microcore import Plugin
+
+
+            class DocsPlugin(Plugin):
+                def __init__(self, http):
+                    self.http = http
+
+                async def on_boot(self):
+                    self.http.add_endpoint("/docs", "GET", self.page)
+                    self.http.add_endpoint("/system/dashboard/{name}", "GET", self.page)
+                    self.http.add_endpoint("/fake", "POST", self.page)
+                    self.http.add_endpoint("/ignored", "GET", self.page)
+
+                async def page(self, data, context):
+                    return {"our": "docs"}
+            """,
+            "tools/fake/fake_tool.py": """
+            from typing import ClassVar
+
+            from microcore import Tool
+
+
+            class FakeTool(Tool):
+                name = "fake"
+                reserved_routes: ClassVar[list[str]] = ["POST /fake", "not a route", 1]
+                other_routes = ("GET /ignored",)
+
+                def routes(self):
+                    return []
+            """,
+        },
+        tools=["config", "logger", "http", "system"],
+    )
+    collisions = [  # without the tools' line numbers
+        re.sub(r"(tools/(?:http|system)/\w+\.py):\d+", r"\1", m.split("; ")[0])
+        for m in _messages(root)
+        if "collides" in m
+    ]
+    rel = "domains/shop/plugins/docs_plugin.py"
+    assert collisions == [
+        f"{rel}:10: route GET /docs collides with GET /docs of ApiDocs (tools/http/_docs.py)",
+        f"{rel}:11: route GET /system/dashboard/{{name}} collides with "
+        "GET /system/dashboard/{asset} of SystemTool (tools/system/system_tool.py)",
+        f"{rel}:12: route POST /fake collides with POST /fake of FakeTool "
+        "(tools/fake/fake_tool.py:9)",
+    ]
+
+
+def test_reserved_routes_are_the_routes_tools_serve() -> None:
+    """Each tool's `reserved_routes` lists exactly the routes it registers in the example app
+    (a static declaration must not drift from what the tool really serves)."""
+    manifest = anyio.run(describe_project, REPO)
+    plugins = {p.identity for p in manifest.plugins}
+    served = {
+        f"{r.method} {r.path}"
+        for r in manifest.routes
+        if r.owner not in plugins and r.kind != "static"
+    }
+    reserved = {
+        f"{c.method} {c.name}"
+        for path in sorted(REPO.glob("tools/**/*.py"))
+        for c in scan_file(REPO, path).calls
+        if c.kind == "reserved"
+    }
+    assert served == reserved
 
 
 def test_scan_file_reads_calls_and_docs(make_project: Any) -> None:

@@ -72,6 +72,25 @@ async def test_discovery_ignores_imported_classes_and_other_files(kernel_project
         assert list(kernel.status()["plugins"]) == ["a.GoodPlugin"]
 
 
+async def test_duplicate_class_name_fails_under_its_file_name(kernel_project):
+    """A class name defined in two files of a domain: the first serves, the second shows
+    as failed under <domain>.<file stem> in status and health, naming the first file."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/first_plugin.py": GOOD,
+            "domains/a/plugins/second_plugin.py": GOOD,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        plugins = kernel.status()["plugins"]
+        assert kernel.failures()["plugins"] == ["a.second_plugin"]
+    assert plugins["a.GoodPlugin"]["file"] == "domains/a/plugins/first_plugin.py"
+    second = plugins["a.second_plugin"]
+    assert second["status"] == "failed" and second["file"] == "domains/a/plugins/second_plugin.py"
+    assert "already defined in domains/a/plugins/first_plugin.py" in second["error"]["message"]
+
+
 async def test_missing_tool_fails_only_that_plugin(kernel_project):
     """A plugin asking for an unknown tool fails naming it and the available tools."""
     root = kernel_project(

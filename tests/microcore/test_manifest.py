@@ -342,6 +342,38 @@ def test_manifest_events_requests_and_tables(make_project: Any) -> None:
     assert "tags" not in tables and "missing" not in tables
 
 
+def test_manifest_credits_a_helper_class_publish_to_the_plugin(make_project: Any) -> None:
+    """A publish made by a helper class in the plugin's file is listed under the plugin,
+    and the event shows that plugin as its publisher."""
+    root = make_project(
+        {
+            "domains/shop/plugins/notify_plugin.py": """
+            from microcore import Plugin
+
+
+            class _Announcer:
+                def __init__(self, bus):
+                    self.bus = bus
+
+                async def created(self, item_id):
+                    await self.bus.publish("item.created", {"id": item_id})
+
+
+            class NotifyPlugin(Plugin):
+                def __init__(self, event_bus):
+                    self.announce = _Announcer(event_bus)
+
+                async def on_boot(self):
+                    pass
+            """,
+        },
+        tools=["config", "logger", "event_bus"],
+    )
+    text = anyio.run(generate, root)
+    assert "tools: event_bus; publishes: item.created" in text
+    assert "- `item.created`: published by shop.NotifyPlugin; handled by none" in text
+
+
 def test_manifest_of_an_empty_project(make_project: Any) -> None:
     """A project without tools, plugins or migrations still renders every section."""
     root = make_project({"domains/__init__.py": "", "pyproject.toml": "not toml ["}, tools=[])

@@ -111,7 +111,8 @@ async def test_moved_file_keeps_its_identity(project):
 
 
 async def test_duplicate_identity_in_another_file_fails(project):
-    """A second file defining an existing <domain>.<Class> fails naming the first file."""
+    """A second file defining an existing <domain>.<Class> fails naming the first file; the
+    failure shows under the file's own name (<domain>.<file stem>)."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
         copy = write(
@@ -119,9 +120,43 @@ async def test_duplicate_identity_in_another_file_fails(project):
         )
         report = await Reloader(kernel).apply([copy])
         assert "already defined in domains/a/plugins/one_plugin.py" in str(
-            report.failed["a.OnePlugin"]
+            report.failed["a.copy_plugin"]
         )
+        assert kernel.failures()["plugins"] == ["a.copy_plugin"]
+        assert kernel.plugins["a.OnePlugin"].status == "ok"
         assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+        write(
+            project,
+            "domains/a/plugins/copy_plugin.py",
+            PLUGIN.format(cls="CopyPlugin", item="copy"),
+        )
+        report = await Reloader(kernel).apply([copy])
+        assert report.loaded == ["a.CopyPlugin"]
+        assert kernel.failures()["plugins"] == []
+        assert "a.copy_plugin" not in kernel.plugins
+
+
+async def test_duplicate_class_that_fails_in_a_batch_shows_under_its_file_name(project):
+    """One batch reloads a file and adds another defining the same class, which fails to
+    boot: the failure stays visible as <domain>.<file stem>, the first file serves on."""
+    kernel = Kernel(project, environ={})
+    async with kernel.run():
+        one = write(
+            project,
+            "domains/a/plugins/one_plugin.py",
+            PLUGIN.format(cls="OnePlugin", item="one-v2"),
+        )
+        other = write(
+            project,
+            "domains/a/plugins/other_plugin.py",
+            PLUGIN.format(cls="OnePlugin", item="other").replace(
+                'self.registry.add("other")', 'raise RuntimeError("other is broken")'
+            ),
+        )
+        await Reloader(kernel).apply([one, other])
+        assert kernel.failures()["plugins"] == ["a.other_plugin"]
+        assert kernel.plugins["a.OnePlugin"].file == one
+        assert kernel.tool("registry").visible() == ["one-v2", "two-v1"]  # type: ignore[attr-defined]
 
 
 async def test_helper_module_change_reloads_its_dependents_only(kernel_project):

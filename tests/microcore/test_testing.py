@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from microcore.testing import EventRecorder, RunningApp, record_events, start_app
-from microcore.tooling import ConfigurationError, DependencyError
+from microcore.testing import (
+    START_TIMEOUT,
+    TEST_SETTINGS,
+    EventRecorder,
+    RunningApp,
+    record_events,
+    start_app,
+)
+from microcore.tooling import ConfigurationError, DependencyError, Kernel
 
 SHOP_PLUGIN = """
 from microcore import Plugin
@@ -134,6 +142,32 @@ async def test_start_app_raises_boot_errors(make_project: Any, tmp_path: Path) -
     running = await start_app(tmp_path / "empty")
     await running.stop()
     await running.stop()
+
+
+async def test_start_that_times_out_stops_the_boot(make_project: Any) -> None:
+    """A boot slower than start()'s timeout is cancelled and shut down before TimeoutError
+    reaches the caller: no kernel keeps running in the background."""
+    root = make_project(
+        {
+            "domains/shop/plugins/slow_plugin.py": """
+            import anyio
+            from microcore import Plugin
+
+
+            class SlowPlugin(Plugin):
+                async def on_boot(self):
+                    await anyio.Event().wait()
+            """,
+        },
+        tools=["config", "logger"],
+    )
+    running = RunningApp(Kernel(root, environ={}, overrides=TEST_SETTINGS))
+    with pytest.raises(TimeoutError):
+        await running.start(timeout=0.05)
+    apps = [t for t in asyncio.all_tasks() if t.get_name() == "microcore-test-app"]
+    assert apps == []
+    assert running.kernel.plugins == {} and not running.kernel.booted
+    assert running.kernel.hook_timeout < START_TIMEOUT  # one hanging hook fails only itself
 
 
 async def test_record_events_without_history(make_project: Any) -> None:

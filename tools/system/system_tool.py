@@ -71,6 +71,17 @@ class SystemTool(Tool):
     """Health, status, routes, events, graph, metrics and a live dashboard under ``/system``."""
 
     name = "system"
+    reserved_routes = (  # what setup registers, for `microcore check` (a static read)
+        "GET /system/health",
+        "GET /system/status",
+        "GET /system/routes",
+        "GET /system/events",
+        "GET /system/graph",
+        "GET /system/metrics",
+        "GET /system/feed",
+        "GET /system/dashboard",
+        "GET /system/dashboard/{asset}",
+    )
 
     def __init__(
         self, http: Any, config: Any, kernel: Kernel, event_bus: Any | None = None
