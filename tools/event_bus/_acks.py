@@ -13,9 +13,10 @@ The consumers report how each event ended from sync code (``_remote.py``); the
   cannot be stored, the event stays unacked and JetStream offers it again after
   ``EVENT_BUS_ACK_WAIT``: it is never dropped silently.
 
-While an event is held, :meth:`Acks.keep_alive` tells JetStream every third of
-the ack wait that it is still being worked on, so a long queue or a slow
-handler is not mistaken for a dead replica.
+From the moment an event reaches the replica (:meth:`Acks.arrived`, before it
+waits for its turn) until it is acked or handed back, :meth:`Acks.keep_alive`
+tells JetStream every third of the ack wait that it is still being worked on,
+so a long queue or a slow handler is not mistaken for a dead replica.
 """
 
 from __future__ import annotations
@@ -96,10 +97,20 @@ class Acks:
         self._ack_wait = ack_wait
         self._publish_timeout = publish_timeout
         self.held: dict[Delivery, Message] = {}
+        self.waiting: dict[int, Message] = {}  # arrived, not held yet (by id: Msg is unhashable)
         self.dead_letters: dict[tuple[str, str], list[Delivery]] = {}  # (event id, subscriber)
+
+    def arrived(self, msg: Message) -> None:
+        """``msg`` reached this replica and waits for its turn: kept alive until :meth:`taken`."""
+        self.waiting[id(msg)] = msg
+
+    def taken(self, msg: Message) -> None:
+        """``msg`` was held, or acked or handed back without being held."""
+        self.waiting.pop(id(msg), None)
 
     def hold(self, event: Event, count: int, msg: Message) -> Delivery:
         """``msg`` goes to ``count`` local subscriptions; settled once they all report."""
+        self.taken(msg)
         delivery = Delivery(event, count, partial(self._settle, msg))
         self.held[delivery] = msg
         return delivery
@@ -147,7 +158,7 @@ class Acks:
                     del self.dead_letters[key]
 
     async def keep_alive(self) -> None:
-        """Every third of the ack wait, say the held events are being worked on.
+        """Every third of the ack wait, say the held and waiting events are being worked on.
 
         An event whose dead letter did not come within the publish timeout is let
         go: JetStream offers it again after the ack wait.
@@ -160,3 +171,5 @@ class Acks:
                     self._forget(delivery)
                 else:
                     self._outbox.post(msg.in_progress)
+            for msg in tuple(self.waiting.values()):
+                self._outbox.post(msg.in_progress)

@@ -40,13 +40,16 @@ group of its plugin. A responder claims the request when it arrives, then
 sends its outcome; the first non-``None`` value wins. NATS's no-responders
 status is ``NoResponder``; no value within ``timeout`` is ``RequestTimeout``;
 every claimed responder done without a value gives ``None``, or
-``RequestFailed`` when one failed.
+``RequestFailed`` when one failed. A request that reached only replicas leaving
+the subscription (unsubscribe, hot reload, shutdown) is sent again until a live
+replica claims it or NATS says nobody subscribes.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol, cast
@@ -93,6 +96,7 @@ __all__ = ("NatsDriver", "NatsUnavailable")
 
 _REFUSED_DELAY = 0.5  # s before an event refused by a draining replica is offered again
 _ELSEWHERE_DELAY = 0.1  # s before an event that reached a just-unsubscribed replica goes on
+_ASK_AGAIN = 0.05  # s before a request that reached only leaving replicas is sent again
 _DUPLICATE_WINDOW = 120.0  # s during which a retried publish (same event id) is stored once
 _CONNECT_TIMEOUT = 2.0
 _FLUSH_TIMEOUT = 2  # s (an int for nats-py)
@@ -134,14 +138,16 @@ class _Binding:
     whichever order they watch and unwatch; it is left once nobody uses it.
     """
 
-    __slots__ = ("group", "pattern", "ready", "refs", "subs")
+    __slots__ = ("backlog", "group", "pattern", "pumped", "ready", "refs", "subs")
 
     def __init__(self, pattern: str, group: str) -> None:
         self.pattern = pattern
         self.group = group
         self.refs = 1
         self.ready = anyio.Event()  # set after the first attempt to bind (failed or not)
-        self.subs: list[NatsSubscription] = []
+        self.subs: list[NatsSubscription] = []  # in the order they are left: requests first
+        self.backlog: deque[Msg] = deque()  # events arrived here, not handed on yet
+        self.pumped: anyio.Event | None = None  # set when the running _pump ends
 
     def targets(self, fanout: Fanout, name: str) -> list[Subscription]:
         """This process's active subscriptions the binding stands for (usually one)."""
@@ -366,15 +372,22 @@ class NatsDriver(Driver):
         nc = self._client()
         if self._pending:
             await self._bound()
-        data = encode_request(event, timeout)
+        subject, data = self._subjects.request(event.name), encode_request(event, timeout)
         token = str(next(self._tokens))
+        reply = f"{self._inbox}.{token}"
         waiter = self._waiters[token] = RemoteWaiter()
         try:
             with anyio.move_on_after(timeout) as scope:
-                await nc.publish(
-                    self._subjects.request(event.name), data, reply=f"{self._inbox}.{token}"
-                )
+                await nc.publish(subject, data, reply=reply)
                 await waiter.wait()
+                while waiter.refused:
+                    # Only replicas leaving the subscription got it (GONE). Once NATS has
+                    # their UNSUB, the queue group picks a live replica, or NATS answers
+                    # "no responders" if there is none: ask again until the timeout.
+                    await anyio.sleep(_ASK_AGAIN)
+                    waiter.again()
+                    await nc.publish(subject, data, reply=reply)
+                    await waiter.wait()
         finally:
             del self._waiters[token]
         return waiter.outcome(event, timeout, scope.cancelled_caught)
@@ -423,6 +436,7 @@ class NatsDriver(Driver):
                 try:
                     await self._subscribe(binding)
                     if binding.refs == 0:  # unwatched while joining: leave again
+                        self._forget(binding)  # a watch from now on binds afresh
                         await self._leave(binding)
                     return
                 except BusClosed:
@@ -475,7 +489,9 @@ class NatsDriver(Driver):
             queue=binding.group,
             cb=partial(self._on_request, binding),
         )
-        binding.subs = [events, requests]
+        # Left requests first: a request reaching a leaving replica is answered GONE (and
+        # sent again by the requester), so the window for that is kept short.
+        binding.subs = [requests, events]
         # Joined once NATS has seen the SUBs (other replicas may request at once).
         # Shielded: a cancelled flush breaks nats-py (see _start); it times out by itself.
         try:
@@ -494,42 +510,80 @@ class NatsDriver(Driver):
             await binding.ready.wait()
             if binding.refs > 0:
                 return  # watched again meanwhile (hot reload)
-            if self._bindings.get((binding.pattern, binding.group)) is binding:
-                del self._bindings[(binding.pattern, binding.group)]
+            self._forget(binding)
             await self._leave(binding)
         finally:
             left.set()
             self._leaving.discard(left)
 
+    def _forget(self, binding: _Binding) -> None:
+        """Drop ``binding`` from the table, so a later watch binds afresh (not a leaving one)."""
+        key = (binding.pattern, binding.group)
+        if self._bindings.get(key) is binding:
+            del self._bindings[key]
+
     async def _leave(self, binding: _Binding) -> None:
-        """Leave both queue groups; what NATS already sent here goes back (see _on_event).
+        """Leave both queue groups; what NATS already sent here goes back (see _pump).
 
         Bounded without a cancel scope (see :meth:`_start`): nats-py's drain flushes
-        with its own timeout, and the callbacks it waits for do not block once the
-        local subscriptions are closed.
+        with its own timeout, and the pump it waits for does not block once the
+        local subscriptions are closed. :meth:`close` waits for it.
         """
-        subs, binding.subs = binding.subs, []
-        for sub in subs:
-            if self._nc is not None and not self._nc.is_closed:
-                try:
-                    await sub.drain()  # type: ignore[no-untyped-call]  # nats-py: unannotated
-                except _NATS_ERRORS as exc:
-                    self._log.warning(
-                        "event_bus_nats_unsubscribe_failed",
-                        subscriber=binding.group,
-                        pattern=binding.pattern,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
+        left = anyio.Event()
+        self._leaving.add(left)
+        try:
+            subs, binding.subs = binding.subs, []
+            for sub in subs:
+                if self._nc is not None and not self._nc.is_closed:
+                    try:
+                        await sub.drain()  # type: ignore[no-untyped-call]  # nats-py: unannotated
+                    except _NATS_ERRORS as exc:
+                        self._log.warning(
+                            "event_bus_nats_unsubscribe_failed",
+                            subscriber=binding.group,
+                            pattern=binding.pattern,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
+            if binding.pumped is not None:
+                await binding.pumped.wait()
+        finally:
+            left.set()
+            self._leaving.discard(left)
 
     # -- what arrives --
 
     async def _on_event(self, binding: _Binding, msg: Msg) -> None:
+        """nats-py's callback: takes the event in hand at once and never waits.
+
+        Handing an event on may wait for room in a full buffer; the events behind it
+        wait in the binding's backlog, kept alive (:meth:`Acks.arrived`), not in
+        nats-py's queue where JetStream would redeliver them after the ack wait.
+        """
+        self.acks.arrived(msg)
+        binding.backlog.append(msg)
+        if binding.pumped is None:
+            pumped = binding.pumped = anyio.Event()
+            self._start(self._pump, binding, pumped, name=f"event_bus:nats:events:{binding.group}")
+
+    async def _pump(self, binding: _Binding, pumped: anyio.Event) -> None:
+        """Hand the binding's backlog on, in arrival order, one event at a time."""
+        backlog = binding.backlog
+        try:
+            while backlog:
+                await self._take_event(binding, backlog.popleft())
+        finally:
+            binding.pumped = None
+            pumped.set()
+
+    async def _take_event(self, binding: _Binding, msg: Msg) -> None:
         try:
             await self._receive_event(binding, msg)
         except Exception:  # noqa: BLE001 - isolation boundary: one message must not stop the rest
             self._log.exception(
                 "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
             )  # left unacked: JetStream offers it again after EVENT_BUS_ACK_WAIT
+        finally:
+            self.acks.taken(msg)
 
     async def _receive_event(self, binding: _Binding, msg: Msg) -> None:
         try:
@@ -632,15 +686,17 @@ class NatsDriver(Driver):
             self._closed = True
             for scope in self._scopes:
                 scope.cancel()
-            try:
-                await nc.drain()  # bounded by EVENT_BUS_DRAIN_TIMEOUT (drain_timeout at connect)
-            except _NATS_ERRORS as exc:
-                self._log.warning(
-                    "event_bus_nats_close_failed", error=f"{type(exc).__name__}: {exc}"
-                )
-            finally:
-                if not nc.is_closed:
-                    await nc.close()
+            # drain is bounded by EVENT_BUS_DRAIN_TIMEOUT (drain_timeout at connect); close
+            # what it did not (NATS unreachable: both may fail, the transport being gone)
+            for step in (nc.drain, nc.close):
+                if nc.is_closed:
+                    break
+                try:
+                    await step()
+                except _NATS_ERRORS as exc:
+                    self._log.warning(
+                        "event_bus_nats_close_failed", error=f"{type(exc).__name__}: {exc}"
+                    )
         self._drain_ids.clear()
         self._log.info("event_bus_nats_closed", stream=self._settings.stream)
 

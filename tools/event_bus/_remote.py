@@ -179,7 +179,9 @@ class RemoteWaiter:
     the requester knows how many outcomes to expect. When every claimed
     responder finished without a value and no new claim came for
     :data:`CLAIM_GRACE`, the request ends: ``None``, or ``RequestFailed`` if any
-    of them failed, as on the in-process bus.
+    of them failed, as on the in-process bus. When it reached only replicas that
+    were leaving the subscription (GONE), it is :attr:`refused`: the requester
+    sends it again (:meth:`again`) until a live replica claims it or none is left.
     """
 
     __slots__ = (
@@ -192,6 +194,7 @@ class RemoteWaiter:
         "last_claim",
         "no_responders",
         "responder",
+        "retries",
         "value",
     )
 
@@ -200,6 +203,7 @@ class RemoteWaiter:
         self.claimed = 0
         self.finished = 0
         self.gone = 0
+        self.retries = 0  # times the request was sent again after it was refused
         self.last_claim = time.monotonic()
         self.no_responders = False
         self.answered = False
@@ -230,6 +234,17 @@ class RemoteWaiter:
                 self.error = frame.error or "unknown error"
         self._changed.set()
 
+    @property
+    def refused(self) -> bool:
+        """Only replicas that had just let go of the subscription got the request."""
+        return not (self.answered or self.no_responders or self.claimed) and self.gone > 0
+
+    def again(self) -> None:
+        """The refused request is sent again: wait for the replies to the new copy."""
+        self.retries += 1
+        self.gone = 0
+        self.last_claim = time.monotonic()
+
     async def wait(self) -> None:
         """Until answered, refused, or every claimed responder finished (and none is coming)."""
         while not (self.answered or self.no_responders):
@@ -250,7 +265,7 @@ class RemoteWaiter:
         """The reply, or the error the in-process bus raises in the same situation."""
         if self.answered:
             return self.value
-        if self.no_responders or (not self.claimed and self.gone and not timed_out):
+        if self.no_responders or (not self.claimed and (self.gone or self.retries)):
             raise NoResponder(
                 f"nothing subscribes to {event.name!r}, so no one can answer the request; "
                 f"subscribe a responder in any replica, e.g. "

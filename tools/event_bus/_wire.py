@@ -52,7 +52,8 @@ __all__ = (
 
 # What a responder sends back to a requester's inbox, in order: CLAIM when the request
 # reached one of its subscriptions, then one outcome (VALUE, NONE or FAILED). GONE says
-# the request reached a process whose subscription had just gone away.
+# the request reached a process whose subscription had just gone away (the requester
+# sends it again, for a live replica).
 CLAIM, VALUE, NONE, FAILED, GONE = range(5)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

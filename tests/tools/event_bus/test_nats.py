@@ -386,6 +386,30 @@ async def test_nats_restart_loses_no_acknowledged_event(own_nats, make_bus, make
     assert any(e["event"] == "event_bus_nats_reconnected" for e in logs)
 
 
+async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
+    own_nats, make_bus, make_plugin, inbox
+):
+    """Shutting down while NATS is unreachable (reconnecting) does not raise out of the
+    bus's drain: the connection is closed all the same and 'event_bus_nats_closed' is logged."""
+    await wait_for_port(own_nats.url)
+    settings = {
+        "EVENT_BUS_URL": own_nats.url,
+        "EVENT_BUS_STREAM": "shutdown_down",
+        "EVENT_BUS_DRAIN_TIMEOUT": 0.5,
+    }
+    with structlog.testing.capture_logs() as logs:
+        async with make_bus(**settings) as bus:
+            await make_plugin(bus, "shop.L").subscribe("a.*", inbox())
+            await bus.on_boot_complete()
+            nc = bus._driver._nc
+            await anyio.to_thread.run_sync(own_nats.stop)
+            await settled(lambda: not nc.is_connected)
+            with anyio.fail_after(10):
+                await bus.drain()
+            assert nc.is_closed
+    assert any(e["event"] == "event_bus_nats_closed" for e in logs)
+
+
 async def test_nats_struct_reply_and_payload_cross_as_builtins(nats_bus, make_plugin):
     """A Struct reply arrives as its fields; msgspec.convert gets the Struct back."""
 
