@@ -202,3 +202,12 @@ def inbox() -> Callable[[], Inbox]:
 def until() -> Callable[..., Any]:
     """``await until(lambda: cond)``: wait for a condition with a deadline."""
     return wait_until
+
+
+def subscription_of(bus: EventBusTool, identity: str, pattern: str) -> Any:
+    """The bus's subscription of plugin ``identity`` to ``pattern`` (white-box tests)."""
+    for subs in bus._owned.values():
+        for sub in subs:
+            if sub.identity == identity and sub.pattern == pattern:
+                return sub
+    raise AssertionError(f"no subscription {identity} {pattern}")

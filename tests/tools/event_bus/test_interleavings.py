@@ -6,13 +6,7 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 
-
-def _sub(bus, identity, pattern):
-    for subs in bus._owned.values():
-        for sub in subs:
-            if sub.identity == identity and sub.pattern == pattern:
-                return sub
-    raise AssertionError(f"no subscription {identity} {pattern}")
+from tests.tools.event_bus.conftest import subscription_of
 
 
 async def test_responder_unloaded_while_dead_lettering_is_not_counted_twice(
@@ -46,7 +40,7 @@ async def test_responder_unloaded_while_dead_lettering_is_not_counted_twice(
         await b.subscribe("q.x", answering)
         # C busy with one dead letter and one more queued: its buffer (1) is full.
         await client.publish("_dlq.fill.one", {})
-        await until(lambda: _sub(bus, "t.C", "_dlq.>").since > 0)
+        await until(lambda: subscription_of(bus, "t.C", "_dlq.>").since > 0)
         await client.publish("_dlq.fill.two", {})
 
         async def ask():
@@ -58,8 +52,8 @@ async def test_responder_unloaded_while_dead_lettering_is_not_counted_twice(
         async with anyio.create_task_group() as tg:
             tg.start_soon(ask)
             # A failed and now waits for room to dead-letter the request.
-            await until(lambda: _sub(bus, "t.A", "q.x").failed == 1)
-            await until(lambda: _sub(bus, "t.C", "_dlq.>").room is not None)
+            await until(lambda: subscription_of(bus, "t.A", "q.x").failed == 1)
+            await until(lambda: subscription_of(bus, "t.C", "_dlq.>").room is not None)
             # Unsubscribe A: past the grace period its consumer is cancelled mid dead-letter.
             await a.unsubscribe("q.x", failing)
             for _ in range(10):
@@ -91,7 +85,7 @@ async def test_drain_notices_outstanding_reaching_zero_through_a_refused_publish
         s = make_plugin(bus, "t.S")
         p = make_plugin(bus, "t.P")
         await s.subscribe("x", handler)
-        sub = _sub(bus, "t.S", "x")
+        sub = subscription_of(bus, "t.S", "x")
         await p.publish("x", {"n": 0})
         await until(lambda: sub.since > 0)  # handling e0
         await p.publish("x", {"n": 1})  # buffer full
@@ -142,7 +136,7 @@ async def test_busy_responder_does_not_lose_to_an_observer_returning_none(
         await make_plugin(bus, "t.Observer").subscribe("q.>", observer)
         await make_plugin(bus, "t.Responder").subscribe("q.x", responder)
         client = make_plugin(bus, "t.Client")
-        r_sub = _sub(bus, "t.Responder", "q.x")
+        r_sub = subscription_of(bus, "t.Responder", "q.x")
 
         async def ask(n):
             try:

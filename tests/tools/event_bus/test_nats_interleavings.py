@@ -9,6 +9,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from microcore.tooling import NoResponder
 from tests.support import eventually
+from tests.tools.event_bus.conftest import subscription_of
 
 
 class Gate:
@@ -24,14 +25,6 @@ class Gate:
             self.count -= 1
             self.reached.set()
             await self.go.wait()
-
-
-def _sub(bus, identity, pattern):
-    for subs in bus._owned.values():
-        for sub in subs:
-            if sub.identity == identity and sub.pattern == pattern:
-                return sub
-    raise AssertionError(f"no subscription {identity} {pattern}")
 
 
 async def test_nats_hot_reload_while_the_old_binding_is_left_keeps_the_plugins_events(
@@ -146,7 +139,7 @@ async def test_nats_events_waiting_behind_a_full_buffer_are_handled_once(nats_bu
     async with nats_bus(**settings) as bus:
         await make_plugin(bus, "shop.Worker").subscribe("job.>", worker)
         await bus.on_boot_complete()
-        sub = _sub(bus, "shop.Worker", "job.>")
+        sub = subscription_of(bus, "shop.Worker", "job.>")
         acks = bus._driver.acks
         client = make_plugin(bus, "shop.Boss")
 
