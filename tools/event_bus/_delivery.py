@@ -204,10 +204,10 @@ class Deliverer:
         cancelled ``guard``: nothing more may be awaited inside that guard.
         """
         if type(item) is Event:
-            event, reply, request = item, None, None
+            event, request = item, None
         else:
             request = cast(Request, item)
-            event, reply = request.event, request.reply
+            event = request.event
         while True:
             if error is None:
                 sub.attempt = attempt
@@ -225,9 +225,9 @@ class Deliverer:
                 if error is None:
                     sub.delivered += 1
                     self._outcome(event.name, sub.identity)[0] += 1
-                    if request is not None and reply is not None:
+                    if request is not None:
                         request.reported = True
-                        if reply.answer(result, sub.identity):
+                        if request.reply.answer(result, sub.identity):
                             self._responded(event.name, sub.identity)
                     return True
                 if guard.cancel_called:
@@ -250,9 +250,9 @@ class Deliverer:
                 continue
             sub.failed += 1
             self._outcome(event.name, sub.identity)[1] += 1
-            if request is not None and reply is not None:
+            if request is not None:
                 request.reported = True  # reported once, also if dead-lettering is cut short
-                reply.fail(error, sub.identity)
+                request.reply.fail(error, sub.identity)
             await self._dead_letter(sub, event, error, attempt)
             return True
 
