@@ -28,6 +28,7 @@ from pathlib import Path
 import msgspec
 
 from ._discovery import find_plugin_files
+from ._names import matches
 
 __all__ = (
     "Call",
@@ -35,7 +36,6 @@ __all__ = (
     "SourceScan",
     "check_project",
     "normalize_path",
-    "pattern_matches",
     "scan_file",
 )
 
@@ -93,21 +93,6 @@ class Finding(msgspec.Struct, frozen=True, order=True):
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
-
-
-def pattern_matches(pattern: str, name: str) -> bool:
-    """Whether event ``name`` matches ``pattern`` (``*``: one token, ``>``: the rest).
-
-    >>> pattern_matches("order.>", "order.paid.late")
-    True
-    """
-    want, got = pattern.split("."), name.split(".")
-    for index, token in enumerate(want):
-        if token == ">":
-            return len(got) > index
-        if index >= len(got) or (token != "*" and token != got[index]):
-            return False
-    return len(want) == len(got)
 
 
 def normalize_path(path: str) -> str:
@@ -492,7 +477,7 @@ def _request_rules(scans: list[SourceScan]) -> list[Finding]:
         )
         for scan in scans
         for call in scan.calls
-        if call.kind == "request" and not any(pattern_matches(p, call.name) for p in patterns)
+        if call.kind == "request" and not any(matches(p, call.name) for p in patterns)
     ]
 
 

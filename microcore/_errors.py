@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = (
     "ConfigurationError",
     "DependencyError",
+    "EventNameError",
     "HookError",
     "MicroCoreError",
     "NoResponder",
@@ -37,6 +38,12 @@ class ConfigurationError(MicroCoreError):
 
 class DependencyError(MicroCoreError):
     """A plugin or tool names a dependency that cannot be injected."""
+
+
+class EventNameError(MicroCoreError, ValueError):
+    """An event name is malformed (empty token, wildcard, whitespace)."""
+
+    code = "invalid_event_name"
 
 
 class HookError(MicroCoreError):

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import msgspec
 
-from ._checks import pattern_matches, scan_file
+from ._checks import scan_file
 from ._discovery import ErrorInfo
 from ._introspect import Method, compact_schema, first_paragraph, public_members, signature_of
 from ._kernel import Kernel
+from ._names import matches
 from ._ownership import Owner
 from ._tool import Tool
 
@@ -217,15 +218,13 @@ def _flows(plugins: list[PluginInfo]) -> tuple[list[Flow], list[Flow]]:
     def receivers(name: str) -> list[str]:
         found: set[str] = set()
         for pattern, who in subscribed.items():
-            if pattern == name or pattern_matches(pattern, name):
+            if pattern == name or matches(pattern, name):
                 via = "" if pattern == name else f" (via {pattern})"
                 found.update(f"{w}{via}" for w in who)
         return sorted(found)
 
     only_requests = {
-        p
-        for p in subscribed
-        if p not in published and any(pattern_matches(p, r) for r in requested)
+        p for p in subscribed if p not in published and any(matches(p, r) for r in requested)
     }
     names = sorted(set(published) | (set(subscribed) - only_requests))
     events = [Flow(n, sorted(published.get(n, ())), receivers(n)) for n in names]

@@ -36,6 +36,8 @@ class Tool:
     """
 
     name: ClassVar[str] = ""
+    reserved_routes: ClassVar[tuple[str, ...]] = ()
+    """Routes the tool serves itself (``"GET /docs"``), so ``microcore check`` sees collisions."""
 
     async def setup(self) -> None:
         """Open connections, read configuration. Independent tools set up concurrently."""

@@ -29,11 +29,11 @@ import pytest_asyncio
 
 from . import _logging
 from ._app import MicroCoreApp
-from ._checks import pattern_matches
 from ._errors import DependencyError
 from ._event import Event
 from ._kernel import Kernel
 from ._manifest import BOOT_SETTINGS
+from ._names import matches
 
 __all__ = (
     "START_TIMEOUT",
@@ -146,7 +146,7 @@ class EventRecorder:
         with anyio.move_on_after(timeout):
             while True:
                 for event in self.published:
-                    if event.id not in self._returned and pattern_matches(name, event.name):
+                    if event.id not in self._returned and matches(name, event.name):
                         self._returned.add(event.id)
                         return event
                 if self._arrived.is_set():  # keep an unset one: other waiters may hold it

@@ -14,11 +14,21 @@ Plugins never import this module; tools do (the same contract a third-party tool
 from __future__ import annotations
 
 from ._app import MicroCoreApp
+from ._checks import SourceScan, scan_file
 from ._context import causation, current_correlation_id, current_event_id, new_id
+from ._contracts import (
+    EventFlows,
+    EventSource,
+    KernelView,
+    RouteKind,
+    ServedRoute,
+    ServesRoutes,
+)
 from ._discovery import ErrorInfo
 from ._errors import (
     ConfigurationError,
     DependencyError,
+    EventNameError,
     HookError,
     MicroCoreError,
     NoResponder,
@@ -34,8 +44,12 @@ __all__ = (
     "ConfigurationError",
     "DependencyError",
     "ErrorInfo",
+    "EventFlows",
+    "EventNameError",
+    "EventSource",
     "HookError",
     "Kernel",
+    "KernelView",
     "MicroCoreApp",
     "MicroCoreError",
     "NoResponder",
@@ -45,10 +59,15 @@ __all__ = (
     "Registration",
     "RegistrationError",
     "RequestTimeout",
+    "RouteKind",
+    "ServedRoute",
+    "ServesRoutes",
+    "SourceScan",
     "ToolRecord",
     "causation",
     "current_correlation_id",
     "current_event_id",
     "new_id",
     "require_coroutine_function",
+    "scan_file",
 )

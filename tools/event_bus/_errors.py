@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from microcore.events import EventNameError
 from microcore.tooling import MicroCoreError
 
 __all__ = (
@@ -12,12 +13,6 @@ __all__ = (
     "PublishTimeout",
     "RequestFailed",
 )
-
-
-class EventNameError(MicroCoreError, ValueError):
-    """A published or requested event name is malformed (empty token, wildcard, whitespace)."""
-
-    code = "invalid_event_name"
 
 
 class BusClosed(MicroCoreError):

@@ -21,11 +21,11 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from microcore import Event
+from microcore.events import SubjectTrie
 from microcore.tooling import Owner, Registration
 
 from ._driver import Reply
 from ._errors import PublishTimeout
-from ._patterns import SubjectTrie
 
 __all__ = ("Fanout", "Handler", "Request", "SubState", "Subscription")
 

@@ -36,6 +36,7 @@ import anyio
 import msgspec
 
 from microcore import Event, Tool
+from microcore.events import check_name, check_pattern
 from microcore.tooling import (
     ConfigurationError,
     Kernel,
@@ -54,7 +55,6 @@ from ._fanout import Fanout, Handler, Subscription, SubState
 from ._handle import EventBus
 from ._history import Graph, History
 from ._memory import MemoryDriver
-from ._patterns import check_name, check_pattern
 from ._settings import BusSettings, Config, read_settings
 
 __all__ = ("EventBus", "EventBusTool")

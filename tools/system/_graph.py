@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from microcore._checks import pattern_matches, scan_file
+from microcore.events import matches
+from microcore.tooling import scan_file
 
 __all__ = ("StaticScan", "build_graph")
 
@@ -82,7 +83,7 @@ def build_graph(
     event_names = set(static_published) | {n for n in runtime if n not in request_names}
     known = event_names | request_names
     for pattern in subscribed:  # a subscription nothing is known to send still shows
-        if not any(pattern == n or pattern_matches(pattern, n) for n in known):
+        if not any(pattern == n or matches(pattern, n) for n in known):
             event_names.add(pattern)
 
     def receivers(name: str) -> list[dict[str, str]]:
@@ -90,7 +91,7 @@ def build_graph(
             (
                 {"plugin": who, "pattern": pattern}
                 for pattern, identities in subscribed.items()
-                if pattern == name or pattern_matches(pattern, name)
+                if pattern == name or matches(pattern, name)
                 for who in identities
             ),
             key=lambda r: (r["plugin"], r["pattern"]),

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from microcore import Event
-from microcore._checks import pattern_matches
+from microcore.events import matches
 
 __all__ = ("MAX_PAYLOAD", "event_row", "payload_view", "select", "traces")
 
@@ -78,7 +78,7 @@ def select(
     if source is not None:
         found = [e for e in found if e.source == source]
     if name is not None:
-        found = [e for e in found if e.name == name or pattern_matches(name, e.name)]
+        found = [e for e in found if e.name == name or matches(name, e.name)]
     return list(found)
 
 

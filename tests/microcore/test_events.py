@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from microcore.events import SubjectTrie, check_name, check_pattern
 from microcore.tooling import MicroCoreError, RegistrationError
-from tools.event_bus._patterns import SubjectTrie, check_name, check_pattern
 
 
 def _trie(*patterns: str) -> SubjectTrie[str]:

@@ -1,4 +1,4 @@
-"""Subject names and patterns: a token trie with a per-name match cache.
+"""Event names and patterns: the one grammar the bus, the checks, the system tool and tests share.
 
 Names are dot-separated tokens (``product.created``). In a pattern ``*``
 matches exactly one token and ``>`` (last token only) one or more trailing
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from microcore.tooling import MicroCoreError, RegistrationError
+from ._errors import EventNameError, MicroCoreError, RegistrationError
 
-from ._errors import EventNameError
-
-__all__ = ("SubjectTrie", "check_name", "check_pattern")
+__all__ = ("DLQ_PREFIX", "SubjectTrie", "check_name", "check_pattern", "matches")
 
 V = TypeVar("V")
 
@@ -27,6 +25,9 @@ ONE = "*"
 REST = ">"
 _CACHE_LIMIT = 10_000  # names remembered between changes; past it the cache starts afresh
 _FORBIDDEN = frozenset(" \t\r\n")
+
+DLQ_PREFIX = "_dlq."
+"""Dead letters of ``name`` are published as ``_dlq.<name>``."""
 
 
 def _tokens(text: str, *, what: str, error: type[MicroCoreError]) -> list[str]:
@@ -70,6 +71,23 @@ def check_pattern(pattern: str) -> list[str]:
                 "('product.*', not 'product.cr*')"
             )
     return tokens
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether event ``name`` matches ``pattern`` (``*``: one token, ``>``: the rest).
+
+    >>> matches("order.>", "order.paid.late")
+    True
+    >>> matches("product.*", "product.a.b")
+    False
+    """
+    want, got = pattern.split("."), name.split(".")
+    for index, token in enumerate(want):
+        if token == REST:
+            return len(got) > index
+        if index >= len(got) or (token != ONE and token != got[index]):
+            return False
+    return len(want) == len(got)
 
 
 class _Node(Generic[V]):
