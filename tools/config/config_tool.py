@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from microcore import Tool
-from microcore.tooling import ConfigurationError, Kernel
+from microcore.tooling import ConfigurationError, KernelView, Owner
+
+__all__ = ("Config", "ConfigTool")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+class Config(Protocol):
+    """Settings, read from the process environment (which wins) and the project's ``.env``.
+
+    What a plugin (or a tool) receives when it names ``config`` in its constructor::
+
+        from tools.config import Config
+
+        class PaymentsPlugin(Plugin):
+            def __init__(self, config: Config):
+                self.url = config.get("PAYMENTS_URL", "http://localhost:9000")
+                self.key = config.require("PAYMENTS_KEY")["PAYMENTS_KEY"]
+                self.retries = config.get_int("PAYMENTS_RETRIES", 3)
+
+    Every malformed or missing value is a :class:`~microcore.tooling.ConfigurationError`
+    naming the key.
+    """
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The value of ``key``, or ``default`` when it is unset."""
+        ...
+
+    def require(self, *keys: str) -> dict[str, str]:
+        """The values of ``keys``; raises one error naming every key that is unset or empty."""
+        ...
+
+    def get_int(self, key: str, default: int) -> int:
+        """``key`` as an integer; ``default`` when unset or empty."""
+        ...
+
+    def get_float(self, key: str, default: float) -> float:
+        """``key`` as a number; ``default`` when unset or empty."""
+        ...
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        """``key`` as a boolean: 1/true/yes/on or 0/false/no/off (empty is false)."""
+        ...
+
+    @property
+    def environment(self) -> str:
+        """``MICROCORE_ENV``: ``development`` or ``production`` (the default when unset)."""
+        ...
+
+    @property
+    def development(self) -> bool:
+        """True when ``MICROCORE_ENV=development``."""
+        ...
 
 
 class ConfigTool(Tool):
@@ -18,8 +70,12 @@ class ConfigTool(Tool):
 
     name = "config"
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: KernelView) -> None:
         self._kernel = kernel
+
+    def bind(self, owner: Owner) -> Config:
+        """The tool itself: settings are the same for every plugin."""
+        return self
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The value of ``key``, or ``default`` when it is unset."""
@@ -36,7 +92,7 @@ class ConfigTool(Tool):
         return {k: self._kernel.settings[k] for k in keys}
 
     def get_int(self, key: str, default: int) -> int:
-        """``key`` as an integer (tools); a malformed value is a clear error."""
+        """``key`` as an integer; a malformed value is a clear error."""
         raw = self.get(key)
         if raw is None or raw == "":
             return default
@@ -46,7 +102,7 @@ class ConfigTool(Tool):
             raise ConfigurationError(f"{key} must be an integer, got {raw!r}") from exc
 
     def get_float(self, key: str, default: float) -> float:
-        """``key`` as a number (tools); a malformed value is a clear error."""
+        """``key`` as a number; a malformed value is a clear error."""
         raw = self.get(key)
         if raw is None or raw == "":
             return default
