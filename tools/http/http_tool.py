@@ -28,16 +28,18 @@ from typing import Any
 from starlette.responses import Response
 
 from microcore import Tool
-from microcore.tooling import ConfigurationError, Owner
+from microcore.tooling import ConfigurationError, Owner, RouteKind, ServedRoute
 
 from ._app import HttpApp
 from ._cors import Cors
 from ._docs import ApiDocs
+from ._endpoint import Endpoint
 from ._handle import HttpHandle
 from ._observe import Exchange, Observer
-from ._registry import Registry
+from ._registry import Entry, Registry
+from ._static import StaticMount
 from ._stats import RequestStats
-from ._streaming import EventStream
+from ._streaming import EventStream, WebSocketRoute
 
 __all__ = ("Exchange", "HttpHandle", "HttpTool", "RequestStats")
 
@@ -99,29 +101,10 @@ class HttpTool(Tool):
     def asgi(self) -> HttpApp:
         return self.app
 
-    def routes(self) -> list[dict[str, Any]]:
+    def routes(self) -> list[ServedRoute]:
         """Every registration that serves now: kind, method, path, owner, tags, summary,
         and for endpoints the status code and the request and response models."""
-        rows: list[dict[str, Any]] = []
-        for entry in self.registry.entries():
-            if not entry.owner.active:
-                continue
-            target = entry.target
-            rows.append(
-                {
-                    "kind": entry.kind,
-                    "label": entry.label,
-                    "method": getattr(target, "method", None),
-                    "path": getattr(target, "path", getattr(target, "prefix", None)),
-                    "owner": entry.owner.identity,
-                    "tags": list(getattr(target, "tags", [])),
-                    "summary": getattr(target, "summary", None),
-                    "status_code": getattr(target, "status_code", None),
-                    "request_model": getattr(target, "request_model", None),
-                    "response_model": getattr(target, "response_model", None),
-                }
-            )
-        return rows
+        return [_served(entry) for entry in self.registry.entries() if entry.owner.active]
 
     def observe(self, callback: Observer) -> Callable[[], None]:
         """Call ``callback(exchange)`` synchronously after every answered request; returns
@@ -159,6 +142,29 @@ class HttpTool(Tool):
 
     def _refresh(self) -> None:
         self.app.snapshot = self.registry.snapshot()
+
+
+def _served(entry: Entry) -> ServedRoute:
+    """The public row of one registration."""
+    kind, owner, target = RouteKind(entry.kind), entry.owner.identity, entry.target
+    if isinstance(target, Endpoint):
+        return ServedRoute(
+            kind=kind,
+            label=entry.label,
+            owner=owner,
+            method=target.method,
+            path=target.path,
+            tags=tuple(target.tags),
+            summary=target.summary,
+            status_code=target.status_code,
+            request_model=target.request_model,
+            response_model=target.response_model,
+        )
+    if isinstance(target, WebSocketRoute):
+        return ServedRoute(kind=kind, label=entry.label, owner=owner, path=target.path)
+    if isinstance(target, StaticMount):
+        return ServedRoute(kind=kind, label=entry.label, owner=owner, path=target.prefix)
+    return ServedRoute(kind=kind, label=entry.label, owner=owner)  # middleware
 
 
 def _cors_from(config: Any) -> Cors | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from microcore.tooling import Owner
+from microcore.tooling import Owner, RouteKind, ServedRoute, ServesRoutes
 
 ROUTES = {
     "domains/shop/plugins/routes_plugin.py": """
@@ -116,15 +116,36 @@ async def test_routing_chunked_body_under_limit_is_read_whole(serve):
 async def test_routing_routes_lists_what_serves(serve):
     """HttpTool.routes() lists each serving registration with its owner."""
     served = await serve(ROUTES)
-    rows = {(r["kind"], r["label"]): r for r in served.http.routes()}
-    listing = rows[("route", "GET /products")]
-    assert listing["owner"] == "shop.RoutesPlugin"
-    assert listing["tags"] == ["products"]
-    assert listing["summary"] == "List products"
-    assert ("route", "GET /openapi.json") in rows
+    assert isinstance(served.http, ServesRoutes)
+    rows = {(r.kind, r.label): r for r in served.http.routes()}
+    listing = rows[(RouteKind.ENDPOINT, "GET /products")]
+    assert isinstance(listing, ServedRoute)
+    assert listing.owner == "shop.RoutesPlugin"
+    assert listing.tags == ("products",)
+    assert listing.summary == "List products"
+    assert (RouteKind.ENDPOINT, "GET /openapi.json") in rows
     pending = Owner("shop.Later")
     served.http.bind(pending).add_endpoint("/later", "GET", _handler)
-    assert ("route", "GET /later") not in {(r["kind"], r["label"]) for r in served.http.routes()}
+    assert (RouteKind.ENDPOINT, "GET /later") not in {
+        (r.kind, r.label) for r in served.http.routes()
+    }
+
+
+async def test_routing_routes_lists_every_kind(serve, tmp_path):
+    """Websockets, static mounts and middleware are listed with their path (or none)."""
+    served = await serve(ROUTES)
+    owner = Owner("tools.kinds")
+    owner.activate()
+    handle = served.http.bind(owner)
+    handle.add_websocket("/ws/{room}", _socket)
+    handle.mount_static("/assets/", tmp_path)
+    handle.add_middleware(_middleware)
+    rows = {r.kind: r for r in served.http.routes() if r.owner == "tools.kinds"}
+    assert rows[RouteKind.WEBSOCKET].path == "/ws/{room}"
+    assert rows[RouteKind.WEBSOCKET].method is None
+    assert rows[RouteKind.STATIC].path == "/assets"
+    assert rows[RouteKind.MIDDLEWARE].path is None
+    assert rows[RouteKind.MIDDLEWARE].label.endswith("_middleware")
 
 
 async def test_routing_cors_exposes_request_id(serve):
@@ -136,3 +157,11 @@ async def test_routing_cors_exposes_request_id(serve):
 
 async def _handler(data, context):  # pragma: no cover - never served
     return None
+
+
+async def _socket(websocket):  # pragma: no cover - never served
+    return None
+
+
+async def _middleware(context, call_next):  # pragma: no cover - never served
+    return await call_next()
