@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import structlog.testing
 
+import tools.logger
 from microcore.tooling import Owner
+from tools.logger import Logger
 from tools.logger.logger_tool import LoggerTool
 
 
-def test_lines_carry_the_plugin_and_the_fields():
+def test_logger_facade_exports_logger() -> None:
+    """``from tools.logger import Logger`` is the whole public surface, listed in ``__all__``."""
+    assert tools.logger.__all__ == ("Logger",)
+    assert all(hasattr(tools.logger, name) for name in tools.logger.__all__)
+
+
+def test_logger_lines_carry_the_plugin_and_the_fields() -> None:
     """Every line names the plugin; fields and bound fields come along."""
-    log = LoggerTool().bind(Owner("shop.LedgerPlugin"))
+    log: Logger = LoggerTool().bind(Owner("shop.LedgerPlugin"))
     with structlog.testing.capture_logs() as lines:
         log.info("booked", order_id=7)
         log.bind(batch="b1").warning("late", minutes=3)
@@ -26,7 +34,7 @@ def test_lines_carry_the_plugin_and_the_fields():
     ]
 
 
-def test_a_field_named_event_is_logged_as_event_name():
+def test_logger_field_named_event_is_logged_as_event_name() -> None:
     """``event=event.name`` (natural in an event handler) does not collide with the message:
     it is logged as ``event_name``, on every level and in bind()."""
     log = LoggerTool().bind(Owner("shop.LedgerPlugin"))
@@ -46,3 +54,11 @@ def test_a_field_named_event_is_logged_as_event_name():
         ("bound", "c"),
         ("crashed", "d"),
     ]
+
+
+def test_logger_for_tool_lines_carry_the_tool() -> None:
+    """A logger handed to another tool names that tool on every line."""
+    log = LoggerTool().for_tool("http")
+    with structlog.testing.capture_logs() as lines:
+        log.info("listening", port=8000)
+    assert lines == [{"event": "listening", "port": 8000, "tool": "http", "log_level": "info"}]
