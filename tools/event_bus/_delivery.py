@@ -32,7 +32,8 @@ from microcore import Event
 from microcore.tooling import causation
 
 from ._errors import BusClosed, DeliveryTimeout
-from ._fanout import Fanout, Item, Request, Subscription, SubState
+from ._fanout import Fanout, Item, Request, Subscription
+from ._stats import SubscriptionState
 
 __all__ = ("Deliverer", "Log")
 
@@ -270,7 +271,7 @@ class Deliverer:
         if sub.send is not None:
             sub.send.close()
         sub.made_room()
-        sub.state = SubState.CLOSED
+        sub.state = SubscriptionState.CLOSED
         sub.done.set()
         if not left:
             return

@@ -14,7 +14,6 @@ event; the ones after it do not.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from enum import Enum
 from typing import Any
 
 import anyio
@@ -26,8 +25,9 @@ from microcore.tooling import Owner, Registration
 
 from ._driver import Reply
 from ._errors import PublishTimeout
+from ._stats import SubscriptionState
 
-__all__ = ("Fanout", "Handler", "Request", "SubState", "Subscription")
+__all__ = ("Fanout", "Handler", "Request", "Subscription")
 
 Handler = Callable[[Event], Coroutine[Any, Any, Any]]
 
@@ -44,13 +44,6 @@ class Request:
 
 
 Item = Event | Request
-
-
-class SubState(Enum):
-    PENDING = "pending"  # the owner is booting: registered but not receiving
-    ACTIVE = "active"  # in the trie, consumer running
-    CLOSING = "closing"  # out of the trie, consumer finishing its backlog
-    CLOSED = "closed"
 
 
 class Subscription:
@@ -84,7 +77,7 @@ class Subscription:
         self.pattern = pattern
         self.handler = handler
         self.retries = retries
-        self.state = SubState.PENDING
+        self.state = SubscriptionState.PENDING
         self.registration: Registration | None = None
         self.send: MemoryObjectSendStream[Item] | None = None
         self.receive: MemoryObjectReceiveStream[Item] | None = None
@@ -127,19 +120,19 @@ class Fanout:
     def open(self, sub: Subscription) -> None:
         """Give ``sub`` its buffer and make it visible to publishers."""
         sub.send, sub.receive = anyio.create_memory_object_stream[Item](self.buffer)
-        sub.state = SubState.ACTIVE
+        sub.state = SubscriptionState.ACTIVE
         self.trie.add(sub.pattern, sub)
 
     def close(self, sub: Subscription) -> None:
         """Hide ``sub`` from publishers; its consumer finishes what is already queued."""
-        if sub.state is SubState.ACTIVE:
+        if sub.state is SubscriptionState.ACTIVE:
             self.trie.remove(sub.pattern, sub)
-            sub.state = SubState.CLOSING
+            sub.state = SubscriptionState.CLOSING
             if sub.send is not None:
                 sub.send.close()
             sub.made_room()
-        elif sub.state is SubState.PENDING:
-            sub.state = SubState.CLOSED
+        elif sub.state is SubscriptionState.PENDING:
+            sub.state = SubscriptionState.CLOSED
 
     def settle(self, count: int) -> None:
         """``count`` items left the buffers (handled or abandoned)."""

@@ -30,7 +30,8 @@ from microcore.tooling import NoResponder, RequestTimeout
 
 from ._driver import Reply
 from ._errors import RequestFailed
-from ._fanout import Fanout, Item, Subscription, SubState
+from ._fanout import Fanout, Item, Subscription
+from ._stats import SubscriptionState
 from ._wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_reply
 
 __all__ = ("Delivery", "EventOutcome", "RemoteReply", "RemoteWaiter", "offer", "queue_to")
@@ -128,7 +129,7 @@ class EventOutcome(Reply):
         return False  # a return value answers requests only
 
     def fail(self, error: BaseException, responder: str) -> None:
-        if self.sub.state is SubState.CLOSED:  # abandoned: unloaded or shut down first
+        if self.sub.state is SubscriptionState.CLOSED:  # abandoned: unloaded or shut down first
             self.delivery.report(abandoned=True)
         elif self.delivery.event.name.startswith(DLQ_PREFIX):  # the bus does not requeue these
             self.delivery.report()

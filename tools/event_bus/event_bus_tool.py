@@ -39,7 +39,8 @@ from microcore import Event, Tool
 from microcore.events import check_name, check_pattern
 from microcore.tooling import (
     ConfigurationError,
-    Kernel,
+    EventFlows,
+    KernelView,
     Owner,
     RegistrationError,
     causation,
@@ -51,11 +52,12 @@ from microcore.tooling import (
 from ._delivery import Deliverer, Log
 from ._driver import Driver, Publisher
 from ._errors import BusClosed, EventPayloadError
-from ._fanout import Fanout, Handler, Subscription, SubState
+from ._fanout import Fanout, Handler, Subscription
 from ._handle import EventBus
 from ._history import Graph, History
 from ._memory import MemoryDriver
 from ._settings import BusSettings, Config, read_settings
+from ._stats import DeliveryOutcome, SubscriptionState, SubscriptionStats
 
 __all__ = ("EventBus", "EventBusTool")
 
@@ -100,12 +102,13 @@ class EventBusTool(Tool):
     Plugins receive a bound :class:`EventBus`: awaited ``publish(name, payload)``,
     ``subscribe(pattern, handler, *, retries=0)``, ``unsubscribe(pattern, handler)``,
     ``request(name, payload, timeout=5.0)``. Tools and tests use :meth:`tap`,
-    :meth:`history`, :meth:`subscriptions` and :meth:`graph` to observe it.
+    :meth:`history`, :meth:`subscriptions`, :meth:`outcomes` and :meth:`flows` to observe it
+    (it is a :class:`~microcore.tooling.EventSource`).
     """
 
     name = "event_bus"
 
-    def __init__(self, config: Config, logger: _Logger, kernel: Kernel) -> None:
+    def __init__(self, config: Config, logger: _Logger, kernel: KernelView) -> None:
         self._config = config
         self._log = logger.for_tool("event_bus")
         self._kernel = kernel
@@ -161,7 +164,7 @@ class EventBusTool(Tool):
         for owner, subs in list(self._owned.items()):
             if owner.active:
                 for sub in subs:
-                    if sub.state is SubState.PENDING:
+                    if sub.state is SubscriptionState.PENDING:
                         self._open(sub)
             elif owner.released:
                 for sub in subs:
@@ -185,7 +188,7 @@ class EventBusTool(Tool):
         for subs in list(self._owned.values()):
             for sub in subs:
                 self._close(sub)
-                if sub.state is SubState.CLOSING:
+                if sub.state is SubscriptionState.CLOSING:
                     running.add(sub)
         if deadline.cancelled_caught:
             self._log.warning("event_bus_drain_timeout", seconds=self._drain_timeout, left=left)
@@ -225,46 +228,55 @@ class EventBusTool(Tool):
         """The causal chain that led to ``event_id``, root first (as far as history reaches)."""
         return self._history.chain(event_id)
 
-    def subscriptions(self) -> list[dict[str, Any]]:
-        """Every subscription: subscriber, pattern, retries, state, queued/delivered/failed."""
+    def subscriptions(self) -> list[SubscriptionStats]:
+        """Every subscription: subscriber, pattern, retries, state, queued/delivered/failed.
+
+        >>> busy = [s for s in event_bus.subscriptions() if s.queued > 100]
+        """
         rows = [
-            {
-                "subscriber": sub.identity,
-                "pattern": sub.pattern,
-                "retries": sub.retries,
-                "state": sub.state.value,
-                "queued": sub.queued,
-                "delivered": sub.delivered,
-                "failed": sub.failed,
-            }
+            SubscriptionStats(
+                subscriber=sub.identity,
+                pattern=sub.pattern,
+                retries=sub.retries,
+                state=sub.state,
+                queued=sub.queued,
+                delivered=sub.delivered,
+                failed=sub.failed,
+            )
             for subs in self._owned.values()
             for sub in subs
         ]
-        return sorted(rows, key=lambda r: (r["subscriber"], r["pattern"]))
+        return sorted(rows, key=lambda r: (r.subscriber, r.pattern))
 
-    def outcomes(self) -> list[dict[str, Any]]:
+    def outcomes(self) -> list[DeliveryOutcome]:
         """Handled events by event name and subscriber since boot: delivered, failed
         (every attempt failed). Kept across hot reloads; capped at 10,000 pairs, past
-        which new names count under ``_other``."""
+        which new names count under ``_other``.
+
+        >>> failing = [(o.name, o.subscriber) for o in event_bus.outcomes() if o.failed]
+        """
         rows = [
-            {"name": name, "subscriber": identity, "delivered": counts[0], "failed": counts[1]}
+            DeliveryOutcome(name=name, subscriber=identity, delivered=counts[0], failed=counts[1])
             for (name, identity), counts in self._deliverer.outcomes.items()
         ]
-        return sorted(rows, key=lambda r: (r["name"], r["subscriber"]))
+        return sorted(rows, key=lambda r: (r.name, r.subscriber))
 
-    def graph(self) -> dict[str, dict[str, list[str]]]:
+    def flows(self) -> EventFlows:
         """Who talks to whom: ``publishers`` (name -> sources), ``subscribers`` (pattern ->
-        plugins, active only), ``responders`` (request name -> plugins that answered)."""
+        plugins, active only), ``responders`` (request name -> plugins that answered).
+
+        >>> event_bus.flows().subscribers.get("product.created", [])
+        """
         subscribers: dict[str, set[str]] = {}
         for subs in self._owned.values():
             for sub in subs:
-                if sub.state is SubState.ACTIVE:
+                if sub.state is SubscriptionState.ACTIVE:
                     subscribers.setdefault(sub.pattern, set()).add(sub.identity)
-        return {
-            "publishers": self._graph.publishers(),
-            "subscribers": {p: sorted(who) for p, who in sorted(subscribers.items())},
-            "responders": self._graph.responders(),
-        }
+        return EventFlows(
+            publishers=self._graph.publishers(),
+            subscribers={p: sorted(who) for p, who in sorted(subscribers.items())},
+            responders=self._graph.responders(),
+        )
 
     # -- the core the handles call --------------------------------------------------
 
@@ -354,7 +366,7 @@ class EventBusTool(Tool):
 
     def _close(self, sub: Subscription) -> None:
         """Stop ``sub`` receiving new events (its consumer finishes the backlog)."""
-        if sub.state is SubState.ACTIVE:
+        if sub.state is SubscriptionState.ACTIVE:
             self._driver.unwatch(sub.pattern, sub.identity)
         self._fanout.close(sub)
 
@@ -365,7 +377,7 @@ class EventBusTool(Tool):
                 for other in self._owned.get(sub.owner, ()):
                     self._close(other)
             self._close(sub)
-            if sub.state is SubState.CLOSED or sub.task_id == anyio.get_current_task().id:
+            if sub.state is SubscriptionState.CLOSED or sub.task_id == anyio.get_current_task().id:
                 return  # never started, or unsubscribing from inside its own handler
             with anyio.move_on_after(self._drain_timeout):
                 await sub.done.wait()

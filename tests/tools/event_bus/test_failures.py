@@ -51,7 +51,7 @@ async def test_retries_then_success_delivers_once(new_bus, make_plugin):
         assert calls == [event_id] * 3
         assert not [e for e in bus.history() if e.name.startswith("_dlq.")]
         (row,) = bus.subscriptions()
-        assert (row["delivered"], row["failed"]) == (1, 0)
+        assert (row.delivered, row.failed) == (1, 0)
 
 
 async def test_retries_back_off_exponentially_from_a_tenth_of_a_second(new_bus, make_plugin):
@@ -165,7 +165,7 @@ async def test_timed_out_attempt_is_retried_once_per_retry(new_bus, make_plugin,
             while len(calls) < 2:
                 await anyio.lowlevel.checkpoint()
         (row,) = bus.subscriptions()
-        assert (row["delivered"], row["failed"]) == (1, 0)
+        assert (row.delivered, row.failed) == (1, 0)
     assert calls == [event_id, event_id]
 
 
@@ -190,5 +190,5 @@ async def test_handler_swallowing_cancellation_does_not_blame_the_next_event(new
             while len(done) < 2:
                 await anyio.lowlevel.checkpoint()
         (row,) = bus.subscriptions()
-        assert (row["delivered"], row["failed"]) == (2, 0)
+        assert (row.delivered, row.failed) == (2, 0)
     assert done == [1, 2]

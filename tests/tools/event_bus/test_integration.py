@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from microcore._reload import Reloader
+from microcore._dev.reload import Reloader
 from microcore.testing import start_app
 from microcore.tooling import Owner
 
@@ -102,7 +102,7 @@ async def test_plugin_failing_boot_leaves_no_subscription(make_project, until):
         kernel = running.kernel
         assert kernel.status()["plugins"]["shop.BrokenPlugin"]["status"] == "failed"
         bus = kernel.tool("event_bus")
-        assert {s["subscriber"] for s in bus.subscriptions()} == {
+        assert {s.subscriber for s in bus.subscriptions()} == {
             "shop.AuditPlugin",
             "shop.OrdersPlugin",
         }
@@ -127,9 +127,7 @@ async def test_hot_reload_swaps_the_responder(make_project):
         assert report.loaded == ["shop.OrdersPlugin"]
         assert await client.request("price.quote", {"sku": "A"}) == {"sku": "A", "price": 9.0}
         rows = running.kernel.tool("event_bus").subscriptions()
-        assert [r["pattern"] for r in rows if r["subscriber"] == "shop.OrdersPlugin"] == [
-            "price.quote"
-        ]
+        assert [r.pattern for r in rows if r.subscriber == "shop.OrdersPlugin"] == ["price.quote"]
     finally:
         await running.stop()
 

@@ -73,7 +73,7 @@ async def test_drain_delivers_queued_events_and_their_consequences(
         await bus.drain()
         assert handled.count("a.first") == 20
         assert handled.count("b.second") == 20
-        assert {row["state"] for row in bus.subscriptions()} == {"closed"}
+        assert {row.state for row in bus.subscriptions()} == {"closed"}
         with pytest.raises(BusClosed, match="shutting down"):
             await publisher.publish("a.first", {})
 
@@ -117,7 +117,7 @@ async def test_unload_lets_the_in_flight_delivery_finish_once(new_bus, make_plug
         async with anyio.create_task_group() as tg:
             tg.start_soon(handle._owner.release)
             await anyio.lowlevel.checkpoint()
-            assert bus.subscriptions()[0]["state"] == "closing"
+            assert bus.subscriptions()[0].state == "closing"
             finish.set()
         assert bus.subscriptions() == []
     assert calls == ["start", "end"]
@@ -173,4 +173,4 @@ async def test_shutdown_without_drain_still_closes_everything(new_memory_bus, ma
         await bus.shutdown()
         await bus.drain()
         assert len(box.events) == 1
-        assert bus.subscriptions()[0]["state"] == "closed"
+        assert bus.subscriptions()[0].state == "closed"

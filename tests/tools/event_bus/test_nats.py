@@ -247,7 +247,7 @@ async def test_nats_slow_handler_is_not_redelivered_while_it_works(
         await make_plugin(b, "shop.Slow").subscribe("job.run", slow)
         await b.on_boot_complete()
         sent = await make_plugin(a).publish("job.run", {})
-        await settled(lambda: a.subscriptions()[0]["delivered"] + b.subscriptions()[0]["delivered"])
+        await settled(lambda: a.subscriptions()[0].delivered + b.subscriptions()[0].delivered)
         await settled(lambda: (a._driver.acks.held, b._driver.acks.held) == ({}, {}))
         stream = nats_stream["EVENT_BUS_STREAM"]
         await settled(lambda: drained(jetstream, stream))

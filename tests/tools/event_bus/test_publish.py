@@ -8,7 +8,7 @@ import pytest
 
 from microcore import Event
 from microcore.tooling import HookError, MicroCoreError, Owner, RegistrationError, causation
-from tools.event_bus._errors import PublishTimeout
+from tools.event_bus import DeliveryOutcome, PublishTimeout
 
 
 class Price(msgspec.Struct):
@@ -147,7 +147,7 @@ async def test_pending_owner_receives_nothing_until_active(new_bus, make_plugin,
         await handle.subscribe("a.b", box)
         publisher = make_plugin(bus)
         await publisher.publish("a.b", {"n": 1})
-        assert bus.subscriptions()[0]["state"] == "pending"
+        assert bus.subscriptions()[0].state == "pending"
         handle._owner.activate()
         bus.on_plugins_changed()
         await publisher.publish("a.b", {"n": 2})
@@ -167,7 +167,7 @@ async def test_released_owner_subscriptions_vanish(new_bus, make_plugin, inbox):
         await publisher.publish("a.b", {"n": 1})
         await box.wait(1)
         await handle._owner.release()
-        assert [s["subscriber"] for s in bus.subscriptions()] == ["shop.Stays"]
+        assert [s.subscriber for s in bus.subscriptions()] == ["shop.Stays"]
         await publisher.publish("a.b", {"n": 2})
         await other.wait(2)
     assert len(box.events) == 1
@@ -391,8 +391,8 @@ async def test_history_is_bounded_and_filterable(new_bus, make_plugin):
         assert bus.history(limit=0) == []
 
 
-async def test_subscriptions_and_graph_describe_who_talks_to_whom(new_bus, make_plugin):
-    """subscriptions() lists each one with counters; graph() maps publishers and subscribers."""
+async def test_subscriptions_and_flows_describe_who_talks_to_whom(new_bus, make_plugin):
+    """subscriptions() lists each one with counters; flows() maps publishers and subscribers."""
 
     async def handler(event):
         return {"ok": True}
@@ -404,14 +404,14 @@ async def test_subscriptions_and_graph_describe_who_talks_to_whom(new_bus, make_
         await client.publish("a.b", {})
         assert await client.request("q.ask", {}) == {"ok": True}
         rows = bus.subscriptions()
-        graph = bus.graph()
-    assert [(r["subscriber"], r["pattern"], r["retries"]) for r in rows] == [
+        flows = bus.flows()
+    assert [(r.subscriber, r.pattern, r.retries) for r in rows] == [
         ("shop.Responder", "q.ask", 0),
         ("shop.Sub", "a.*", 2),
     ]
-    assert graph["publishers"] == {"a.b": ["shop.Pub"], "q.ask": ["shop.Pub"]}
-    assert graph["subscribers"] == {"a.*": ["shop.Sub"], "q.ask": ["shop.Responder"]}
-    assert graph["responders"] == {"q.ask": ["shop.Responder"]}
+    assert flows.publishers == {"a.b": ["shop.Pub"], "q.ask": ["shop.Pub"]}
+    assert flows.subscribers == {"a.*": ["shop.Sub"], "q.ask": ["shop.Responder"]}
+    assert flows.responders == {"q.ask": ["shop.Responder"]}
 
 
 async def test_outcomes_count_by_event_name_and_survive_a_hot_swap(new_bus, make_plugin, until):
@@ -435,11 +435,11 @@ async def test_outcomes_count_by_event_name_and_survive_a_hot_swap(new_bus, make
         bus.on_plugins_changed()
         await old._owner.release()
         await publisher.publish("a.b", {})
-        await until(lambda: bus.outcomes()[0]["delivered"] == 2)
+        await until(lambda: bus.outcomes()[0].delivered == 2)
         rows = bus.outcomes()
     assert rows == [
-        {"name": "a.b", "subscriber": "shop.Audit", "delivered": 2, "failed": 0},
-        {"name": "a.c", "subscriber": "shop.Audit", "delivered": 0, "failed": 1},
+        DeliveryOutcome(name="a.b", subscriber="shop.Audit", delivered=2, failed=0),
+        DeliveryOutcome(name="a.c", subscriber="shop.Audit", delivered=0, failed=1),
     ]
 
 
@@ -460,7 +460,7 @@ async def test_outcomes_stop_adding_names_past_the_cap(new_memory_bus, make_plug
             while len(box) < 5:
                 await anyio.lowlevel.checkpoint()
         rows = bus.outcomes()
-    assert [(r["name"], r["delivered"]) for r in rows] == [
+    assert [(r.name, r.delivered) for r in rows] == [
         ("_other", 3),
         ("made.up0", 1),
         ("made.up1", 1),

@@ -70,7 +70,7 @@ async def test_cancelled_request_cleans_up_its_waiter(new_bus, make_plugin, unti
         release.set()
         with anyio.fail_after(5):
             await answered.wait()
-        await until(lambda: bus.subscriptions()[0]["delivered"] == 1)  # late reply: no error
+        await until(lambda: bus.subscriptions()[0].delivered == 1)  # late reply: no error
 
 
 async def test_first_reply_wins(new_bus, make_plugin):
@@ -89,7 +89,7 @@ async def test_first_reply_wins(new_bus, make_plugin):
         await make_plugin(bus, "a.Fast").subscribe("q.*", fast)
         assert await make_plugin(bus).request("q.x", {}) == "fast"
         gate.set()
-        assert bus.graph()["responders"] == {"q.x": ["a.Fast"]}
+        assert bus.flows().responders == {"q.x": ["a.Fast"]}
 
 
 async def test_observer_returning_none_does_not_win(new_bus, make_plugin):
