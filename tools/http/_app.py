@@ -22,10 +22,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from microcore.tooling import MicroCoreError, causation, new_id
 
-from ._context import RequestContext
+from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
-from ._errors import HttpError, error_json
+from ._errors import HttpError, NotFound, Unauthorized, error_json
 from ._observe import Exchange, Observers
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
@@ -88,7 +88,7 @@ class HttpApp:
         endpoint: Endpoint | None = None
         try:
             with causation(request_id):
-                context = RequestContext(scope, receive, request_id)
+                context = Context(scope, receive, request_id)
                 cors = self.cors
                 if cors is not None and origin is not None and cors.is_preflight(scope):
                     response: Response = cors.preflight(origin, scope)
@@ -127,7 +127,7 @@ class HttpApp:
     def _observed(
         self,
         snapshot: Snapshot,
-        context: RequestContext,
+        context: Context,
         endpoint: Endpoint | None,
         status: int,
         duration: float,
@@ -164,7 +164,7 @@ class HttpApp:
     async def _wrapped(
         self,
         snapshot: Snapshot,
-        context: RequestContext,
+        context: Context,
         endpoint: Endpoint | None,
         allow: str,
         length: int,
@@ -184,7 +184,7 @@ class HttpApp:
     async def _serve(
         self,
         table: RouteTable,
-        context: RequestContext,
+        context: Context,
         endpoint: Endpoint | None,
         allow: str,
         length: int,
@@ -194,9 +194,7 @@ class HttpApp:
             if endpoint is None:
                 return await self._unrouted(table, context, allow)
             if endpoint.auth and context.identity is None:
-                raise HttpError(
-                    401,
-                    "unauthorized",
+                raise Unauthorized(
                     f"{endpoint.method} {endpoint.path} requires authentication; "
                     "send credentials the auth middleware accepts",
                 )
@@ -222,9 +220,7 @@ class HttpApp:
         except Exception as exc:  # noqa: BLE001 - isolation boundary: one request
             return self._error(exc, context, endpoint)
 
-    def _error(
-        self, exc: Exception, context: RequestContext, endpoint: Endpoint | None
-    ) -> Response:
+    def _error(self, exc: Exception, context: Context, endpoint: Endpoint | None) -> Response:
         """The error reply for ``exc`` (from a handler or a middleware): its own status when
         it has one, else a logged 500. What the failed handler set on the response (status,
         headers, cookies) is dropped: a failed request never sets a cookie."""
@@ -240,7 +236,7 @@ class HttpApp:
             return error_reply(exc, error_id)
         return JSONReply(error_json(exc.code, exc.public_message), exc.http_status)
 
-    async def _unrouted(self, table: RouteTable, context: RequestContext, allow: str) -> Response:
+    async def _unrouted(self, table: RouteTable, context: Context, allow: str) -> Response:
         scope = context.scope
         method, path = scope["method"], scope["path"]
         if allow:
@@ -260,7 +256,7 @@ class HttpApp:
             query = scope["query_string"]
             location = other + ("?" + query.decode("latin-1") if query else "")
             return JSONReply(b"", 307, [(b"location", location.encode("latin-1"))])
-        raise HttpError(404, "not_found", f"no route matches {method} {path}")
+        raise NotFound(f"no route matches {method} {path}")
 
     async def _read_body(self, receive: Receive, length: int) -> bytes:
         """The whole body, refusing it (413) as soon as it is known to be over the limit."""
@@ -289,9 +285,7 @@ class HttpApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _failure(
-        self, exc: BaseException, context: RequestContext, endpoint: Endpoint | None
-    ) -> Response:
+    def _failure(self, exc: BaseException, context: Context, endpoint: Endpoint | None) -> Response:
         error_id = new_id()
         self._log_failure(exc, context, endpoint, error_id)
         return internal_error_reply(error_id)
@@ -299,7 +293,7 @@ class HttpApp:
     def _log_failure(
         self,
         exc: BaseException,
-        context: RequestContext,
+        context: Context,
         endpoint: Endpoint | None,
         error_id: str | None,
     ) -> None:
@@ -344,7 +338,7 @@ class HttpApp:
             _reset(**tokens)
 
 
-def _route(table: RouteTable, context: RequestContext) -> tuple[Endpoint | None, str]:
+def _route(table: RouteTable, context: Context) -> tuple[Endpoint | None, str]:
     """The endpoint for the request (None if unrouted) and the methods its path allows."""
     scope = context.scope
     found = table.match(scope["path"])
@@ -361,7 +355,7 @@ def _route(table: RouteTable, context: RequestContext) -> tuple[Endpoint | None,
 
 
 async def _chain(
-    middleware: tuple[Any, ...], context: RequestContext, innermost: Callable[[], Awaitable[Any]]
+    middleware: tuple[Any, ...], context: Context, innermost: Callable[[], Awaitable[Any]]
 ) -> Response:
     """Run ``middleware`` outermost first; each gets ``call_next`` for the rest of the chain."""
 
@@ -370,7 +364,7 @@ async def _chain(
             response: Response = await innermost()
             return response
 
-        async def call_next(_context: RequestContext | None = None) -> Response:
+        async def call_next(_context: Context | None = None) -> Response:
             return await step(index + 1)
 
         result = await middleware[index].fn(context, call_next)

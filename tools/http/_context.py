@@ -11,7 +11,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
 
-__all__ = ("RequestContext", "ServerSentEvent")
+__all__ = ("Context", "ServerSentEvent")
 
 SameSite = Literal["lax", "strict", "none"]
 
@@ -32,7 +32,7 @@ class ServerSentEvent:
         self.data, self.event, self.id, self.retry = data, event, id, retry
 
 
-class RequestContext:
+class Context:
     """The second argument of every handler.
 
     >>> async def execute(self, data, context):
@@ -45,19 +45,19 @@ class RequestContext:
     ``auth`` the requirement the endpoint declared, ``params`` the path parameters.
     """
 
-    __slots__ = (
-        "_body",
-        "_headers",
-        "_request",
-        "auth",
-        "identity",
-        "params",
-        "receive",
-        "request_id",
-        "response_headers",
-        "scope",
-        "status",
-    )
+    __slots__ = {
+        "_body": "The body once the tool read it (replayed to ``request``).",
+        "_headers": "Parsed request headers, built on first use.",
+        "_request": "The Starlette request, built on first use.",
+        "auth": "The requirement the endpoint declared with ``add_endpoint(..., auth=...)``.",
+        "identity": "Whoever authenticated the request (set by an auth middleware), or None.",
+        "params": "The path parameters, converted: ``{'product_id': 7}``.",
+        "receive": "The ASGI ``receive`` callable of the request.",
+        "request_id": "The request id (``X-Request-ID``, also on every log line of the request).",
+        "response_headers": "Headers the handler added (``set_header``, ``set_cookie``).",
+        "scope": "The ASGI scope of the request.",
+        "status": "The status the handler set (``set_status``, ``redirect``), or None.",
+    }
 
     def __init__(self, scope: Scope, receive: Receive, request_id: str) -> None:
         self.scope = scope
@@ -98,10 +98,12 @@ class RequestContext:
 
     @property
     def method(self) -> str:
+        """The request method: ``"GET"``, ``"POST"``..."""
         return str(self.scope["method"])
 
     @property
     def path(self) -> str:
+        """The request path, without the query string: ``"/products/7"``."""
         return str(self.scope["path"])
 
     @property
@@ -191,7 +193,7 @@ class RequestContext:
         return ServerSentEvent(data, event=event, id=id, retry=retry)
 
     def __repr__(self) -> str:
-        return f"<RequestContext {self.scope.get('method', 'WS')} {self.scope['path']}>"
+        return f"<Context {self.scope.get('method', 'WS')} {self.scope['path']}>"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

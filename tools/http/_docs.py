@@ -19,7 +19,7 @@ from ._openapi import build_openapi
 from ._routing import CompiledPath
 
 if TYPE_CHECKING:
-    from ._handle import HttpHandle
+    from ._handle import Http
     from ._registry import Registry, Snapshot
 
 __all__ = ("ApiDocs", "swagger_ui_dir")
@@ -69,7 +69,7 @@ class ApiDocs:
             .replace("{openapi_url}", openapi_url)
         )
 
-    def register(self, handle: HttpHandle) -> None:
+    def register(self, handle: Http) -> None:
         handle.add_endpoint(self.openapi_url, "GET", self.openapi_json, tags=["docs"])
         handle.add_endpoint(self.prefix, "GET", self.page, tags=["docs"])
         handle.mount_static(f"{self.prefix}/static", ASSETS)

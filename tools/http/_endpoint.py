@@ -21,13 +21,13 @@ from starlette.responses import Response
 
 from microcore.tooling import Owner
 
-from ._context import RequestContext
+from ._context import Context
 from ._errors import HttpError, from_validation
 from ._responses import JSONReply
 
 __all__ = ("Endpoint", "Handler", "ResponseValidationError", "render_result")
 
-Handler = Callable[[Any, RequestContext], Awaitable[Any]]
+Handler = Callable[[Any, Context], Awaitable[Any]]
 
 _SEQUENCES = (list, tuple, set, frozenset)
 _encode = msgspec.json.Encoder().encode
@@ -212,7 +212,7 @@ class Endpoint:
 
     # -- result ----------------------------------------------------------------------
 
-    def render(self, result: Any, context: RequestContext) -> Response:
+    def render(self, result: Any, context: Context) -> Response:
         """The response for what the handler returned."""
         if self._validate_response and result is not None and not isinstance(result, Response):
             self._check_response(result)
@@ -232,7 +232,7 @@ class Endpoint:
             ) from exc
 
 
-def render_result(result: Any, context: RequestContext, status_code: int = 200) -> Response:
+def render_result(result: Any, context: Context, status_code: int = 200) -> Response:
     """Encode a handler's (or middleware's) result with the status and headers it asked for.
 
     ``None`` is 204 unless a status was set; a Starlette ``Response`` is sent as it

@@ -13,14 +13,21 @@ in the log line that carries the traceback).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from microcore.tooling import MicroCoreError
 
 __all__ = (
+    "BadRequest",
+    "Conflict",
     "ErrorBody",
     "ErrorDetail",
+    "Forbidden",
     "HttpError",
+    "NotFound",
+    "Unauthorized",
     "error_json",
     "from_validation",
 )
@@ -46,9 +53,15 @@ _encode = msgspec.json.Encoder().encode
 
 
 class HttpError(MicroCoreError):
-    """An error answered with ``status`` and the error shape (raised inside the tool).
+    """Answer the request with ``status`` and the one error shape; raise it from a handler.
 
-    >>> raise HttpError(413, "payload_too_large", "the body is over HTTP_MAX_BODY (1048576 bytes)")
+    >>> raise HttpError(402, "payment_required", "the card was declined")
+
+    answers 402 with ``{"success": false, "error": {"code": "payment_required",
+    "message": "the card was declined"}}``. ``path`` names the field at fault
+    (``$.price``); ``headers`` are added to the response. The common statuses have
+    their own classes: :class:`BadRequest`, :class:`Unauthorized`, :class:`Forbidden`,
+    :class:`NotFound`, :class:`Conflict`.
     """
 
     def __init__(
@@ -60,12 +73,71 @@ class HttpError(MicroCoreError):
         path: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"an HttpError status must be 400-599, got {status}")
         super().__init__(message)
-        self.http_status = status
+        self.http_status: int = status
         self.code = code
         self.message = message
         self.path = path
         self.headers = headers or {}
+
+
+class _Status(HttpError):
+    """An :class:`HttpError` whose status and code the class fixes."""
+
+    status: ClassVar[int]
+    error_code: ClassVar[str]
+
+    def __init__(
+        self, message: str, *, path: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(self.status, self.error_code, message, path=path, headers=headers)
+
+
+class BadRequest(_Status):
+    """400 ``bad_request``: the request makes no sense as sent.
+
+    >>> raise BadRequest("start must be before end", path="$.start")
+    """
+
+    status, error_code = 400, "bad_request"
+
+
+class Unauthorized(_Status):
+    """401 ``unauthorized``: nobody (or nobody valid) is authenticated.
+
+    >>> raise Unauthorized("the session has expired; log in again")
+    """
+
+    status, error_code = 401, "unauthorized"
+
+
+class Forbidden(_Status):
+    """403 ``forbidden``: authenticated, but not allowed to do this.
+
+    >>> raise Forbidden("only the owner may delete an order")
+    """
+
+    status, error_code = 403, "forbidden"
+
+
+class NotFound(_Status):
+    """404 ``not_found``: what the request names does not exist.
+
+    >>> raise NotFound(f"product {data.product_id} does not exist")
+    """
+
+    status, error_code = 404, "not_found"
+
+
+class Conflict(_Status):
+    """409 ``conflict``: the request clashes with the current state (a duplicate, a stale version).
+
+    >>> raise Conflict(f"a product named {data.name!r} already exists")
+    """
+
+    status, error_code = 409, "conflict"
 
 
 def error_json(

@@ -1,4 +1,4 @@
-"""``HttpHandle``: the ``http`` a plugin receives. Every registration belongs to the plugin."""
+"""``Http``: the ``http`` a plugin receives. Every registration belongs to the plugin."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ._streaming import WebSocketRoute
 if TYPE_CHECKING:
     from .http_tool import HttpTool
 
-__all__ = ("HttpHandle", "Middleware")
+__all__ = ("Http", "Middleware")
 
 METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
@@ -39,7 +39,7 @@ class Middleware:
         self.owner = owner
 
 
-class HttpHandle:
+class Http:
     """Register routes, streams, static files and middleware (plain calls, no await).
 
     Everything registered here belongs to the plugin: it serves once the plugin

@@ -11,7 +11,7 @@ from starlette.responses import FileResponse, Response
 
 from microcore.tooling import Owner, RegistrationError
 
-from ._errors import HttpError
+from ._errors import HttpError, NotFound
 
 __all__ = ("StaticMount", "normalize_prefix")
 
@@ -55,7 +55,7 @@ class StaticMount:
             )
         found = await anyio.to_thread.run_sync(self._find, rest)
         if found is None:
-            raise HttpError(404, "not_found", f"no file at {scope['path']}")
+            raise NotFound(f"no file at {scope['path']}")
         return FileResponse(found)
 
     def _find(self, rest: str) -> Path | None:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from microcore.tooling import Owner, new_id
 
-from ._context import RequestContext, ServerSentEvent
+from ._context import Context, ServerSentEvent
 from ._errors import error_json
 
 __all__ = ("EventStream", "WebSocketRoute", "format_event")
@@ -72,7 +72,7 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, events: AsyncIterator[Any], context: RequestContext, log: Any, ping: float = 15.0
+        self, events: AsyncIterator[Any], context: Context, log: Any, ping: float = 15.0
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -90,7 +90,7 @@ class EventStream(Response):
         self._finished = False  # the final body message went out: nothing may follow it
 
     @classmethod
-    def head(cls, context: RequestContext) -> EventStream:
+    def head(cls, context: Context) -> EventStream:
         """The answer to HEAD: a stream's headers, then at once its (empty) end."""
 
         async def nothing() -> AsyncIterator[Any]:

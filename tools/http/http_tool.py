@@ -34,14 +34,14 @@ from ._app import HttpApp
 from ._cors import Cors
 from ._docs import ApiDocs
 from ._endpoint import Endpoint
-from ._handle import HttpHandle
+from ._handle import Http
 from ._observe import Exchange, Observer
 from ._registry import Entry, Registry
 from ._static import StaticMount
 from ._stats import RequestStats
 from ._streaming import EventStream, WebSocketRoute
 
-__all__ = ("Exchange", "HttpHandle", "HttpTool", "RequestStats")
+__all__ = ("Exchange", "Http", "HttpTool", "RequestStats")
 
 MIB = 1024 * 1024
 
@@ -91,9 +91,9 @@ class HttpTool(Tool):
             )
             self.docs.register(self.bind(self.owner))
 
-    def bind(self, owner: Owner) -> HttpHandle:
+    def bind(self, owner: Owner) -> Http:
         """The per-plugin (or per-tool) handle whose registrations ``owner`` owns."""
-        return HttpHandle(self, owner)
+        return Http(self, owner)
 
     def on_plugins_changed(self) -> None:
         self._refresh()

@@ -9,7 +9,7 @@ import anyio
 import structlog
 
 from tests.support import eventually
-from tools.http._context import RequestContext
+from tools.http._context import Context
 from tools.http._streaming import EventStream
 
 PASS_THROUGH = {
@@ -146,7 +146,7 @@ async def test_sse_keep_alive_never_sends_after_the_final_body_message():
 
     scope = _scope("/stream", [])
     scope["method"] = "GET"
-    context = RequestContext(scope, None, "rid")  # type: ignore[arg-type]
+    context = Context(scope, None, "rid")  # type: ignore[arg-type]
     stream = EventStream(events(), context, structlog.get_logger("test"), ping=0.001)
     completed = False
     late: list[dict[str, Any]] = []
