@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 from ._app import create_app
-from ._errors import MicroCoreError, NoResponder, RequestTimeout
-from ._event import Event
-from ._plugin import Plugin
-from ._tool import Tool
+from ._core.errors import MicroCoreError, NoResponder, RequestTimeout
+from ._core.event import Event
+from ._core.plugin import Plugin
+from ._core.tool import Tool
 
 __all__ = (
     "Event",

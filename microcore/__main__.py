@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from microcore._cli import main
+from microcore._dev.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
-from ._kernel import Kernel
-from ._tool import Message, Scope
+from ._core.kernel import Kernel
+from ._core.tool import Message, Scope
 
-__all__ = ("MicroCoreApp", "create_app")
+__all__ = ("MicroCoreApp", "create_app", "running")
 
 _log = structlog.get_logger("microcore")
 
@@ -51,7 +53,7 @@ class MicroCoreApp:
         message: Message = await receive()
         started = False
         try:
-            async with self.kernel.run():
+            async with running(self.kernel):
                 started = True
                 await send({"type": "lifespan.startup.complete"})
                 while message["type"] != "lifespan.shutdown":
@@ -62,6 +64,29 @@ class MicroCoreApp:
             await send({"type": kind, "message": f"{type(exc).__name__}: {exc}"})
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+@asynccontextmanager
+async def running(kernel: Kernel) -> AsyncIterator[Kernel]:
+    """Run ``kernel`` (boot on enter, shutdown on exit) with hot reload when the settings ask
+    for it (``MICROCORE_RELOAD=1``): the core stays free of developer tooling."""
+    async with kernel.run():
+        if not _truthy(kernel.settings.get("MICROCORE_RELOAD")):
+            yield kernel
+            return
+        from ._dev.reload import Reloader  # only development pays for watchfiles
+
+        reloader = Reloader(kernel)
+        kernel.start_background(reloader.watch, name="microcore-reloader")
+        try:
+            yield kernel
+        finally:
+            with anyio.CancelScope(shield=True):  # no reload may commit after shutdown starts
+                await reloader.close()
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def create_app(

@@ -10,9 +10,9 @@ Names are dot-separated tokens (``product.created``); in a subscription pattern
 
 from __future__ import annotations
 
-from ._errors import EventNameError
-from ._event import Event
-from ._names import DLQ_PREFIX, SubjectTrie, check_name, check_pattern, matches
+from ._core.errors import EventNameError
+from ._core.event import Event
+from ._core.names import DLQ_PREFIX, SubjectTrie, check_name, check_pattern, matches
 
 __all__ = (
     "DLQ_PREFIX",

@@ -27,13 +27,13 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from . import _logging
 from ._app import MicroCoreApp
-from ._errors import DependencyError
-from ._event import Event
-from ._kernel import Kernel
-from ._manifest import BOOT_SETTINGS
-from ._names import matches
+from ._core import logs as _logging
+from ._core.errors import DependencyError
+from ._core.event import Event
+from ._core.kernel import Kernel
+from ._core.names import matches
+from ._dev.manifest import BOOT_SETTINGS
 
 __all__ = (
     "START_TIMEOUT",

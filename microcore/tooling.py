@@ -14,9 +14,8 @@ Plugins never import this module; tools do (the same contract a third-party tool
 from __future__ import annotations
 
 from ._app import MicroCoreApp
-from ._checks import SourceScan, scan_file
-from ._context import causation, current_correlation_id, current_event_id, new_id
-from ._contracts import (
+from ._core.context import causation, current_correlation_id, current_event_id, new_id
+from ._core.contracts import (
     EventFlows,
     EventSource,
     KernelView,
@@ -24,8 +23,8 @@ from ._contracts import (
     ServedRoute,
     ServesRoutes,
 )
-from ._discovery import ErrorInfo
-from ._errors import (
+from ._core.discovery import ErrorInfo
+from ._core.errors import (
     ConfigurationError,
     DependencyError,
     EventNameError,
@@ -35,10 +34,11 @@ from ._errors import (
     RegistrationError,
     RequestTimeout,
 )
-from ._injection import require_coroutine_function
-from ._kernel import Kernel
-from ._ownership import Owner, OwnerState, Registration
-from ._records import PluginRecord, ToolRecord
+from ._core.injection import require_coroutine_function
+from ._core.kernel import Kernel
+from ._core.ownership import Owner, OwnerState, Registration
+from ._core.records import PluginRecord, ToolRecord
+from ._dev.checks import SourceScan, scan_file
 
 __all__ = (
     "ConfigurationError",

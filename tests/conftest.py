@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from microcore import _logging
+from microcore._core import logs as _logging
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from microcore import _cli
-from microcore._cli import main
+from microcore._dev import cli as _cli
+from microcore._dev.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def test_dev_serves_app_with_reload(make_project: Any, monkeypatch: Any, capsys:
     root = make_project({"app.py": "app = None\n", ".env.example": "A=1\n"}, tools=["config"])
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(
-        "microcore._devserver.serve_dev", lambda root, **kw: calls.append((root, kw)) or 0
+        "microcore._dev.devserver.serve_dev", lambda root, **kw: calls.append((root, kw)) or 0
     )
     assert main(["dev", "--root", str(root), "--port", "9001"]) == 0
     assert calls == [(root, {"host": "127.0.0.1", "port": 9001})]
@@ -66,7 +66,7 @@ def test_dev_serves_app_with_reload(make_project: Any, monkeypatch: Any, capsys:
 def test_dev_without_env_example(make_project: Any, monkeypatch: Any) -> None:
     """Without .env.example, dev starts without writing a .env."""
     root = make_project({"app.py": "app = None\n"}, tools=["config"])
-    monkeypatch.setattr("microcore._devserver.serve_dev", lambda root, **kw: 0)
+    monkeypatch.setattr("microcore._dev.devserver.serve_dev", lambda root, **kw: 0)
     assert main(["dev", "--root", str(root)]) == 0
     assert not (root / ".env").exists()
 

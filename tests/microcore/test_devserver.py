@@ -9,7 +9,7 @@ from pathlib import Path
 
 from watchfiles import Change
 
-from microcore._devserver import dev_command, restart_paths, restarts_for, serve_dev
+from microcore._dev.devserver import dev_command, restart_paths, restarts_for, serve_dev
 from tests.support import free_port, poll_url, wait_until_serving
 
 PLUGIN = """
@@ -32,7 +32,7 @@ MARKER = "v1"
 SERVE = """
 import sys
 from pathlib import Path
-from microcore._devserver import serve_dev
+from microcore._dev.devserver import serve_dev
 serve_dev(Path.cwd(), port=int(sys.argv[1]))
 """
 

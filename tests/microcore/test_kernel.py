@@ -715,7 +715,7 @@ async def test_release_of_a_record_that_never_booted_only_clears_registrations(k
 
 def test_line_of_a_class_without_source_is_unknown():
     """Classes made at run time have no source line; errors then carry none."""
-    from microcore._kernel import _line_of
+    from microcore._core.kernel import _line_of
 
     made = type("Made", (), {})
     assert _line_of(made, RuntimeError("x")) is None

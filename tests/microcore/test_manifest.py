@@ -10,7 +10,8 @@ import anyio
 import msgspec
 
 from microcore import Tool
-from microcore._manifest import (
+from microcore._core.ownership import Owner
+from microcore._dev.manifest import (
     compact_schema,
     describe_project,
     generate,
@@ -18,7 +19,6 @@ from microcore._manifest import (
     render,
     signature_of,
 )
-from microcore._ownership import Owner
 from microcore.testing import start_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -411,7 +411,7 @@ async def test_manifest_probe_leaves_plugins_alone(make_project: Any) -> None:
     running = await start_app(root)
     try:
         before = running.kernel.status()["plugins"]
-        from microcore._manifest import describe
+        from microcore._dev.manifest import describe
 
         describe(running.kernel)
         assert running.kernel.status()["plugins"] == before

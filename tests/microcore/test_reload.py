@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from microcore._reload import Reloader
+from microcore._app import running
+from microcore._dev.reload import Reloader
 from microcore.tooling import Kernel
 from tests.support import eventually
 
@@ -318,7 +321,7 @@ async def test_reload_listeners_run_after_a_reload(project):
 async def test_watcher_applies_real_file_edits(project):
     """With MICROCORE_RELOAD=1 a saved file is picked up by the watcher in the running kernel."""
     kernel = Kernel(project, environ={"MICROCORE_RELOAD": "1"})
-    async with kernel.run():
+    async with running(kernel):
         registry = kernel.tool("registry")
         with anyio.fail_after(10):
             # the watcher starts asynchronously: keep saving until a version shows
@@ -408,3 +411,21 @@ async def test_context_is_written_only_when_it_changes(project):
         touched = context.stat().st_mtime_ns
         reloader.write_context()
         assert context.stat().st_mtime_ns == touched >= first
+
+
+async def test_edit_keeping_size_and_mtime_is_served(project, monkeypatch):
+    """A one-character fix saved within the same second (same size, same mtime) serves the
+    new code, three quick rewrites in a row: a stale bytecode cache never wins."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # the trap needs .pyc files
+    kernel = Kernel(project, environ={})
+    path = project / "domains/a/plugins/one_plugin.py"
+    async with kernel.run():
+        registry = kernel.tool("registry")
+        stamp = path.stat()
+        for item in ("one-v7", "one-v8", "one-v9"):  # same length as "one-v1"
+            path.write_text(PLUGIN.format(cls="OnePlugin", item=item))
+            os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+            assert path.stat().st_size == stamp.st_size
+            report = await Reloader(kernel).apply([path])
+            assert report.loaded == ["a.OnePlugin"]
+            assert registry.visible() == [item, "two-v1"]  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ import anyio
 import httpx
 import structlog.testing
 
-from microcore._reload import Reloader
+from microcore._app import running
+from microcore._dev.reload import Reloader
 from microcore.testing import start_app
 from microcore.tooling import Kernel
 from tests.support import eventually
@@ -189,7 +190,7 @@ async def test_reload_in_progress_during_shutdown_is_not_committed_after_it(kern
     )
     kernel = Kernel(project, environ={"MICROCORE_RELOAD": "1"})
     with anyio.fail_after(30):
-        async with kernel.run():
+        async with running(kernel):
             probe = sys.modules["domains.a.probe"]
             path = project / "domains/a/plugins/one_plugin.py"
             n = 0

@@ -7,7 +7,7 @@ import os
 import anyio
 import httpx
 
-from microcore._reload import Reloader
+from microcore._dev.reload import Reloader
 from microcore.testing import start_app
 from tests.support import eventually, serve
 

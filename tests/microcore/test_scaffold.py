@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from microcore._checks import check_project
-from microcore._cli import main
-from microcore._scaffold import new_project, source_folder
+from microcore._dev.checks import check_project
+from microcore._dev.cli import main
+from microcore._dev.scaffold import new_project, source_folder
 from microcore.testing import start_app
 from microcore.tooling import ConfigurationError
 

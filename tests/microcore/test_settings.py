@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from microcore._settings import load_settings, parse_dotenv
+from microcore._core.settings import load_settings, parse_dotenv
 from microcore.tooling import ConfigurationError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import structlog
 
-from microcore import _logging
-from microcore._injection import Dependencies, dependencies_of, require_coroutine_function
+from microcore._core import logs as _logging
+from microcore._core.injection import Dependencies, dependencies_of, require_coroutine_function
 from microcore.tooling import (
     ConfigurationError,
     HookError,
@@ -106,8 +106,8 @@ def test_error_public_message_defaults_to_the_message():
 
 def test_error_info_picks_the_most_useful_frame(tmp_path):
     """Without a frame in the preferred file or the project, the innermost frame is used."""
-    from microcore._discovery import error_info, file_digest
-    from microcore._status import relative
+    from microcore._core.discovery import error_info, file_digest
+    from microcore._core.status import relative
 
     try:
         raise ValueError("deep")

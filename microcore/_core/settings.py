@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._errors import ConfigurationError
+from .errors import ConfigurationError
 
 __all__ = ("load_settings", "parse_dotenv")
 

@@ -20,10 +20,10 @@ from typing import NoReturn
 
 import anyio
 
-from ._checks import check_project
-from ._errors import MicroCoreError
-from ._manifest import CONTEXT_FILE, Manifest, describe_project, render
-from ._scaffold import add_plugin, new_project
+from .._core.errors import MicroCoreError
+from .checks import check_project
+from .manifest import CONTEXT_FILE, Manifest, describe_project, render
+from .scaffold import add_plugin, new_project
 
 __all__ = ("main",)
 
@@ -101,7 +101,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if not env_file.exists() and example.is_file():
         shutil.copyfile(example, env_file)
         _out("created .env from .env.example")
-    from ._devserver import serve_dev  # plugins reload in-process; tools restart the server
+    from .devserver import serve_dev  # plugins reload in-process; tools restart the server
 
     return serve_dev(root, host=args.host, port=args.port)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import TypeVar
 
 import msgspec
@@ -109,12 +111,48 @@ def import_file(root: Path, path: Path, *, fresh: bool = False) -> ModuleType:
     return importlib.import_module(name)
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a project module from its source on every import, never from ``__pycache__``.
+
+    The bytecode cache validates by the source's mtime in whole seconds and its size, so
+    an edit that keeps both (a one-character fix saved within the same second) would be
+    served from the stale cache. Compiling a plugin file costs well under a millisecond.
+    """
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _ProjectFinder(importlib.abc.MetaPathFinder):
+    """Finds the project's ``tools.*`` and ``domains.*`` modules as usual, loading them with
+    :class:`_SourceLoader`."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.partition(".")[0] not in _PACKAGES or "." not in fullname:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _SourceLoader(fullname, str(spec.origin))
+        return spec
+
+
+_FINDER = _ProjectFinder()
+
+
 def _use_root(root: Path) -> None:
     """Pin the ``tools`` and ``domains`` packages to this project's folders.
 
     Regular packages win over namespace folders in the import search, so an
     unrelated importable ``tools`` package must not shadow the project's.
     """
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
     root_str = str(root.resolve())
     if not sys.path or sys.path[0] != root_str:
         if root_str in sys.path:
@@ -134,7 +172,10 @@ def _install_package(name: str, directory: Path) -> None:
     init = directory / "__init__.py"
     spec = (
         importlib.util.spec_from_file_location(
-            name, init, submodule_search_locations=[str(directory)]
+            name,
+            init,
+            loader=_SourceLoader(name, str(init)),
+            submodule_search_locations=[str(directory)],
         )
         if init.is_file()
         else None

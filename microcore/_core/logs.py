@@ -21,7 +21,7 @@ def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
     if fmt not in ("console", "json"):
-        from ._errors import ConfigurationError
+        from .errors import ConfigurationError
 
         raise ConfigurationError(f"LOG_FORMAT must be 'console' or 'json', got {fmt!r}")
     wanted = {"fmt": fmt, "level": level.upper()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from ._errors import EventNameError, MicroCoreError, RegistrationError
+from .errors import EventNameError, MicroCoreError, RegistrationError
 
 __all__ = ("DLQ_PREFIX", "SubjectTrie", "check_name", "check_pattern", "matches")
 

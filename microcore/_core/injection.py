@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ._errors import DependencyError, HookError
+from .errors import DependencyError, HookError
 
 __all__ = ("Dependencies", "dependencies_of", "require_coroutine_function", "resolve")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._discovery import ErrorInfo
-from ._injection import Dependencies
-from ._ownership import Owner
-from ._plugin import Plugin
-from ._tool import Tool
+from .discovery import ErrorInfo
+from .injection import Dependencies
+from .ownership import Owner
+from .plugin import Plugin
+from .tool import Tool
 
 __all__ = ("FAILED", "OK", "PluginRecord", "ToolRecord")
 

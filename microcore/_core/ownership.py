@@ -101,7 +101,7 @@ class Owner:
     def own(self, kind: str, label: str, release: Release) -> Registration:
         """Record a registration; ``release`` undoes it (sync or async)."""
         if self.released:
-            from ._errors import RegistrationError
+            from .errors import RegistrationError
 
             raise RegistrationError(
                 f"plugin {self.identity!r} was unloaded; it cannot register {kind} {label!r}"

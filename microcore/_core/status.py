@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._discovery import ErrorInfo
+from .discovery import ErrorInfo
 
 if TYPE_CHECKING:
-    from ._kernel import Kernel
+    from .kernel import Kernel
 
 __all__ = ("relative", "render_error", "render_status")
 

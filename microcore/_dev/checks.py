@@ -27,8 +27,8 @@ from pathlib import Path
 
 import msgspec
 
-from ._discovery import find_plugin_files
-from ._names import matches
+from .._core.discovery import find_plugin_files
+from .._core.names import matches
 
 __all__ = (
     "Call",

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._errors import ConfigurationError
+from .._core.errors import ConfigurationError
 
 __all__ = ("add_plugin", "new_project", "source_folder")
 

@@ -17,18 +17,20 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import msgspec
 
-from ._checks import scan_file
-from ._discovery import ErrorInfo
-from ._introspect import Method, compact_schema, first_paragraph, public_members, signature_of
-from ._kernel import Kernel
-from ._names import matches
-from ._ownership import Owner
-from ._tool import Tool
+from .._core.contracts import RouteKind, ServesRoutes
+from .._core.discovery import ErrorInfo
+from .._core.kernel import Kernel
+from .._core.names import matches
+from .._core.status import relative
+from .._core.tool import Tool
+from .checks import scan_file
+from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
 
 __all__ = (
     "BOOT_SETTINGS",
@@ -114,15 +116,16 @@ class Manifest(msgspec.Struct):
 
 
 def _surface(tool: Tool) -> type:
-    """What plugins receive: the tool itself, or the handle its ``bind`` returns."""
-    probe = Owner("microcore.context")
+    """What plugins receive: the type ``bind`` declares it returns (the tool itself when
+    ``bind`` is not overridden or declares no class)."""
+    bind = type(tool).bind
+    if bind is Tool.bind:
+        return type(tool)
     try:
-        handle = tool.bind(probe)
-    except Exception:  # noqa: BLE001 - a tool that refuses a probe owner documents itself
-        handle = tool
-    finally:
-        probe.mark_released()
-    return type(handle)
+        declared = typing.get_type_hints(bind).get("return")
+    except Exception:  # noqa: BLE001 - an unresolvable annotation documents the tool itself
+        declared = None
+    return declared if isinstance(declared, type) else type(tool)
 
 
 # -- describing the live system -----------------------------------------------------------
@@ -131,7 +134,7 @@ def _surface(tool: Tool) -> type:
 def _error_text(kernel: Kernel, error: ErrorInfo | None) -> str | None:
     if error is None:
         return None
-    where = kernel._rel(error.file)
+    where = relative(kernel.root, error.file)
     prefix = f"{where}:{error.line}: " if where and error.line else ""
     return f"{prefix}{error.type}: {error.message}".replace(str(kernel.root) + "/", "")
 
@@ -176,25 +179,24 @@ def _plugins(kernel: Kernel) -> list[PluginInfo]:
 
 
 def _routes(kernel: Kernel) -> list[Route]:
-    """Rows of every tool that lists what it serves (``routes()``, e.g. the http tool)."""
+    """Rows of every tool that serves routes (the :class:`ServesRoutes` contract, e.g. http)."""
     routes: list[Route] = []
     for _, record in sorted(kernel.tools.items()):
-        lister = getattr(record.instance, "routes", None) if record.status == "ok" else None
-        if not callable(lister):
+        tool = record.instance if record.status == "ok" else None
+        if not isinstance(tool, ServesRoutes):
             continue
-        for row in lister():
-            path, kind = row.get("path"), row.get("kind", "route")
-            if not path or kind == "middleware":
+        for row in tool.routes():
+            if not row.path or row.kind == RouteKind.MIDDLEWARE:
                 continue
-            request, response = row.get("request_model"), row.get("response_model")
+            request, response = row.request_model, row.response_model
             routes.append(
                 Route(
-                    method=row.get("method") or ("WS" if kind == "websocket" else "GET"),
-                    path=path,
-                    owner=str(row.get("owner", record.name)),
-                    kind=kind,
-                    status_code=row.get("status_code"),
-                    summary=row.get("summary"),
+                    method=row.method or ("WS" if row.kind == RouteKind.WEBSOCKET else "GET"),
+                    path=row.path,
+                    owner=row.owner,
+                    kind=row.kind.value,
+                    status_code=row.status_code,
+                    summary=row.summary,
                     request=None if request is None else compact_schema(request),
                     response=None if response is None else compact_schema(response),
                 )

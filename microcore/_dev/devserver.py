@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ._discovery import restart_reason
+from .._core.discovery import restart_reason
 
 if TYPE_CHECKING:
     from watchfiles import Change

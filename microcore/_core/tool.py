@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from ._ownership import Owner
+    from .ownership import Owner
 
 __all__ = ("ASGIApp", "Tool")
 

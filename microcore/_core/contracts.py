@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ._event import Event
+from .event import Event
 
 if TYPE_CHECKING:
-    from ._records import PluginRecord
+    from .records import PluginRecord
 
 __all__ = (
     "EventFlows",

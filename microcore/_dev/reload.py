@@ -20,15 +20,16 @@ from pathlib import Path
 import anyio
 import structlog
 
-from ._discovery import ErrorInfo, file_digest, module_name, restart_reason
-from ._kernel import Kernel
-from ._records import OK, PluginRecord
+from .._core.discovery import ErrorInfo, file_digest, module_name, restart_reason
+from .._core.kernel import Kernel
+from .._core.status import relative
 
 __all__ = ("ReloadReport", "Reloader")
 
 _log = structlog.get_logger("microcore")
 
 _WATCHED_SUFFIXES = (".py", ".sql")
+_UNKNOWN = ErrorInfo("Error", "failed to load")
 
 
 class ReloadReport:
@@ -75,7 +76,7 @@ class Reloader:
         """Apply changes as they happen, until cancelled."""
         import watchfiles
 
-        _log.info("reload_watching", paths=[self.kernel._rel(p) for p in self.watch_paths()])
+        _log.info("reload_watching", paths=[self._rel(p) for p in self.watch_paths()])
         async for changes in watchfiles.awatch(
             *self.watch_paths(),
             debounce=debounce_ms,
@@ -102,7 +103,7 @@ class Reloader:
 
     def write_context(self) -> None:
         """Regenerate AI_CONTEXT.md from the reloaded system (only when its text changed)."""
-        from ._manifest import CONTEXT_FILE, describe, render
+        from .manifest import CONTEXT_FILE, describe, render
 
         path = self.root / CONTEXT_FILE
         text = render(describe(self.kernel))
@@ -123,11 +124,14 @@ class Reloader:
             if helpers:
                 load |= self._dependents(helpers)
             if load or unload:
-                await self._swap(sorted(load), sorted(unload), report)
+                batch = await self.kernel.stage(sorted(load), sorted(unload))
+                self.kernel.commit(batch)
+                self.kernel.retire(batch)  # old versions finish their calls, then shut down
+                report.loaded, report.unloaded = batch.loaded, batch.unloaded
+                report.failed = {r.identity: r.error or _UNKNOWN for r in batch.failed}
+                report.failed.update((self._rel(p), e) for p, e in batch.kept.items())
             report.ms = round((time.perf_counter() - started) * 1000, 2)
             if report.loaded or report.unloaded or report.failed:
-                self.kernel.reloaded_at = time.time()
-                self.kernel.reload_ms = report.ms
                 _log.info(
                     "reloaded",
                     loaded=report.loaded,
@@ -135,7 +139,7 @@ class Reloader:
                     failed=sorted(report.failed),
                     ms=report.ms,
                 )
-                await self.kernel.notify_reloaded()
+                await self.kernel.notify_reloaded(report.ms)
             for rel in report.restart_needed:
                 _log.warning(
                     "restart_required",
@@ -202,63 +206,8 @@ class Reloader:
             if name in files and _is_plugin_file(files[name].relative_to(self.root).parts)
         }
 
-    async def _swap(self, load: list[Path], unload: list[Path], report: ReloadReport) -> None:
-        kernel = self.kernel
-        by_file: dict[Path, list[PluginRecord]] = {}
-        for record in kernel.plugins.values():
-            by_file.setdefault(record.file.resolve(), []).append(record)
-        leaving = {r.identity for p in (*load, *unload) for r in by_file.get(p, [])}
-        new: list[PluginRecord] = []
-        old: list[PluginRecord] = []
-        failed: list[PluginRecord] = []
-        try:
-            await self._prepare(load, by_file, leaving, new, old, failed, report)
-        except BaseException:  # cancelled (shutdown): the batch never serves
-            with anyio.CancelScope(shield=True):
-                await kernel.release(new)
-            raise
-        for path in unload:
-            old.extend(by_file.get(path, []))
-            kernel.reload_errors.pop(path, None)
-        kernel.commit(new, [r for r in old if r.status == OK])
-        kernel.forget([r for r in old if r.status != OK])
-        kernel.remember_failed(failed)
-        new_ids = {r.identity for r in new}
-        report.loaded = sorted(new_ids)
-        report.unloaded = sorted({r.identity for r in old} - new_ids)
-        # committed: the old versions shut down once the calls they serve have finished
-        kernel.retire([r for r in old if r.status == OK])
-
-    async def _prepare(
-        self,
-        load: list[Path],
-        by_file: dict[Path, list[PluginRecord]],
-        leaving: set[str],
-        new: list[PluginRecord],
-        old: list[PluginRecord],
-        failed: list[PluginRecord],
-        report: ReloadReport,
-    ) -> None:
-        """Boot the new version of every file in ``load`` (pending, not serving yet)."""
-        kernel = self.kernel
-        for path in load:
-            records = await kernel.prepare_file(path, fresh=True, leaving=leaving)
-            broken = [r for r in records if r.status != OK]
-            previous = by_file.get(path, [])
-            if broken and any(r.status == OK for r in previous):
-                # keep the previous version serving; shut the half-booted new one down
-                with anyio.CancelScope(shield=True):
-                    await kernel.release([r for r in records if r.status == OK])
-                error = broken[0].error or ErrorInfo("Error", "failed to load")
-                kernel.reload_errors[path] = error
-                report.failed[kernel._rel(path) or str(path)] = error
-                continue
-            kernel.reload_errors.pop(path, None)
-            new.extend(r for r in records if r.status == OK)
-            old.extend(previous)
-            failed.extend(broken)
-            for record in broken:
-                report.failed[record.identity] = record.error or ErrorInfo("Error", "failed")
+    def _rel(self, path: Path) -> str:
+        return relative(self.root, path) or str(path)
 
 
 def _is_plugin_file(parts: tuple[str, ...]) -> bool:
