@@ -38,7 +38,7 @@ from ._core.injection import require_coroutine_function
 from ._core.kernel import Kernel
 from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
-from ._dev.checks import SourceScan, scan_file
+from ._dev.scan import SourceScan, scan_file
 
 __all__ = (
     "ConfigurationError",

@@ -29,8 +29,8 @@ from .._core.kernel import Kernel
 from .._core.names import matches
 from .._core.status import relative
 from .._core.tool import Tool
-from .checks import scan_file
 from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
+from .scan import scan_file
 
 __all__ = (
     "BOOT_SETTINGS",

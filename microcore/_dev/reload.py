@@ -11,7 +11,6 @@ version serving, and the error stays in ``/system/status`` until it is fixed.
 
 from __future__ import annotations
 
-import ast
 import sys
 import time
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ import structlog
 from .._core.discovery import ErrorInfo, file_digest, module_name, restart_reason
 from .._core.kernel import Kernel
 from .._core.status import relative
+from .scan import scan_file
 
 __all__ = ("ReloadReport", "Reloader")
 
@@ -189,7 +189,7 @@ class Reloader:
         for path in sorted((self.root / "domains").rglob("*.py")):
             name = module_name(self.root, path)
             files[name] = path
-            graph[name] = _imports_of(path, name)
+            graph[name] = _imports_of(self.root, path)
         affected = set(changed)
         grew = True
         while grew:  # reverse closure: everything that imports something affected
@@ -219,23 +219,9 @@ def _is_plugin_file(parts: tuple[str, ...]) -> bool:
     )
 
 
-def _imports_of(path: Path, name: str) -> set[str]:
-    """Project modules a file imports (absolute and relative), by dotted name."""
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (SyntaxError, ValueError, OSError):
-        return set()
-    package = name.rsplit(".", 1)[0] if "." in name else ""
+def _imports_of(root: Path, path: Path) -> set[str]:
+    """Project domain modules a file imports (absolute and relative), by dotted name."""
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+    for imported in scan_file(root, path).imports:  # "from a.b import c" reads "a.b.c"
+        found.update((imported.module, imported.module.rpartition(".")[0]))
     return {m for m in found if m.startswith("domains.")}

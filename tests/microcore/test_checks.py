@@ -9,9 +9,10 @@ from typing import Any
 import anyio
 import pytest
 
-from microcore._dev.checks import check_project, normalize_path, scan_file
+from microcore._dev.checks import check_project, normalize_path
 from microcore._dev.cli import main
 from microcore._dev.manifest import describe_project
+from microcore._dev.scan import scan_file
 from microcore.events import matches as pattern_matches
 from microcore.tooling import Kernel
 
