@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -28,6 +28,10 @@ import msgspec
 from microcore import Event
 
 from ._trace import event_row
+
+if TYPE_CHECKING:
+    from tools.http import Context
+    from tools.http.http_tool import Exchange
 
 __all__ = ("Feed", "FeedClient")
 
@@ -98,7 +102,7 @@ class Feed:
             if client.put(encoded):
                 self.dropped += 1
 
-    def request(self, exchange: Any) -> None:
+    def request(self, exchange: Exchange) -> None:
         """Push one answered request (an http ``Exchange``)."""
         if not self.clients:
             return
@@ -124,7 +128,7 @@ class Feed:
 
     # -- one client's stream ---------------------------------------------------------
 
-    async def stream(self, context: Any) -> AsyncIterator[Any]:
+    async def stream(self, context: Context) -> AsyncIterator[Any]:
         """The SSE messages for one client until it disconnects (the generator is cancelled)."""
         if len(self.clients) >= self.max_clients:
             yield context.event(

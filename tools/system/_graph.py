@@ -1,7 +1,8 @@
 """Who publishes, subscribes, requests and answers what (``/system/graph``).
 
-Two sources, merged: what the bus has seen at run time (``event_bus.graph()``:
-names actually published, active subscriptions, who answered requests) and
+Two sources, merged: what the bus has seen at run time (its
+:class:`~microcore.tooling.EventFlows`: names actually published, active
+subscriptions, who answered requests) and
 what the plugin sources say (the literal ``publish``/``request`` calls found
 by the same static scan that writes AI_CONTEXT.md), so a name shows before
 its first event. Each name says which source knows it (``static``, ``seen``).
@@ -13,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from microcore.events import matches
-from microcore.tooling import scan_file
+from microcore.events import DLQ_PREFIX, matches
+from microcore.tooling import EventFlows, PluginRecord, scan_file
 
 __all__ = ("StaticScan", "build_graph")
 
@@ -28,7 +29,7 @@ class StaticScan:
         self._root = root
         self._cache: dict[tuple[str, float | None], tuple[list[str], list[str]]] = {}
 
-    def calls(self, plugins: Mapping[str, Any]) -> tuple[Names, Names]:
+    def calls(self, plugins: Mapping[str, PluginRecord]) -> tuple[Names, Names]:
         """(published, requested): name -> plugins, for the plugins that serve now."""
         published: Names = {}
         requested: Names = {}
@@ -60,24 +61,25 @@ class StaticScan:
 
 def build_graph(
     *,
-    plugins: Mapping[str, Any],
+    plugins: Mapping[str, PluginRecord],
     static: tuple[Names, Names],
-    bus: Mapping[str, Mapping[str, list[str]]],
+    flows: EventFlows | None,
     counts: Mapping[str, int],
     sent: Mapping[str, set[str]],
 ) -> dict[str, Any]:
     """Nodes (plugins and other sources), events and requests with their senders and receivers.
 
-    ``bus`` is ``event_bus.graph()`` (empty without a bus), ``counts`` the events
+    ``flows`` is what the event bus saw (None without one), ``counts`` the events
     published by name since boot, ``sent`` more name -> sources seen at run time
     (dead letters, which the bus publishes itself).
     """
     static_published, requested = static
-    runtime: Names = {n: set(who) for n, who in bus.get("publishers", {}).items()}
+    flows = flows or EventFlows(publishers={}, subscribers={}, responders={})
+    runtime: Names = {n: set(who) for n, who in flows.publishers.items()}
     for name, sources in sent.items():
         runtime.setdefault(name, set()).update(sources)
-    subscribed: Names = {p: set(who) for p, who in bus.get("subscribers", {}).items()}
-    answered: Names = {n: set(who) for n, who in bus.get("responders", {}).items()}
+    subscribed: Names = {p: set(who) for p, who in flows.subscribers.items()}
+    answered: Names = {n: set(who) for n, who in flows.responders.items()}
 
     request_names = set(requested) | set(answered)
     event_names = set(static_published) | {n for n in runtime if n not in request_names}
@@ -105,7 +107,7 @@ def build_graph(
             "static": name in static_published,
             "seen": name in runtime,
             "published": counts.get(name, 0),
-            "failed": name.startswith("_dlq."),
+            "failed": name.startswith(DLQ_PREFIX),
         }
         for name in sorted(event_names)
     ]
@@ -126,7 +128,9 @@ def build_graph(
 
 
 def _nodes(
-    plugins: Mapping[str, Any], events: list[dict[str, Any]], requests: list[dict[str, Any]]
+    plugins: Mapping[str, PluginRecord],
+    events: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     names: set[str] = set(plugins)
     for event in events:

@@ -15,9 +15,14 @@ from the kernel and the bus when ``/system/metrics`` is asked for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microcore import Event
+from microcore.events import DLQ_PREFIX
+
+if TYPE_CHECKING:
+    from tools.event_bus import DeliveryOutcome, SubscriptionStats
+    from tools.http.http_tool import RequestStats
 
 __all__ = ("CONTENT_TYPE", "MAX_SERIES", "Metrics", "escape")
 
@@ -25,7 +30,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SERIES = 1_000  # label sets per family; past it new values count under "_other"
 OTHER = "_other"
 UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405)
-DLQ_PREFIX = "_dlq."
 
 
 class Metrics:
@@ -69,10 +73,10 @@ class Metrics:
     def render(
         self,
         *,
-        requests: Any,
+        requests: RequestStats,
         status: Mapping[str, Any],
-        subscriptions: Iterable[Mapping[str, Any]],
-        outcomes: Iterable[Mapping[str, Any]],
+        subscriptions: Iterable[SubscriptionStats],
+        outcomes: Iterable[DeliveryOutcome],
         feed: Mapping[str, int],
     ) -> str:
         """The Prometheus text of every family; ``requests`` is the http tool's
@@ -103,7 +107,7 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     def _events(
-        self, subscriptions: list[Mapping[str, Any]], outcomes: list[Mapping[str, Any]]
+        self, subscriptions: list[SubscriptionStats], outcomes: list[DeliveryOutcome]
     ) -> Iterator[str]:
         yield from _family(
             "microcore_events_published_total",
@@ -112,22 +116,17 @@ class Metrics:
             [({"name": n}, c) for n, c in sorted(self._published.items())],
         )
 
-        def per_outcome(field: str) -> list[tuple[dict[str, str], float]]:
-            return [
-                ({"name": o["name"], "subscriber": o["subscriber"]}, o[field]) for o in outcomes
-            ]
-
         yield from _family(
             "microcore_events_delivered_total",
             "counter",
             "Events handled successfully, by event name and subscriber.",
-            per_outcome("delivered"),
+            [({"name": o.name, "subscriber": o.subscriber}, o.delivered) for o in outcomes],
         )
         yield from _family(
             "microcore_event_handler_failures_total",
             "counter",
             "Events whose handler failed every attempt, by event name and subscriber.",
-            per_outcome("failed"),
+            [({"name": o.name, "subscriber": o.subscriber}, o.failed) for o in outcomes],
         )
         yield from _family(
             "microcore_event_queue_depth",
@@ -146,18 +145,18 @@ class Metrics:
         )
 
 
-def _queued(subscriptions: list[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+def _queued(subscriptions: list[SubscriptionStats]) -> dict[tuple[str, str], int]:
     """Events waiting, per subscriber and pattern: one plugin may subscribe two handlers
     to one pattern, and a reload briefly lists the old and new subscription side by side;
     a series must appear once."""
     queued: dict[tuple[str, str], int] = {}
     for sub in subscriptions:
-        key = (sub["subscriber"], sub["pattern"])
-        queued[key] = queued.get(key, 0) + sub["queued"]
+        key = (sub.subscriber, sub.pattern)
+        queued[key] = queued.get(key, 0) + sub.queued
     return queued
 
 
-def _http(requests: Any) -> Iterator[str]:
+def _http(requests: RequestStats) -> Iterator[str]:
     routes = sorted(
         ((m, UNMATCHED if r is None else r), stats) for (m, r), stats in requests.routes().items()
     )

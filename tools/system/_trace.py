@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from microcore import Event
-from microcore.events import matches
+from microcore.events import DLQ_PREFIX, matches
 
 __all__ = ("MAX_PAYLOAD", "event_row", "payload_view", "select", "traces")
 
@@ -51,7 +51,7 @@ def event_row(event: Event, *, payloads: bool) -> dict[str, Any]:
         "correlation_id": event.correlation_id,
         "parent_id": event.parent_id,
         "timestamp": event.timestamp,
-        "failed": event.name.startswith("_dlq."),
+        "failed": event.name.startswith(DLQ_PREFIX),
         "payload": payload_view(event.payload, show=payloads),
         "payload_hidden": not payloads,
     }

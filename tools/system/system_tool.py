@@ -32,15 +32,26 @@ from __future__ import annotations
 
 import hmac
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 import anyio
 import msgspec
+from starlette.requests import Request
 from starlette.responses import Response
 
 from microcore import Event, Tool
-from microcore.tooling import ConfigurationError, Kernel, Owner
+from microcore.tooling import (
+    ConfigurationError,
+    EventSource,
+    KernelView,
+    Owner,
+    RouteKind,
+    ServedRoute,
+)
+from tools.config import Config
+from tools.http import Context, NotFound, Unauthorized
+from tools.http.http_tool import Exchange, HttpTool
 
 from ._dashboard import Dashboard
 from ._feed import Feed
@@ -48,7 +59,10 @@ from ._graph import StaticScan, build_graph
 from ._metrics import CONTENT_TYPE, Metrics
 from ._trace import select, traces
 
-Handler = Callable[[Any, Any], Awaitable[Any]]
+if TYPE_CHECKING:  # the bus is optional: a project without one still has a system tool
+    from tools.event_bus import DeliveryOutcome, SubscriptionStats
+
+Handler = Callable[[Any, Context], Awaitable[Any]]
 
 _RECENT_REQUESTS = 500  # requests remembered (while watched) to name an event's request
 
@@ -65,6 +79,33 @@ class EventQuery(msgspec.Struct):
 
 class AssetName(msgspec.Struct):
     asset: str
+
+
+class RouteRow(msgspec.Struct, kw_only=True):
+    """One row of ``/system/routes``: a served route and the requests it answered so far."""
+
+    kind: RouteKind
+    label: str
+    method: str | None
+    path: str | None
+    owner: str
+    tags: tuple[str, ...]
+    summary: str | None
+    status_code: int | None
+    request_model: str | None
+    response_model: str | None
+    requests: int
+    server_errors: int
+
+
+@runtime_checkable
+class DeliveryCounts(Protocol):
+    """What an event bus may report beyond :class:`~microcore.tooling.EventSource`
+    (the ``event_bus`` tool does): per-subscription state and per-name outcomes."""
+
+    def subscriptions(self) -> list[SubscriptionStats]: ...
+
+    def outcomes(self) -> list[DeliveryOutcome]: ...
 
 
 class SystemTool(Tool):
@@ -84,20 +125,22 @@ class SystemTool(Tool):
     )
 
     def __init__(
-        self, http: Any, config: Any, kernel: Kernel, event_bus: Any | None = None
+        self, http: HttpTool, config: Config, kernel: KernelView, event_bus: Tool | None = None
     ) -> None:
         self._http = http
         self._config = config
         self._kernel = kernel
-        self._bus = event_bus
+        # what the bus lets others see, as declared contracts (a bus may offer neither)
+        self._events = event_bus if isinstance(event_bus, EventSource) else None
+        self._counts = event_bus if isinstance(event_bus, DeliveryCounts) else None
         self._owner = Owner("tools.system")
         self._metrics = Metrics()
         self._feed = Feed()
-        self._stats: Any = None  # the http tool's request counters, from setup on
+        self._stats = http.request_stats()  # the http tool's request counters
         self._watching: Callable[[], object] | None = None
         self._dashboard = Dashboard()
         self._static = StaticScan(kernel.root)
-        self._recent: deque[Any] = deque(maxlen=_RECENT_REQUESTS)
+        self._recent: deque[Exchange] = deque(maxlen=_RECENT_REQUESTS)
         self._undo: list[Callable[[], object]] = []
 
     async def setup(self) -> None:
@@ -111,10 +154,8 @@ class SystemTool(Tool):
         await anyio.to_thread.run_sync(self._dashboard.load)
         self._owner.activate()
         self._register_routes()
-        self._stats = self._http.request_stats()
-        tap = getattr(self._bus, "tap", None)
-        if callable(tap):
-            self._undo.append(tap(self._on_event))
+        if self._events is not None:
+            self._undo.append(self._events.tap(self._on_event))
         self._kernel.add_reload_listener(self._on_reload)
 
     def _register_routes(self) -> None:
@@ -173,28 +214,22 @@ class SystemTool(Tool):
         Other tools that add ``/system/*`` routes wrap their handlers with this.
         """
 
-        async def guarded_handler(data: Any, context: Any) -> Any:
+        async def guarded_handler(data: Any, context: Context) -> Any:
             if self._allowed(context):
                 return await handler(data, context)
-            context.set_status(401)
-            context.set_header("WWW-Authenticate", 'Bearer realm="microcore system"')
-            return {
-                "success": False,
-                "error": {
-                    "code": "unauthorized",
-                    "message": "send SYSTEM_TOKEN as 'Authorization: Bearer <token>' "
-                    "or the system_token cookie (system routes are open only when "
-                    "MICROCORE_ENV=development)",
-                },
-            }
+            raise Unauthorized(
+                "send SYSTEM_TOKEN as 'Authorization: Bearer <token>' or the system_token "
+                "cookie (system routes are open only when MICROCORE_ENV=development)",
+                headers={"WWW-Authenticate": 'Bearer realm="microcore system"'},
+            )
 
         guarded_handler.__name__ = getattr(handler, "__name__", "guarded_handler")
         return guarded_handler
 
-    def _allowed(self, context: Any) -> bool:
-        return bool(self._config.development) or self._authorized(context.request)
+    def _allowed(self, context: Context) -> bool:
+        return self._config.development or self._authorized(context.request)
 
-    def _authorized(self, request: Any) -> bool:
+    def _authorized(self, request: Request) -> bool:
         token = self._config.get("SYSTEM_TOKEN") or ""
         if not token:
             return False
@@ -217,7 +252,7 @@ class SystemTool(Tool):
             self._watching()
             self._watching = None
 
-    def _on_request(self, exchange: Any) -> None:
+    def _on_request(self, exchange: Exchange) -> None:
         self._recent.append(exchange)
         if exchange.owner != "tools.system":
             self._feed.request(exchange)  # the dashboard's own traffic stays out of its feed
@@ -235,7 +270,7 @@ class SystemTool(Tool):
 
     # -- handlers --------------------------------------------------------------------
 
-    async def _get_health(self, data: Any, context: Any) -> dict[str, Any]:
+    async def _get_health(self, data: Any, context: Context) -> dict[str, Any]:
         """Liveness and readiness: 503 while any tool or plugin is failed."""
         failures = self._kernel.failures()
         if failures["tools"] or failures["plugins"]:
@@ -243,42 +278,27 @@ class SystemTool(Tool):
             return {"status": "failed", **failures}
         return {"status": "ok", "tools": [], "plugins": []}
 
-    async def _get_status(self, data: Any, context: Any) -> dict[str, Any]:
+    async def _get_status(self, data: Any, context: Context) -> dict[str, Any]:
         """Tools and plugins: status, error (file, line), registrations, boot and reload times."""
-        return self._kernel.status()
+        status: dict[str, Any] = self._kernel.status()
+        return status
 
-    async def _get_routes(self, data: Any, context: Any) -> dict[str, Any]:
+    async def _get_routes(self, data: Any, context: Context) -> dict[str, Any]:
         """Every route that serves: kind, method, path, owner, models and requests so far."""
-        counts = {
+        counts: dict[tuple[str | None, str | None], tuple[int, int]] = {
             key: (stats.count, sum(n for code, n in stats.statuses.items() if code >= 500))
             for key, stats in self._stats.routes().items()
         }
-        rows = []
-        for route in self._http.routes():
-            if route["kind"] == "static":  # counted under its template, GET and HEAD
-                template = f"{route['path']}/{{path}}"
-                pairs = [counts.get((m, template), (0, 0)) for m in ("GET", "HEAD")]
-                served, failed = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
-            else:
-                served, failed = counts.get((route["method"], route["path"]), (0, 0))
-            rows.append(
-                {
-                    **route,
-                    "request_model": _type_name(route.get("request_model")),
-                    "response_model": _type_name(route.get("response_model")),
-                    "requests": served,
-                    "server_errors": failed,
-                }
-            )
-        rows.sort(key=lambda r: (str(r["path"]), str(r["method"])))
+        rows = [_route_row(route, counts) for route in self._http.routes()]
+        rows.sort(key=lambda r: (str(r.path), str(r.method)))
         return {"routes": rows}
 
-    async def _get_events(self, data: EventQuery, context: Any) -> dict[str, Any]:
+    async def _get_events(self, data: EventQuery, context: Context) -> dict[str, Any]:
         """Recent events (oldest first) with ``caused_by`` and ``chain``, and one trace per
         correlation: the request that started it (when known) and the tree of events."""
-        if self._bus is None:
+        if self._events is None:
             return {"events": [], "traces": [], "history": 0}
-        history = self._bus.history()
+        history = self._events.history()
         found = select(
             history,
             name=data.name,
@@ -302,65 +322,83 @@ class SystemTool(Tool):
             for ex in self._recent
         }
 
-    async def _get_graph(self, data: Any, context: Any) -> dict[str, Any]:
+    async def _get_graph(self, data: Any, context: Context) -> dict[str, Any]:
         """Nodes, events (publishers -> subscribers) and requests (requesters -> responders)."""
         plugins = self._kernel.plugins
-        bus = self._bus.graph() if self._bus is not None else {}
         return {
             **build_graph(
                 plugins=plugins,
                 static=self._static.calls(plugins),
-                bus=bus,
+                flows=self._events.flows() if self._events is not None else None,
                 counts=self._metrics.published(),
                 sent=self._metrics.dead_letter_sources,
             ),
-            "subscriptions": self._bus.subscriptions() if self._bus is not None else [],
+            "subscriptions": self._counts.subscriptions() if self._counts is not None else [],
         }
 
-    async def _get_metrics(self, data: Any, context: Any) -> Response:
+    async def _get_metrics(self, data: Any, context: Context) -> Response:
         """Prometheus text exposition format 0.0.4."""
         text = self._metrics.render(
             requests=self._stats,
             status=self._kernel.status(),
-            subscriptions=self._bus.subscriptions() if self._bus is not None else [],
-            outcomes=self._bus.outcomes() if self._bus is not None else [],
+            subscriptions=self._counts.subscriptions() if self._counts is not None else [],
+            outcomes=self._counts.outcomes() if self._counts is not None else [],
             feed=self._feed.stats(),
         )
         return Response(text, media_type=CONTENT_TYPE)
 
-    async def _get_feed(self, data: Any, context: Any) -> Response:
+    async def _get_feed(self, data: Any, context: Context) -> Response:
         """Live requests and events as server-sent events (``request``, ``event``,
         ``dropped``, ``plugins``, ``reload``)."""
-        stream: AsyncIterator[Any] = self._feed.stream(context)
-        response: Response = self._http.event_stream(stream, context)
-        return response
+        return self._http.event_stream(self._feed.stream(context), context)
 
-    async def _get_dashboard(self, data: Any, context: Any) -> Response:
+    async def _get_dashboard(self, data: Any, context: Context) -> Response:
         """The dashboard page; outside development without the token, a page asking for it."""
         if self._allowed(context):
             return self._dashboard.page()
         return self._dashboard.login()
 
-    async def _get_asset(self, data: AssetName, context: Any) -> Any:
+    async def _get_asset(self, data: AssetName, context: Context) -> Response:
         response = self._dashboard.response(data.asset)
-        if response is not None:
-            return response
-        context.set_status(404)
-        return {
-            "success": False,
-            "error": {
-                "code": "not_found",
-                "message": f"no dashboard asset {data.asset!r}; "
-                f"there are: {', '.join(self._dashboard.names())}",
-            },
-        }
+        if response is None:
+            raise NotFound(
+                f"no dashboard asset {data.asset!r}; "
+                f"there are: {', '.join(self._dashboard.names())}"
+            )
+        return response
 
 
-def _positive(config: Any, key: str, default: int) -> int:
-    value = int(config.get_int(key, default))
+def _positive(config: Config, key: str, default: int) -> int:
+    value = config.get_int(key, default)
     if value < 1:
         raise ConfigurationError(f"{key} must be a positive integer, got {value}")
     return value
+
+
+def _route_row(
+    route: ServedRoute, counts: dict[tuple[str | None, str | None], tuple[int, int]]
+) -> RouteRow:
+    """``route`` with its requests so far and how many of them failed (5xx)."""
+    if route.kind is RouteKind.STATIC:  # counted under its template, GET and HEAD
+        template = f"{route.path}/{{path}}"
+        pairs = [counts.get((m, template), (0, 0)) for m in ("GET", "HEAD")]
+        served, failed = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+    else:
+        served, failed = counts.get((route.method, route.path), (0, 0))
+    return RouteRow(
+        kind=route.kind,
+        label=route.label,
+        method=route.method,
+        path=route.path,
+        owner=route.owner,
+        tags=route.tags,
+        summary=route.summary,
+        status_code=route.status_code,
+        request_model=_type_name(route.request_model),
+        response_model=_type_name(route.response_model),
+        requests=served,
+        server_errors=failed,
+    )
 
 
 def _type_name(model: Any) -> str | None:

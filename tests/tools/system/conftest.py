@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httpx
 import pytest_asyncio
 
+from microcore import Event
 from microcore.testing import RunningApp, start_app
+from microcore.tooling import Kernel
 from tests.support import eventually
+
+if TYPE_CHECKING:
+    from tools.event_bus.event_bus_tool import EventBusTool
+    from tools.http.http_tool import HttpTool
+    from tools.system.system_tool import SystemTool
 
 SYSTEM_TOOLS = ["config", "logger", "http", "event_bus", "system"]
 TOKEN = "s3cret-token"
@@ -105,38 +113,53 @@ class System:
         self.client = client
 
     @property
-    def kernel(self) -> Any:
+    def kernel(self) -> Kernel:
         return self.running.kernel
 
     @property
-    def bus(self) -> Any:
-        return self.running.kernel.tool("event_bus")
+    def root(self) -> Path:
+        return self.kernel.root
 
     @property
-    def tool(self) -> Any:
-        return self.running.kernel.tool("system")
+    def bus(self) -> EventBusTool:
+        return cast("EventBusTool", self.kernel.tool("event_bus"))
 
-    async def published(self, name: str, *, timeout: float = 5.0) -> Any:
+    @property
+    def http(self) -> HttpTool:
+        return cast("HttpTool", self.kernel.tool("http"))
+
+    @property
+    def tool(self) -> SystemTool:
+        return cast("SystemTool", self.kernel.tool("system"))
+
+    async def published(self, name: str, *, timeout: float = 5.0) -> Event:
         """The first event named ``name`` in the bus history, waiting up to ``timeout``."""
 
-        def find() -> Any:
+        def find() -> Event | None:
             return next((e for e in self.bus.history() if e.name == name), None)
 
         await eventually(find, timeout=timeout)
-        return find()
+        found = find()
+        assert found is not None
+        return found
 
     async def settled(self, *, timeout: float = 5.0) -> None:
         """Wait until no subscription has queued events left."""
         await eventually(
-            lambda: not any(s["queued"] for s in self.bus.subscriptions()), timeout=timeout
+            lambda: not any(s.queued for s in self.bus.subscriptions()), timeout=timeout
         )
 
 
-Boot = Callable[..., Awaitable[System]]
+class Boot(Protocol):
+    """``await boot(settings={...}, files={...})``."""
+
+    def __call__(
+        self, *, settings: Mapping[str, str] | None = None, files: Mapping[str, str] | None = None
+    ) -> Awaitable[System]: ...
 
 
 @pytest_asyncio.fixture
-async def boot(make_project: Any) -> AsyncIterator[Boot]:
+async def boot(make_project: Callable[..., Path]) -> AsyncIterator[Boot]:
     """``await boot(settings={...}, files={...})``: the shop (plus ``files``), booted."""
     async with AsyncExitStack() as stack:
 

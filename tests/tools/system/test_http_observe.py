@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from tests.tools.system.conftest import Boot
+
 LOGGING = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"}
 
 
@@ -13,7 +17,9 @@ def log_lines(capsys: Any, event: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == event]
 
 
-async def test_access_log_writes_one_line_per_request(capsys, boot):
+async def test_access_log_writes_one_line_per_request(
+    capsys: pytest.CaptureFixture[str], boot: Boot
+) -> None:
     """Each request logs method, path, status, duration_ms, request_id and the owning plugin."""
     system = await boot(settings=LOGGING)
     try:
@@ -36,7 +42,9 @@ async def test_access_log_writes_one_line_per_request(capsys, boot):
         await system.running.stop()  # while capsys still captures the shutdown lines
 
 
-async def test_access_log_can_be_switched_off(capsys, boot):
+async def test_access_log_can_be_switched_off(
+    capsys: pytest.CaptureFixture[str], boot: Boot
+) -> None:
     """HTTP_ACCESS_LOG=0 writes no access lines (metrics still count the requests)."""
     system = await boot(settings={**LOGGING, "HTTP_ACCESS_LOG": "0"})
     try:
@@ -49,7 +57,9 @@ async def test_access_log_can_be_switched_off(capsys, boot):
         await system.running.stop()  # while capsys still captures the shutdown lines
 
 
-async def test_handler_failure_logs_error_id_and_traceback(capsys, boot):
+async def test_handler_failure_logs_error_id_and_traceback(
+    capsys: pytest.CaptureFixture[str], boot: Boot
+) -> None:
     """A handler that raises logs its error id (the one in the 500 body) with the traceback."""
     system = await boot(settings=LOGGING)
     try:
@@ -64,10 +74,10 @@ async def test_handler_failure_logs_error_id_and_traceback(capsys, boot):
         await system.running.stop()  # while capsys still captures the shutdown lines
 
 
-async def test_observer_sees_route_template_status_and_owner(boot):
+async def test_observer_sees_route_template_status_and_owner(boot: Boot) -> None:
     """http.observe() callbacks get each answered request; remove() stops them."""
     system = await boot()
-    http = system.kernel.tool("http")
+    http = system.http
     seen: list[Any] = []
     remove = http.observe(seen.append)
     await system.client.post("/orders", json={"item": "pen"}, headers={"x-request-id": "r-1"})
@@ -83,11 +93,13 @@ async def test_observer_sees_route_template_status_and_owner(boot):
     assert seen[1].duration > 0
 
 
-async def test_observer_failure_is_logged_and_the_response_stands(capsys, boot):
+async def test_observer_failure_is_logged_and_the_response_stands(
+    capsys: pytest.CaptureFixture[str], boot: Boot
+) -> None:
     """An observer that raises is logged; the client still gets its answer."""
     system = await boot(settings={**LOGGING, "HTTP_ACCESS_LOG": "0"})
     try:
-        http = system.kernel.tool("http")
+        http = system.http
 
         def broken(exchange: Any) -> None:
             raise ValueError("observer bug")

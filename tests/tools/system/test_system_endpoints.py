@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
-from tests.tools.system.conftest import BROKEN
+import httpx
+
+from tests.tools.system.conftest import BROKEN, Boot
 
 
-async def test_health_names_every_failed_plugin_with_503(boot):
+async def test_health_names_every_failed_plugin_with_503(boot: Boot) -> None:
     """A failed plugin turns /system/health into a 503 that names it."""
     system = await boot(files=BROKEN)
     response = await system.client.get("/system/health")
@@ -15,7 +17,7 @@ async def test_health_names_every_failed_plugin_with_503(boot):
     assert response.json() == {"status": "failed", "tools": [], "plugins": ["shop.BrokenPlugin"]}
 
 
-async def test_status_shows_plugins_with_error_file_and_line(boot):
+async def test_status_shows_plugins_with_error_file_and_line(boot: Boot) -> None:
     """/system/status lists each plugin's status, routes and subscriptions, and where it failed."""
     system = await boot(files=BROKEN)
     body = (await system.client.get("/system/status")).json()
@@ -32,7 +34,7 @@ async def test_status_shows_plugins_with_error_file_and_line(boot):
     assert body["booted_at"] is not None
 
 
-async def test_routes_lists_templates_owners_and_request_counts(boot):
+async def test_routes_lists_templates_owners_and_request_counts(boot: Boot) -> None:
     """/system/routes lists every serving route by template with its owner and requests so far."""
     system = await boot()
     await system.client.get("/orders/1")
@@ -49,7 +51,7 @@ async def test_routes_lists_templates_owners_and_request_counts(boot):
     assert by_label["GET /system/events"]["request_model"] == "EventQuery"
 
 
-async def test_events_show_the_request_and_the_event_that_caused_each(boot):
+async def test_events_show_the_request_and_the_event_that_caused_each(boot: Boot) -> None:
     """A request's event names the request id as origin; a handler's event names its parent."""
     system = await boot()
     placed = await system.client.post("/orders", json={"item": "pen"})
@@ -66,7 +68,7 @@ async def test_events_show_the_request_and_the_event_that_caused_each(boot):
     assert invoice["payload"] == {"item": "pen"}
 
 
-async def test_events_traces_nest_events_under_their_request(boot):
+async def test_events_traces_nest_events_under_their_request(boot: Boot) -> None:
     """Each correlation is one trace: its events as a tree under the request id."""
     system = await boot()
     placed = await system.client.post("/orders", json={"item": "pen"})
@@ -82,7 +84,7 @@ async def test_events_traces_nest_events_under_their_request(boot):
     assert names == [("price.quote", []), ("order.placed", ["invoice.created"])]
 
 
-async def test_events_filters_by_name_pattern_source_and_event_id(boot):
+async def test_events_filters_by_name_pattern_source_and_event_id(boot: Boot) -> None:
     """?name= takes patterns, ?source= a publisher, ?event_id= a family, ?limit= the last N."""
     system = await boot()
     await system.client.post("/orders", json={"item": "pen"})
@@ -90,7 +92,7 @@ async def test_events_filters_by_name_pattern_source_and_event_id(boot):
     await system.settled()
     get = system.client.get
 
-    def names(response):
+    def names(response: httpx.Response) -> list[str]:
         return [e["name"] for e in response.json()["events"]]
 
     assert names(await get("/system/events", params={"name": "invoice.*"})) == [
@@ -109,7 +111,7 @@ async def test_events_filters_by_name_pattern_source_and_event_id(boot):
     assert (await get("/system/events", params={"limit": 0})).status_code == 422
 
 
-async def test_events_mark_dead_letters_as_failed(boot):
+async def test_events_mark_dead_letters_as_failed(boot: Boot) -> None:
     """A handler that fails every attempt leaves a _dlq.<name> event marked failed."""
     system = await boot()
     await system.client.post("/orders", json={"item": "bad"})
@@ -121,7 +123,7 @@ async def test_events_mark_dead_letters_as_failed(boot):
     assert dead["caused_by"]["name"] == "invoice.created"
 
 
-async def test_events_payloads_hidden_by_setting(boot):
+async def test_events_payloads_hidden_by_setting(boot: Boot) -> None:
     """SYSTEM_FEED_PAYLOADS=0 keeps payloads out of /system/events."""
     system = await boot(settings={"SYSTEM_FEED_PAYLOADS": "0"})
     await system.client.post("/orders", json={"item": "secret"})
@@ -131,7 +133,7 @@ async def test_events_payloads_hidden_by_setting(boot):
     assert all(e["payload"] is None and e["payload_hidden"] for e in body.json()["events"])
 
 
-async def test_graph_lists_publishers_subscribers_requesters_and_responders(boot):
+async def test_graph_lists_publishers_subscribers_requesters_and_responders(boot: Boot) -> None:
     """/system/graph merges the source scan with what ran: senders and receivers per name."""
     system = await boot()
     graph = (await system.client.get("/system/graph")).json()
@@ -153,7 +155,7 @@ async def test_graph_lists_publishers_subscribers_requesters_and_responders(boot
     assert {n["id"] for n in graph["nodes"]} >= {"shop.OrderPlugin", "shop.PricePlugin"}
 
 
-async def test_graph_counts_what_was_published_and_shows_dead_letters(boot):
+async def test_graph_counts_what_was_published_and_shows_dead_letters(boot: Boot) -> None:
     """After traffic the graph counts events by name and shows _dlq names as failed."""
     system = await boot()
     await system.client.post("/orders", json={"item": "bad"})
@@ -169,7 +171,7 @@ async def test_graph_counts_what_was_published_and_shows_dead_letters(boot):
     assert subs[("shop.AuditPlugin", "invoice.*")]["failed"] == 1
 
 
-async def test_dashboard_page_and_assets_are_local(boot):
+async def test_dashboard_page_and_assets_are_local(boot: Boot) -> None:
     """The page loads its script and style from /system/dashboard/ and nothing from elsewhere."""
     system = await boot()
     page = (await system.client.get("/system/dashboard")).text
@@ -185,7 +187,7 @@ async def test_dashboard_page_and_assets_are_local(boot):
     assert script.headers["content-type"] == "text/javascript; charset=utf-8"
 
 
-async def test_dashboard_unknown_asset_is_404(boot):
+async def test_dashboard_unknown_asset_is_404(boot: Boot) -> None:
     """An asset name the dashboard does not ship is a 404 naming the ones it does."""
     system = await boot()
     response = await system.client.get("/system/dashboard/evil.js")

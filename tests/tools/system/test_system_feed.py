@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from microcore._reload import Reloader
-from tests.tools.system.conftest import PRODUCTION, SHOP, TOKEN
+from microcore._dev.reload import Reloader
+from tests.tools.system.conftest import PRODUCTION, SHOP, TOKEN, Boot
 from tools.system._feed import FeedClient
 
 Message = dict[str, Any]
@@ -98,7 +98,7 @@ def named(kind: str, **fields: Any) -> Callable[[list[Message]], Any]:
     return check
 
 
-async def test_feed_streams_requests_and_their_events_live(boot):
+async def test_feed_streams_requests_and_their_events_live(boot: Boot) -> None:
     """After 'ready', a POST shows up as a request and its events, linked by the request id."""
     system = await boot()
     reader = SseReader(system.running.app)
@@ -123,7 +123,7 @@ async def test_feed_streams_requests_and_their_events_live(boot):
     assert not named("request", path="/system/status")(reader.messages())
 
 
-async def test_feed_open_lets_events_name_their_request(boot):
+async def test_feed_open_lets_events_name_their_request(boot: Boot) -> None:
     """While a feed client watches, /system/events shows method, route and status of the cause."""
     system = await boot()
     reader = SseReader(system.running.app)
@@ -142,7 +142,7 @@ async def test_feed_open_lets_events_name_their_request(boot):
     assert body["traces"][0]["request"]["path"] == "/orders"
 
 
-async def test_feed_hides_payloads_by_setting(boot):
+async def test_feed_hides_payloads_by_setting(boot: Boot) -> None:
     """With SYSTEM_FEED_PAYLOADS=0 events arrive without their payloads."""
     system = await boot(settings={"SYSTEM_FEED_PAYLOADS": "false"})
     reader = SseReader(system.running.app)
@@ -157,7 +157,7 @@ async def test_feed_hides_payloads_by_setting(boot):
     assert b"secret-thing" not in reader.raw
 
 
-async def test_feed_stalled_client_drops_oldest_and_never_blocks_requests(boot):
+async def test_feed_stalled_client_drops_oldest_and_never_blocks_requests(boot: Boot) -> None:
     """A reader that stops reading loses the oldest items, is told how many, and slows no one."""
     system = await boot(settings={"SYSTEM_FEED_BUFFER": "8"})
     reader = SseReader(system.running.app)
@@ -184,7 +184,7 @@ async def test_feed_stalled_client_drops_oldest_and_never_blocks_requests(boot):
     assert "microcore_feed_clients 0" in dropped_total
 
 
-async def test_feed_refuses_clients_past_the_limit(boot):
+async def test_feed_refuses_clients_past_the_limit(boot: Boot) -> None:
     """Past SYSTEM_FEED_CLIENTS the new stream gets an error message and ends."""
     system = await boot(settings={"SYSTEM_FEED_CLIENTS": "1"})
     first, second = SseReader(system.running.app), SseReader(system.running.app)
@@ -200,7 +200,7 @@ async def test_feed_refuses_clients_past_the_limit(boot):
     assert "SYSTEM_FEED_CLIENTS" in error["message"]
 
 
-async def test_feed_announces_reloads(boot):
+async def test_feed_announces_reloads(boot: Boot) -> None:
     """A hot reload sends a 'reload' message so the dashboard refreshes what it shows."""
     system = await boot()
     reader = SseReader(system.running.app)
@@ -216,7 +216,7 @@ async def test_feed_announces_reloads(boot):
     assert reload["reloaded_at"] == system.kernel.reloaded_at
 
 
-async def test_feed_needs_the_token_outside_development(boot):
+async def test_feed_needs_the_token_outside_development(boot: Boot) -> None:
     """Outside development the feed answers 401 without the token and streams with it."""
     system = await boot(settings=PRODUCTION)
     refused = SseReader(system.running.app)
@@ -232,7 +232,7 @@ async def test_feed_needs_the_token_outside_development(boot):
     assert allowed.status == 200
 
 
-async def test_feed_client_ring_keeps_the_newest_items():
+async def test_feed_client_ring_keeps_the_newest_items() -> None:
     """A full ring drops its oldest item, counts it, and hands the rest over in order."""
     client = FeedClient(3)
     dropped = [client.put(("event", str(n).encode())) for n in range(5)]
@@ -246,7 +246,7 @@ async def test_feed_client_ring_keeps_the_newest_items():
 
 
 @pytest.mark.parametrize("setting", ["SYSTEM_FEED_BUFFER", "SYSTEM_FEED_CLIENTS"])
-async def test_feed_limits_must_be_positive(boot, setting):
+async def test_feed_limits_must_be_positive(boot: Boot, setting: str) -> None:
     """A zero feed limit fails the system tool at boot with a message naming the setting."""
     system = await boot(settings={setting: "0"})
     error = system.kernel.status()["tools"]["system"]["error"]

@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Any
 
 from microcore import Event
-from microcore._reload import Reloader
-from tests.tools.system.conftest import BROKEN, PRODUCTION, SHOP, TOKEN
+from microcore._dev.reload import Reloader
+from tests.tools.system.conftest import BROKEN, PRODUCTION, SHOP, TOKEN, Boot
 from tools.http._stats import FLUSH_AT, RequestStats
 from tools.system._metrics import MAX_SERIES, Metrics
 
@@ -81,7 +81,7 @@ async def scrape(system: Any) -> tuple[dict[str, str], Series]:
     return parse(response.text)
 
 
-async def test_metrics_count_requests_by_route_template_and_status(boot):
+async def test_metrics_count_requests_by_route_template_and_status(boot: Boot) -> None:
     """Requests count under their route template, never the raw path; unrouted as 'unmatched'."""
     system = await boot()
     for order_id in (1, 2, 3):
@@ -100,7 +100,7 @@ async def test_metrics_count_requests_by_route_template_and_status(boot):
     assert not any(r.startswith("/orders/1") or r.startswith("/no/") for r in routes)
 
 
-async def test_metrics_count_every_request_past_the_batch_size(boot):
+async def test_metrics_count_every_request_past_the_batch_size(boot: Boot) -> None:
     """Counts stay exact however many requests wait to be folded in (batches of FLUSH_AT)."""
     system = await boot()
     total = FLUSH_AT + FLUSH_AT // 2
@@ -113,7 +113,7 @@ async def test_metrics_count_every_request_past_the_batch_size(boot):
     assert show["requests"] == total
 
 
-async def test_metrics_latency_histogram_is_cumulative_and_matches_count(boot):
+async def test_metrics_latency_histogram_is_cumulative_and_matches_count(boot: Boot) -> None:
     """Each route's buckets only grow, end with +Inf equal to _count, and _sum is positive."""
     system = await boot()
     for _ in range(5):
@@ -136,7 +136,7 @@ async def test_metrics_latency_histogram_is_cumulative_and_matches_count(boot):
     assert value(series, name + "_sum", route="/orders/{order_id:int}") > 0
 
 
-async def test_metrics_count_events_deliveries_failures_and_dead_letters(boot):
+async def test_metrics_count_events_deliveries_failures_and_dead_letters(boot: Boot) -> None:
     """Published events by name, deliveries and failures by subscriber, dead letters by name."""
     system = await boot()
     await system.client.post("/orders", json={"item": "pen"})
@@ -160,7 +160,7 @@ async def test_metrics_count_events_deliveries_failures_and_dead_letters(boot):
                  pattern="invoice.*") == 0  # fmt: skip
 
 
-async def test_metrics_show_tool_and_plugin_health(boot):
+async def test_metrics_show_tool_and_plugin_health(boot: Boot) -> None:
     """microcore_tool_up and microcore_plugin_up are 1 when serving, 0 when failed."""
     system = await boot(files=BROKEN)
     _, series = await scrape(system)
@@ -170,7 +170,7 @@ async def test_metrics_show_tool_and_plugin_health(boot):
     assert value(series, "microcore_boot_timestamp_seconds") > 0
 
 
-async def test_metrics_count_reloads(boot):
+async def test_metrics_count_reloads(boot: Boot) -> None:
     """Each hot reload adds one to microcore_reloads_total and sets the last reload's time;
     a reloaded plugin's delivery counters carry on from where they were."""
     system = await boot()
@@ -194,7 +194,7 @@ async def test_metrics_count_reloads(boot):
     assert value(after, "microcore_last_reload_duration_seconds") >= 0
 
 
-async def test_metrics_label_sets_stay_bounded_under_random_paths_and_methods(boot):
+async def test_metrics_label_sets_stay_bounded_under_random_paths_and_methods(boot: Boot) -> None:
     """Hundreds of random paths and odd methods add at most one 'unmatched' series per method."""
     system = await boot()
     for n in range(200):
@@ -221,7 +221,7 @@ def render(metrics: Metrics, requests: RequestStats) -> str:
     )
 
 
-def test_metrics_new_names_past_the_cap_count_as_other():
+def test_metrics_new_names_past_the_cap_count_as_other() -> None:
     """Past MAX_SERIES names, new event names and routes are counted under '_other'."""
     metrics, requests = Metrics(), RequestStats()
     for n in range(MAX_SERIES + 10):
@@ -234,7 +234,7 @@ def test_metrics_new_names_past_the_cap_count_as_other():
     assert value(series, "microcore_http_requests_total", route="_other") == 10
 
 
-def test_metrics_escape_label_values():
+def test_metrics_escape_label_values() -> None:
     """Quotes, backslashes and newlines in label values are escaped as the format requires."""
     metrics = Metrics()
     metrics.event(event('odd"name\\with\nbreaks'))
@@ -265,7 +265,7 @@ TWO_HANDLERS = {
 }
 
 
-async def test_metrics_never_repeat_a_series_when_a_plugin_subscribes_twice(boot):
+async def test_metrics_never_repeat_a_series_when_a_plugin_subscribes_twice(boot: Boot) -> None:
     """Two handlers of one plugin on one pattern still give one queue-depth series (a
     repeated series is undefined for Prometheus, which drops one of them)."""
     system = await boot(settings=PRODUCTION, files=TWO_HANDLERS)
