@@ -9,7 +9,7 @@
 from microcore import NoResponder, RequestTimeout
 
 from ._errors import BusClosed, DeliveryTimeout, EventPayloadError, PublishTimeout, RequestFailed
-from ._handle import EventBus
+from ._handle import EventBus, EventHandler
 from ._stats import DeliveryOutcome, SubscriptionState, SubscriptionStats
 
 __all__ = (
@@ -17,6 +17,7 @@ __all__ = (
     "DeliveryOutcome",
     "DeliveryTimeout",
     "EventBus",
+    "EventHandler",
     "EventPayloadError",
     "NoResponder",
     "PublishTimeout",

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import cast
 
 import anyio
 import anyio.lowlevel
+import structlog
 
 from microcore import Event
 from microcore.tooling import causation
@@ -35,7 +36,9 @@ from ._errors import BusClosed, DeliveryTimeout
 from ._fanout import Fanout, Item, Request, Subscription
 from ._stats import SubscriptionState
 
-__all__ = ("Deliverer", "Log")
+__all__ = ("Deliverer",)
+
+_log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 _BATCH = 64  # events handled back to back before the consumer yields to other tasks
 _LOGGED_IDS = 20  # event ids listed in an "undelivered" log line
@@ -46,13 +49,6 @@ DeadLetter = Callable[[Subscription, Event, BaseException, int], Awaitable[None]
 Responded = Callable[[str, str], None]
 
 
-class Log(Protocol):
-    def info(self, msg: str, **fields: Any) -> None: ...
-    def warning(self, msg: str, **fields: Any) -> None: ...
-    def error(self, msg: str, **fields: Any) -> None: ...
-    def exception(self, msg: str, **fields: Any) -> None: ...
-
-
 class Deliverer:
     """Runs the consumers and their watchdog; one instance per bus."""
 
@@ -60,14 +56,12 @@ class Deliverer:
         self,
         *,
         fanout: Fanout,
-        log: Log,
         timeout: float,
         backoff: float,
         dead_letter: DeadLetter,
         responded: Responded,
     ) -> None:
         self._fanout = fanout
-        self._log = log
         self.timeout = timeout
         self.backoff = backoff
         self._dead_letter = dead_letter
@@ -133,9 +127,7 @@ class Deliverer:
                         sub.since = 0.0  # the watchdog cut the call in hand short
                         sub.error = self._overrun(sub, held[0])
         except Exception:  # noqa: BLE001 - isolation boundary: a consumer must not take the kernel down
-            self._log.exception(
-                "event_consumer_crashed", subscriber=sub.identity, pattern=sub.pattern
-            )
+            _log.exception("event_consumer_crashed", subscriber=sub.identity, pattern=sub.pattern)
         finally:
             self.consumers.discard(sub)
             sub.since = 0.0
@@ -234,7 +226,7 @@ class Deliverer:
                 if guard.cancel_called:
                     sub.error = error
                     return False
-            self._log.error(
+            _log.error(
                 "event_handler_failed",
                 event_name=event.name,
                 event_id=event.id,
@@ -288,7 +280,7 @@ class Deliverer:
                     BusClosed(f"{sub.identity!r} stopped before handling {item.event.name!r}"),
                     sub.identity,
                 )
-        self._log.error(
+        _log.error(
             "events_undelivered",
             subscriber=sub.identity,
             pattern=sub.pattern,

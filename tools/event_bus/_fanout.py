@@ -23,13 +23,14 @@ from microcore import Event
 from microcore.events import SubjectTrie
 from microcore.tooling import Owner, Registration
 
-from ._driver import Reply
+from ._backend import Reply
 from ._errors import PublishTimeout
 from ._stats import SubscriptionState
 
-__all__ = ("Fanout", "Handler", "Request", "Subscription")
+__all__ = ("EventHandler", "Fanout", "Request", "Subscription")
 
-Handler = Callable[[Event], Coroutine[Any, Any, Any]]
+# ``async def handler(event: Event) -> Any``; a non-None return answers a request
+EventHandler = Callable[[Event], Coroutine[Any, Any, Any]]
 
 
 class Request:
@@ -71,7 +72,7 @@ class Subscription:
         "task_id",
     )
 
-    def __init__(self, owner: Owner, pattern: str, handler: Handler, retries: int) -> None:
+    def __init__(self, owner: Owner, pattern: str, handler: EventHandler, retries: int) -> None:
         self.owner = owner
         self.identity = owner.identity
         self.pattern = pattern
@@ -108,7 +109,7 @@ class Subscription:
 
 
 class Fanout:
-    """The bus's :class:`~._driver.Sink`: queue an event to every matching local subscription."""
+    """The bus's :class:`~._backend.Sink`: queue an event to every matching local subscription."""
 
     def __init__(self, *, buffer: int, publish_timeout: float) -> None:
         self.buffer = buffer

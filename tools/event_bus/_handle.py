@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from microcore.tooling import Owner, RegistrationError
 
-from ._fanout import Handler, Subscription
+from ._fanout import EventHandler, Subscription
 from ._history import Graph
+from ._router import Router
 
-if TYPE_CHECKING:
-    from .event_bus_tool import EventBusTool
-
-__all__ = ("EventBus",)
+__all__ = ("EventBus", "EventHandler")
 
 
 class EventBus:
@@ -21,25 +19,28 @@ class EventBus:
     Names are dot-separated tokens (``product.created``); in patterns ``*``
     matches one token and ``>`` one or more trailing tokens (``order.>``)::
 
+        from microcore import Event, Plugin
+        from tools.event_bus import EventBus
+
         class NotifyPlugin(Plugin):
-            def __init__(self, event_bus):
+            def __init__(self, event_bus: EventBus) -> None:
                 self.bus = event_bus
 
-            async def on_boot(self):
+            async def on_boot(self) -> None:
                 await self.bus.subscribe("product.created", self.on_created, retries=2)
 
-            async def on_created(self, event):
+            async def on_created(self, event: Event) -> None:
                 ...  # event.name, event.payload, event.id, event.correlation_id, event.source
     """
 
-    __slots__ = ("_bus", "_owner", "_published", "_source", "_subs")
+    __slots__ = ("_owner", "_published", "_router", "_source", "_subs")
 
-    def __init__(self, bus: EventBusTool, owner: Owner) -> None:
-        self._bus = bus
+    def __init__(self, router: Router, owner: Owner) -> None:
+        self._router = router
         self._owner = owner
         self._source = owner.identity
-        self._published = bus._graph.published_by(owner.identity)
-        self._subs: dict[tuple[str, Handler], Subscription] = {}
+        self._published = router.published_by(owner.identity)
+        self._subs: dict[tuple[str, EventHandler], Subscription] = {}
 
     async def publish(self, name: str, payload: Any) -> str:
         """Publish an event (fire-and-forget) and return its id.
@@ -55,9 +56,9 @@ class EventBus:
         >>> await self.bus.publish("product.created", {"id": 7, "name": "Pen"})
         """
         Graph.note(self._published, name)
-        return await self._bus._publish(name, payload, self._source)
+        return await self._router.publish(name, payload, self._source)
 
-    async def subscribe(self, pattern: str, handler: Handler, *, retries: int = 0) -> None:
+    async def subscribe(self, pattern: str, handler: EventHandler, *, retries: int = 0) -> None:
         """Call ``async handler(event)`` for every event whose name matches ``pattern``.
 
         Events arrive in publish order, one at a time. A handler that raises is
@@ -74,23 +75,26 @@ class EventBus:
                 f"plugin {self._source!r} already subscribed {_name(handler)} to {pattern!r}; "
                 "subscribe once (or unsubscribe first)"
             )
-        sub = self._bus._subscription(self._owner, pattern, handler, retries)
+        sub = self._router.subscription(self._owner, pattern, handler, retries)
 
         async def release() -> None:
             if self._subs.get(key) is sub:
                 del self._subs[key]
-            await self._bus._release(sub)
+            await self._router.release(sub)
 
         sub.registration = self._owner.own("subscription", pattern, release)
         self._subs[key] = sub
-        self._bus._track(sub)
+        self._router.track(sub)
 
-    async def unsubscribe(self, pattern: str, handler: Handler) -> None:
+    async def unsubscribe(self, pattern: str, handler: EventHandler) -> None:
         """End a subscription made with the same ``pattern`` and ``handler``.
 
         No new events arrive; the ones already queued are still handled (this
         waits for them, up to ``EVENT_BUS_DRAIN_TIMEOUT``, unless called from
-        that subscription's own handler).
+        that subscription's own handler). Raises ``RegistrationError`` naming
+        the plugin's subscriptions when there is no such subscription.
+
+        >>> await self.bus.unsubscribe("order.*", self.on_order)
         """
         sub = self._subs.get((pattern, handler))
         if sub is None or sub.registration is None:
@@ -114,7 +118,7 @@ class EventBus:
         >>> price = await self.bus.request("pricing.quote", {"sku": "PEN-1"}, timeout=2.0)
         """
         Graph.note(self._published, name)
-        return await self._bus._request(name, payload, self._source, timeout)
+        return await self._router.request(name, payload, self._source, timeout)
 
     def __repr__(self) -> str:
         return f"<EventBus of {self._source}>"

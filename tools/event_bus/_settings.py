@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Protocol
 
 import msgspec
 
 from microcore.tooling import ConfigurationError
+from tools.config import Config
 
-__all__ = ("BusSettings", "Config", "read_settings")
-
-
-class Config(Protocol):
-    """What the bus needs from the ``config`` tool."""
-
-    def get(self, key: str, default: str | None = None) -> str | None: ...
-    def get_int(self, key: str, default: int) -> int: ...
-    def get_float(self, key: str, default: float) -> float: ...
+__all__ = ("BusSettings", "read_settings")
 
 
 class BusSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,7 +20,7 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff: float = 0.1  # EVENT_BUS_RETRY_BACKOFF: first retry delay, doubled each time
     drain_timeout: float = 5.0  # EVENT_BUS_DRAIN_TIMEOUT: shutdown drain / unload grace period
     history: int = 1000  # EVENT_BUS_HISTORY: recent events kept for /system/events
-    # NATS only (see _nats.py):
+    # NATS only (see nats/backend.py):
     stream: str = "microcore"  # EVENT_BUS_STREAM: JetStream stream name and subject root
     ack_wait: float = 30.0  # EVENT_BUS_ACK_WAIT: redelivery delay of a dead replica's events
     retention: float = 7 * 86400.0  # EVENT_BUS_RETENTION: longest an event waits for a plugin

@@ -28,9 +28,11 @@ from microcore.tooling import Owner
 from tests.support import eventually
 from tests.tools.conftest import require_service
 from tools.config.config_tool import ConfigTool
-from tools.event_bus import _nats  # noqa: F401 - imported with the rest of the bus (_pin_tools)
-from tools.event_bus.event_bus_tool import EventBus, EventBusTool
-from tools.logger.logger_tool import LoggerTool
+from tools.event_bus import EventBus
+from tools.event_bus._fanout import Subscription
+from tools.event_bus.event_bus_tool import EventBusTool
+from tools.event_bus.memory import MemoryBackend
+from tools.event_bus.nats import NatsBackend  # imported with the rest of the bus (_pin_tools)
 
 # This repository's tool modules, as the tests imported them.
 _TOOLS = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "tools"}
@@ -58,7 +60,7 @@ async def running_bus(**settings: Any) -> AsyncIterator[EventBusTool]:
     _pin_tools()
     async with anyio.create_task_group() as tg:
         kernel = FakeKernel(tg, {k: str(v) for k, v in settings.items()})
-        bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)  # type: ignore[arg-type]
+        bus = EventBusTool(ConfigTool(kernel), kernel)  # type: ignore[arg-type]
         await bus.setup()
         try:
             yield bus
@@ -204,9 +206,23 @@ def until() -> Callable[..., Any]:
     return wait_until
 
 
-def subscription_of(bus: EventBusTool, identity: str, pattern: str) -> Any:
+def backend_of(bus: EventBusTool) -> MemoryBackend | NatsBackend:
+    """The backend ``bus`` runs on (white-box tests)."""
+    backend = bus._router.backend
+    assert isinstance(backend, MemoryBackend | NatsBackend)
+    return backend
+
+
+def nats_backend_of(bus: EventBusTool) -> NatsBackend:
+    """The NATS backend of a bus on NATS (white-box tests)."""
+    backend = bus._router.backend
+    assert isinstance(backend, NatsBackend)
+    return backend
+
+
+def subscription_of(bus: EventBusTool, identity: str, pattern: str) -> Subscription:
     """The bus's subscription of plugin ``identity`` to ``pattern`` (white-box tests)."""
-    for subs in bus._owned.values():
+    for subs in bus._router.owned.values():
         for sub in subs:
             if sub.identity == identity and sub.pattern == pattern:
                 return sub

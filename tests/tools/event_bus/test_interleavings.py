@@ -102,13 +102,13 @@ async def test_drain_notices_outstanding_reaching_zero_through_a_refused_publish
             tg.start_soon(publish_blocked)
             await until(lambda: sub.room is not None)
             tg.start_soon(drain)
-            await until(lambda: bus._fanout.idle is not None)
-            assert bus._fanout.outstanding == 3
+            await until(lambda: bus._router.fanout.idle is not None)
+            assert bus._router.fanout.outstanding == 3
             go.set()  # the consumer runs first: settles e0, takes e1 (wakes the publisher) ...
             tg.start_soon(s.unsubscribe, "x", handler)  # ... then the subscription closes
             with anyio.move_on_after(3):
                 await drained.wait()
-            assert bus._fanout.outstanding == 0
+            assert bus._router.fanout.outstanding == 0
             assert drained.is_set(), "drain kept waiting with nothing outstanding"
 
 

@@ -8,9 +8,8 @@ import structlog
 
 from microcore.tooling import ConfigurationError
 from tools.config.config_tool import ConfigTool
-from tools.event_bus._errors import BusClosed
+from tools.event_bus import BusClosed
 from tools.event_bus.event_bus_tool import EventBusTool
-from tools.logger.logger_tool import LoggerTool
 
 
 class _Kernel:
@@ -36,7 +35,7 @@ class _Kernel:
 async def test_setup_refuses_bad_settings(settings, message):
     """Unknown bus URLs and out-of-range numbers fail setup with a message naming the key."""
     kernel = _Kernel(settings)
-    bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)
+    bus = EventBusTool(ConfigTool(kernel), kernel)
     with pytest.raises(ConfigurationError, match=message):
         await bus.setup()
 
@@ -44,9 +43,9 @@ async def test_setup_refuses_bad_settings(settings, message):
 async def test_publish_before_setup_is_refused():
     """A bus that is not set up says so instead of failing obscurely."""
     kernel = _Kernel({})
-    bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)
+    bus = EventBusTool(ConfigTool(kernel), kernel)
     with pytest.raises(BusClosed, match="not set up"):
-        await bus._publish("a.b", {}, "x")
+        await bus._router.publish("a.b", {}, "x")
 
 
 async def test_drain_delivers_queued_events_and_their_consequences(

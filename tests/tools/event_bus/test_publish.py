@@ -322,7 +322,7 @@ async def test_publisher_cancelled_as_its_event_finds_room_is_accounted_once(
             gate.set()
         with anyio.fail_after(5):
             await bus.drain()
-        assert bus._fanout.outstanding == 0
+        assert bus._router.fanout.outstanding == 0
     assert seen == [0, 1, *returned]
 
 

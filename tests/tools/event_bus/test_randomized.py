@@ -24,7 +24,8 @@ import pytest
 
 from microcore import Event
 from microcore.tooling import NoResponder, Owner, RequestTimeout
-from tools.event_bus._errors import RequestFailed
+from tests.tools.event_bus.conftest import backend_of
+from tools.event_bus import RequestFailed
 
 NAMES = ["a.b", "a.c", "b.c.d", "a.b.c"]
 PATTERNS = ["a.b", "a.*", "a.>", "*.b", "b.>", "*.c.d", "a.b.c"]
@@ -211,8 +212,8 @@ async def test_random_interleavings_lose_nothing_and_deliver_once(seed, new_memo
                 for number in range(3):
                     tg.start_soon(actor, bus, model, random.Random(rng.random()), number, 60)
             await bus.drain()
-            assert bus._driver.waiting == set()
-            assert bus._fanout.outstanding == 0
+            assert backend_of(bus).waiting == set()
+            assert bus._router.fanout.outstanding == 0
 
     letters: dict[tuple[str, str], int] = {}
     for letter in dead:

@@ -6,7 +6,8 @@ import anyio
 import pytest
 
 from microcore.tooling import NoResponder, RequestTimeout, causation
-from tools.event_bus._errors import RequestFailed
+from tests.tools.event_bus.conftest import backend_of
+from tools.event_bus import RequestFailed
 
 
 async def test_request_returns_the_responders_reply(new_bus, make_plugin):
@@ -31,7 +32,7 @@ async def test_request_without_subscriber_raises_no_responder_at_once(new_bus, m
     async with new_bus() as bus:
         with anyio.fail_after(1), pytest.raises(NoResponder, match=r"price\.quote"):
             await make_plugin(bus).request("price.quote", {}, timeout=30)
-        assert bus._driver.waiting == set()
+        assert backend_of(bus).waiting == set()
 
 
 async def test_request_times_out_with_request_timeout(new_bus, make_plugin):
@@ -48,7 +49,7 @@ async def test_request_times_out_with_request_timeout(new_bus, make_plugin):
         assert 0.05 <= anyio.current_time() - started < 1
         assert isinstance(info.value, TimeoutError)
         assert info.value.http_status == 504
-        assert bus._driver.waiting == set()
+        assert backend_of(bus).waiting == set()
 
 
 async def test_cancelled_request_cleans_up_its_waiter(new_bus, make_plugin, until):
@@ -66,7 +67,7 @@ async def test_cancelled_request_cleans_up_its_waiter(new_bus, make_plugin, unti
         client = make_plugin(bus)
         with anyio.move_on_after(0.02):
             await client.request("q.slow", {}, timeout=10)
-        assert bus._driver.waiting == set()
+        assert backend_of(bus).waiting == set()
         release.set()
         with anyio.fail_after(5):
             await answered.wait()

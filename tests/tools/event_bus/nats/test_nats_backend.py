@@ -21,12 +21,12 @@ import structlog
 
 from microcore.tooling import NoResponder, RequestTimeout
 from tests.support import eventually, free_port
+from tests.tools.event_bus.conftest import nats_backend_of
 from tools.config.config_tool import ConfigTool
-from tools.event_bus._errors import EventPayloadError, RequestFailed
-from tools.event_bus._nats import NatsUnavailable
-from tools.event_bus._wire import Subjects
+from tools.event_bus import EventPayloadError, RequestFailed
 from tools.event_bus.event_bus_tool import EventBusTool
-from tools.logger.logger_tool import LoggerTool
+from tools.event_bus.nats import NatsUnavailable
+from tools.event_bus.nats.wire import Subjects
 
 NATS_SERVER = shutil.which("nats-server")
 
@@ -75,7 +75,7 @@ async def test_nats_unreachable_fails_setup_naming_the_url():
     """A NATS URL nothing listens on fails setup at once, naming it and how to fix it."""
     url = f"nats://127.0.0.1:{free_port()}"
     kernel = _Kernel({"EVENT_BUS_URL": url})
-    bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)  # type: ignore[arg-type]
+    bus = EventBusTool(ConfigTool(kernel), kernel)  # type: ignore[arg-type]
     with anyio.fail_after(10), pytest.raises(NatsUnavailable, match="nats-server -js") as info:
         await bus.setup()
     assert url in str(info.value)
@@ -138,7 +138,7 @@ async def test_nats_request_is_answered_by_a_responder_in_another_replica(nats_b
             await client.request("nobody.answers", {}, timeout=30)
         with anyio.fail_after(2), pytest.raises(RequestFailed, match="no such sku"):
             await client.request("stock.check", {}, timeout=30)
-        assert a._driver.waiting == set()
+        assert nats_backend_of(a).waiting == set()
 
 
 async def test_nats_request_timeout_is_request_timeout(nats_bus, make_plugin):
@@ -228,7 +228,7 @@ async def test_nats_crashed_replica_events_are_redelivered_after_ack_wait(
                 sent.append(await publisher.publish("job.run", {"n": len(sent)}))
                 await anyio.sleep(0.01)  # paces the producer; the loop ends on ``stuck``
             with structlog.testing.capture_logs():
-                await crashing._driver._nc.close()  # the process died: no nak, no ack
+                await nats_backend_of(crashing)._nc.close()  # the process died: no nak, no ack
                 await settled(lambda: {e.id for e in done.events} >= set(sent))
 
 
@@ -248,7 +248,9 @@ async def test_nats_slow_handler_is_not_redelivered_while_it_works(
         await b.on_boot_complete()
         sent = await make_plugin(a).publish("job.run", {})
         await settled(lambda: a.subscriptions()[0].delivered + b.subscriptions()[0].delivered)
-        await settled(lambda: (a._driver.acks.held, b._driver.acks.held) == ({}, {}))
+        await settled(
+            lambda: (nats_backend_of(a).acks.held, nats_backend_of(b).acks.held) == ({}, {})
+        )
         stream = nats_stream["EVENT_BUS_STREAM"]
         await settled(lambda: drained(jetstream, stream))
     assert calls == [sent]
@@ -271,7 +273,7 @@ async def test_nats_events_are_acked_after_success_and_after_their_dead_letter(
         (letter,) = await dead.wait(1)
         await ok.wait(1)
         await settled(lambda: drained(jetstream, nats_stream["EVENT_BUS_STREAM"]))
-        assert bus._driver.acks.dead_letters == {}
+        assert nats_backend_of(bus).acks.dead_letters == {}
     assert letter.payload["event"]["id"] == event_id
     assert letter.payload["subscriber"] == "shop.Fails"
     assert letter.payload["attempts"] == 2
@@ -401,7 +403,7 @@ async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
         async with make_bus(**settings) as bus:
             await make_plugin(bus, "shop.L").subscribe("a.*", inbox())
             await bus.on_boot_complete()
-            nc = bus._driver._nc
+            nc = nats_backend_of(bus)._nc
             await anyio.to_thread.run_sync(own_nats.stop)
             await settled(lambda: not nc.is_connected)
             with anyio.fail_after(10):

@@ -1,7 +1,7 @@
-"""The NATS driver (``EVENT_BUS_URL=nats://host:4222``): the same bus across replicas.
+"""The NATS backend (``EVENT_BUS_URL=nats://host:4222``): the same bus across replicas.
 
 Everything plugins see (names, patterns, retries, dead letters, causality,
-history) stays in the bus above this driver; the driver only carries events
+history) stays in the bus above this backend; the backend only carries events
 between processes.
 
 Events (``publish``) are durable, on JetStream:
@@ -52,13 +52,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import anyio
 import msgspec
 import nats
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -72,15 +73,16 @@ from nats.js.api import (
 )
 
 from microcore import Event
+from microcore.events import DLQ_PREFIX
 from microcore.tooling import MicroCoreError
 
-from ._acks import Acks, Outbox
-from ._driver import Driver, Publisher, Sink
-from ._errors import BusClosed, PublishTimeout
-from ._fanout import Fanout, Request, Subscription
-from ._remote import DLQ_PREFIX, RemoteReply, RemoteWaiter, offer, queue_to
-from ._settings import BusSettings
-from ._wire import (
+from .._backend import Publisher, Sink
+from .._errors import BusClosed, PublishTimeout
+from .._fanout import Fanout, Request, Subscription
+from .._settings import BusSettings
+from .acks import Acks, Outbox
+from .replies import RemoteReply, RemoteWaiter, offer, queue_to
+from .wire import (
     CLAIM,
     GONE,
     Subjects,
@@ -92,7 +94,9 @@ from ._wire import (
     encode_request,
 )
 
-__all__ = ("NatsDriver", "NatsUnavailable")
+__all__ = ("NatsBackend", "NatsUnavailable")
+
+_log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 _REFUSED_DELAY = 0.5  # s before an event refused by a draining replica is offered again
 _ELSEWHERE_DELAY = 0.1  # s before an event that reached a just-unsubscribed replica goes on
@@ -115,13 +119,6 @@ _RETRYABLE = (
     nats.js.errors.NoStreamResponseError,
     TimeoutError,
 )
-
-
-class Log(Protocol):
-    def info(self, msg: str, **fields: Any) -> None: ...
-    def warning(self, msg: str, **fields: Any) -> None: ...
-    def error(self, msg: str, **fields: Any) -> None: ...
-    def exception(self, msg: str, **fields: Any) -> None: ...
 
 
 class NatsUnavailable(MicroCoreError, ConnectionError):
@@ -158,24 +155,20 @@ class _Binding:
         ]
 
 
-class NatsDriver(Driver):
+class NatsBackend:
     """Events on JetStream, requests on core NATS; see the module docstring."""
-
-    scheme = "nats"
 
     def __init__(
         self,
         settings: BusSettings,
         *,
         start_background: Start,
-        log: Log,
         accepting: Callable[[], bool],
     ) -> None:
         self._settings = settings
         self._servers = [url.strip() for url in settings.url.split(",") if url.strip()]
         self._subjects = Subjects(settings.stream)
         self._start_background = start_background
-        self._log = log
         self._accepting = accepting
         self._nc: Client | None = None
         self._fanout: Fanout | None = None
@@ -185,7 +178,7 @@ class NatsDriver(Driver):
         self._bindings: dict[tuple[str, str], _Binding] = {}
         self._pending: set[_Binding] = set()  # bindings publishers wait for (see _publish)
         self._drain_ids: set[str] = set()  # events published here while draining
-        self._outbox = Outbox(log, _NATS_ERRORS)
+        self._outbox = Outbox(_NATS_ERRORS)
         self.acks = Acks(
             self._outbox, ack_wait=settings.ack_wait, publish_timeout=settings.publish_timeout
         )
@@ -198,7 +191,7 @@ class NatsDriver(Driver):
     # -- connecting --
 
     async def open(self, sink: Sink) -> None:
-        # The bus always passes its Fanout: the driver queues to one subscription at a time.
+        # The bus always passes its Fanout: the backend queues to one subscription at a time.
         self._fanout = cast(Fanout, sink)
         where = ", ".join(self._servers)
         try:
@@ -231,7 +224,7 @@ class NatsDriver(Driver):
             raise
         self._start(self._outbox.run, name="event_bus:nats:outbox")
         self._start(self.acks.keep_alive, name="event_bus:nats:keepalive")
-        self._log.info("event_bus_nats_connected", servers=where, stream=self._settings.stream)
+        _log.info("event_bus_nats_connected", servers=where, stream=self._settings.stream)
 
     async def _ensure_stream(self) -> None:
         """Create the stream if it does not exist; an existing one is used as it is."""
@@ -271,7 +264,7 @@ class NatsDriver(Driver):
 
     def _client(self) -> Client:
         if self._nc is None or self._closed:
-            raise BusClosed("the NATS event bus driver is not connected")
+            raise BusClosed("the NATS event bus backend is not connected")
         return self._nc
 
     def _start(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str) -> None:
@@ -292,15 +285,15 @@ class NatsDriver(Driver):
 
     async def _on_error(self, error: Exception) -> None:
         self._last_error = error
-        self._log.warning("event_bus_nats_error", error=f"{type(error).__name__}: {error}")
+        _log.warning("event_bus_nats_error", error=f"{type(error).__name__}: {error}")
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
-            self._log.warning("event_bus_nats_disconnected")
+            _log.warning("event_bus_nats_disconnected")
 
     async def _on_reconnected(self) -> None:
         url = self._nc.connected_url if self._nc is not None else None
-        self._log.info("event_bus_nats_reconnected", server=str(url.netloc if url else ""))
+        _log.info("event_bus_nats_reconnected", server=str(url.netloc if url else ""))
 
     # -- publishing --
 
@@ -402,7 +395,7 @@ class NatsDriver(Driver):
         try:
             waiter.received(decode_reply(msg.data))
         except msgspec.DecodeError:
-            self._log.error("event_bus_nats_bad_reply", subject=msg.subject, size=len(msg.data))
+            _log.error("event_bus_nats_bad_reply", subject=msg.subject, size=len(msg.data))
 
     # -- subscriptions --
 
@@ -442,7 +435,7 @@ class NatsDriver(Driver):
                 except BusClosed:
                     return
                 except _NATS_ERRORS as exc:
-                    self._log.warning(
+                    _log.warning(
                         "event_bus_nats_subscribe_failed",
                         subscriber=binding.group,
                         pattern=binding.pattern,
@@ -498,7 +491,7 @@ class NatsDriver(Driver):
             with anyio.CancelScope(shield=True):
                 await nc.flush(timeout=_FLUSH_TIMEOUT)
         except _NATS_ERRORS as exc:  # joined all the same: NATS gets the SUBs when it is back
-            self._log.warning(
+            _log.warning(
                 "event_bus_nats_subscribe_unconfirmed",
                 subscriber=binding.group,
                 pattern=binding.pattern,
@@ -538,7 +531,7 @@ class NatsDriver(Driver):
                     try:
                         await sub.drain()  # type: ignore[no-untyped-call]  # nats-py: unannotated
                     except _NATS_ERRORS as exc:
-                        self._log.warning(
+                        _log.warning(
                             "event_bus_nats_unsubscribe_failed",
                             subscriber=binding.group,
                             pattern=binding.pattern,
@@ -579,7 +572,7 @@ class NatsDriver(Driver):
         try:
             await self._receive_event(binding, msg)
         except Exception:  # noqa: BLE001 - isolation boundary: one message must not stop the rest
-            self._log.exception(
+            _log.exception(
                 "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
             )  # left unacked: JetStream offers it again after EVENT_BUS_ACK_WAIT
         finally:
@@ -589,7 +582,7 @@ class NatsDriver(Driver):
         try:
             event = decode_event(msg.data)
         except msgspec.DecodeError:
-            self._log.error("event_bus_nats_bad_event", subject=msg.subject, size=len(msg.data))
+            _log.error("event_bus_nats_bad_event", subject=msg.subject, size=len(msg.data))
             await msg.term()  # never decodable: redelivering it would loop
             return
         fanout = self._fanout
@@ -609,7 +602,7 @@ class NatsDriver(Driver):
                     fanout, sub, Request(event, self.acks.outcome(delivery, sub))
                 )
             except PublishTimeout:
-                self._log.warning(
+                _log.warning(
                     "event_bus_nats_buffer_full",
                     subscriber=sub.identity,
                     pattern=sub.pattern,
@@ -623,7 +616,7 @@ class NatsDriver(Driver):
         try:
             await self._receive_request(binding, msg)
         except Exception:  # noqa: BLE001 - isolation boundary: one message must not stop the rest
-            self._log.exception(
+            _log.exception(
                 "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
             )  # the requester times out
 
@@ -634,7 +627,7 @@ class NatsDriver(Driver):
         try:
             frame = decode_request(msg.data)
         except msgspec.DecodeError:
-            self._log.error("event_bus_nats_bad_request", subject=msg.subject, size=len(msg.data))
+            _log.error("event_bus_nats_bad_request", subject=msg.subject, size=len(msg.data))
             return
         fanout = self._fanout
         targets = [] if fanout is None else binding.targets(fanout, frame.event.name)
@@ -694,11 +687,11 @@ class NatsDriver(Driver):
                 try:
                     await step()
                 except _NATS_ERRORS as exc:
-                    self._log.warning(
+                    _log.warning(
                         "event_bus_nats_close_failed", error=f"{type(exc).__name__}: {exc}"
                     )
         self._drain_ids.clear()
-        self._log.info("event_bus_nats_closed", stream=self._settings.stream)
+        _log.info("event_bus_nats_closed", stream=self._settings.stream)
 
 
 def _gone(sub: Subscription, item: Request) -> None:

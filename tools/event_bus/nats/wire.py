@@ -1,4 +1,4 @@
-"""What the NATS driver puts on the wire: subjects, consumer names and msgpack frames.
+"""What the NATS backend puts on the wire: subjects, consumer names and msgpack frames.
 
 Subjects, for ``EVENT_BUS_STREAM=microcore`` (the stream name roots every subject,
 so two apps, or two tests, on one NATS server never see each other's events):
@@ -31,7 +31,7 @@ import msgspec
 
 from microcore import Event
 
-from ._errors import EventPayloadError
+from .._errors import EventPayloadError
 
 __all__ = (
     "CLAIM",

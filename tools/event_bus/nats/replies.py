@@ -1,7 +1,7 @@
 """The bus's reply seam for events and requests that arrive over a network transport.
 
-The consumer tasks (``_delivery.py``) report how each item they were given ended
-through a :class:`~._driver.Reply`. For events and requests that came from NATS,
+The consumer tasks (``../_delivery.py``) report how each item they were given ended
+through a :class:`~tools.event_bus._backend.Reply`. For events and requests that came from NATS,
 those reports turn into transport acknowledgements:
 
 * :class:`Delivery` / :class:`EventOutcome`: one JetStream message, queued to the
@@ -26,17 +26,16 @@ from typing import Any
 import anyio
 
 from microcore import Event
+from microcore.events import DLQ_PREFIX
 from microcore.tooling import NoResponder, RequestTimeout
 
-from ._driver import Reply
-from ._errors import RequestFailed
-from ._fanout import Fanout, Item, Subscription
-from ._stats import SubscriptionState
-from ._wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_reply
+from .._errors import RequestFailed
+from .._fanout import Fanout, Item, Subscription
+from .._stats import SubscriptionState
+from .wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_reply
 
 __all__ = ("Delivery", "EventOutcome", "RemoteReply", "RemoteWaiter", "offer", "queue_to")
 
-DLQ_PREFIX = "_dlq."
 CLAIM_GRACE = 0.1  # s without a new claim before "every responder finished" is believed
 
 
@@ -105,7 +104,7 @@ class Delivery:
             self.finish(self, self.abandoned)
 
 
-class EventOutcome(Reply):
+class EventOutcome:
     """How one subscription ended with one JetStream event (the consumer's report)."""
 
     __slots__ = ("_on_failure", "delivery", "sub")
@@ -138,7 +137,7 @@ class EventOutcome(Reply):
             self.delivery.report(dead_letter=True)
 
 
-class RemoteReply(Reply):
+class RemoteReply:
     """One request served here: claim it, then send exactly one outcome to the requester."""
 
     __slots__ = ("_deadline", "_open", "_send", "_to")

@@ -1,6 +1,6 @@
 """What a replica owes JetStream for the events in its hands: acks, naks, progress.
 
-The consumers report how each event ended from sync code (``_remote.py``); the
+The consumers report how each event ended from sync code (``replies.py``); the
 :class:`Outbox` task sends the resulting acks and replies in that order. The
 :class:`Acks` book keeps every event that is not acked yet:
 
@@ -25,16 +25,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
+import structlog
 
 from microcore import Event
 
-from ._fanout import Subscription
-from ._remote import Delivery, EventOutcome
+from .._fanout import Subscription
+from .replies import Delivery, EventOutcome
 
 __all__ = ("Acks", "Message", "Outbox")
+
+_log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 
 class Message(Protocol):
@@ -43,10 +46,6 @@ class Message(Protocol):
     async def ack(self) -> None: ...
     async def nak(self, delay: float | None = None) -> None: ...
     async def in_progress(self) -> None: ...
-
-
-class Log(Protocol):
-    def warning(self, msg: str, **fields: Any) -> None: ...
 
 
 Send = Callable[[], Awaitable[object]]
@@ -60,10 +59,9 @@ class Outbox:
     (``EVENT_BUS_BUFFER``) and by the requests being answered.
     """
 
-    def __init__(self, log: Log, errors: tuple[type[BaseException], ...]) -> None:
+    def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
         self._queue: deque[Send] = deque()
         self._wake = anyio.Event()
-        self._log = log
         self._errors = errors  # what a failed send may raise (logged, never fatal)
 
     def post(self, send: Send) -> None:
@@ -84,9 +82,7 @@ class Outbox:
             try:
                 await send()
             except self._errors as exc:  # an unacked event is offered again after the ack wait
-                self._log.warning(
-                    "event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}"
-                )
+                _log.warning("event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class Acks:
@@ -116,7 +112,7 @@ class Acks:
         return delivery
 
     def outcome(self, delivery: Delivery, sub: Subscription) -> EventOutcome:
-        """The :class:`~._driver.Reply` that ``sub``'s consumer reports to."""
+        """The :class:`~tools.event_bus._backend.Reply` that ``sub``'s consumer reports to."""
         return EventOutcome(delivery, sub, self._awaiting_dead_letter)
 
     def _settle(self, msg: Message, delivery: Delivery, redeliver: bool) -> None:

@@ -1,4 +1,4 @@
-"""The in-process driver (``memory://``): events go straight to the local fan-out."""
+"""The in-process backend (``memory://``, the default): events go straight to the local fan-out."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import anyio
 from microcore import Event
 from microcore.tooling import NoResponder, RequestTimeout
 
-from ._driver import Driver, Publisher, Reply, Sink
+from ._backend import Publisher, Sink
 from ._errors import RequestFailed
 
-__all__ = ("MemoryDriver", "Waiter")
+__all__ = ("MemoryBackend", "Waiter")
 
 
-class Waiter(Reply):
+class Waiter:
     """One pending request: the first non-``None`` return value of a responder wins.
 
     A responder that returns ``None`` does not answer (an observer subscribed to
@@ -76,10 +76,8 @@ class Waiter(Reply):
         await self._done.wait()
 
 
-class MemoryDriver(Driver):
+class MemoryBackend:
     """One process: publish is a direct call into the bus's fan-out."""
-
-    scheme = "memory"
 
     def __init__(self) -> None:
         self._sink: Sink | None = None
@@ -90,12 +88,12 @@ class MemoryDriver(Driver):
 
     def publisher(self) -> Publisher:
         if self._sink is None:
-            raise RuntimeError("the memory driver is not open")
+            raise RuntimeError("the memory backend is not open")
         return self._sink.dispatch
 
     async def request(self, event: Event, timeout: float) -> Any:
         if self._sink is None:
-            raise RuntimeError("the memory driver is not open")
+            raise RuntimeError("the memory backend is not open")
         waiter = Waiter()
         self.waiting.add(waiter)
         try:
@@ -125,3 +123,15 @@ class MemoryDriver(Driver):
                 f"{type(waiter.error).__name__}: {waiter.error}"
             ) from waiter.error
         return None
+
+    def watch(self, pattern: str, group: str) -> None:
+        """Nothing to join: the fan-out is the transport."""
+
+    def unwatch(self, pattern: str, group: str) -> None:
+        """Nothing to leave."""
+
+    async def ready(self) -> None:
+        """Always ready: subscriptions receive as soon as they are open."""
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""

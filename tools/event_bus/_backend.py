@@ -1,54 +1,55 @@
-"""The transport seam: how a published event reaches the processes that subscribe to it.
+"""The backend seam: how a published event reaches the processes that subscribe to it.
 
-The bus (``event_bus_tool.py``) owns everything plugins see: names, patterns,
+The bus (``_router.py``) owns everything plugins see: names, patterns,
 subscriptions and their buffers, retries, dead letters, causality, history.
-A driver only carries events. It receives them from the bus through the
-function :meth:`Driver.publisher` returns and hands the ones that arrive back
-to the bus's :class:`Sink`, which fans them out to local subscriptions.
+A backend only carries events. It receives them from the bus through the
+function :meth:`EventBackend.publisher` returns and hands the ones that arrive
+back to the bus's :class:`Sink`, which fans them out to local subscriptions.
 
-* The memory driver (``memory://``, the default) hands every event straight
-  to the local sink: one process, no copies, no encoding.
-* A network driver (NATS, ``_nats.py``) encodes the event, sends it, and calls
+* The memory backend (``memory://``, the default, ``memory.py``) hands every
+  event straight to the local sink: one process, no copies, no encoding.
+* A network backend (NATS, ``nats/``) encodes the event, sends it, and calls
   ``sink.dispatch`` for what it receives, keeping one queue group per
-  subscriber (:meth:`Driver.watch`) so an event is handled once per plugin
-  across replicas. Its :meth:`Driver.request` uses the transport's own
-  request/reply and answers remote requests through a :class:`Reply`.
+  subscriber (:meth:`EventBackend.watch`) so an event is handled once per
+  plugin across replicas. Its :meth:`EventBackend.request` uses the
+  transport's own request/reply and answers remote requests through a
+  :class:`Reply`.
+
+:func:`tools.event_bus.event_bus_tool.backend_for` picks the backend from
+``EVENT_BUS_URL``'s scheme.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from microcore import Event
 
-__all__ = ("Driver", "Publisher", "Reply", "Sink")
+__all__ = ("EventBackend", "Publisher", "Reply", "Sink")
 
 Publisher = Callable[[Event], Awaitable[object]]
 
 
-class Reply(ABC):
+class Reply(Protocol):
     """Where the responders of one request send their outcome; the first answer wins."""
 
-    __slots__ = ()
-
-    @abstractmethod
     def expect(self, responders: int) -> None:
         """Say how many responders got the request (known once it was queued for all)."""
+        ...
 
-    @abstractmethod
     def answer(self, value: Any, responder: str) -> bool:
         """Offer a responder's return value; True if it was the winning reply."""
+        ...
 
-    @abstractmethod
     def fail(self, error: BaseException, responder: str) -> None:
         """Record that one responder gave up (after its retries) or was unloaded."""
+        ...
 
     @property
-    @abstractmethod
     def open(self) -> bool:
         """False once answered, or once the requester stopped waiting."""
+        ...
 
 
 class Sink(Protocol):
@@ -59,20 +60,17 @@ class Sink(Protocol):
         ...
 
 
-class Driver(ABC):
-    """A transport for events. Subclasses are chosen by ``EVENT_BUS_URL``'s scheme."""
+class EventBackend(Protocol):
+    """A transport for events, chosen by ``EVENT_BUS_URL``'s scheme."""
 
-    scheme: str = ""
-
-    @abstractmethod
     async def open(self, sink: Sink) -> None:
         """Connect; events that arrive from the transport go to ``sink``."""
+        ...
 
-    @abstractmethod
     def publisher(self) -> Publisher:
         """The function the bus awaits for every published event (bound once, the hot path)."""
+        ...
 
-    @abstractmethod
     async def request(self, event: Event, timeout: float) -> Any:
         """Deliver ``event`` to its responders; return the first reply.
 
@@ -80,19 +78,24 @@ class Driver(ABC):
         ``RequestTimeout`` after ``timeout`` seconds, ``RequestFailed`` when
         every responder failed.
         """
+        ...
 
-    def watch(self, pattern: str, group: str) -> None:  # noqa: B027 - optional hook
+    def watch(self, pattern: str, group: str) -> None:
         """A local subscription of ``group`` (a plugin identity) to ``pattern`` became active."""
+        ...
 
-    def unwatch(self, pattern: str, group: str) -> None:  # noqa: B027 - optional hook
+    def unwatch(self, pattern: str, group: str) -> None:
         """That subscription went away."""
+        ...
 
-    async def ready(self) -> None:  # noqa: B027 - optional hook
+    async def ready(self) -> None:
         """Return once the transport carries every active subscription's events.
 
-        A network driver joins its groups in the background; the bus awaits this
+        A network backend joins its groups in the background; the bus awaits this
         before the app serves, so a replica that answers has joined its groups.
         """
+        ...
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Disconnect. Called after the bus drained."""
+        ...

@@ -9,7 +9,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from microcore.tooling import NoResponder
 from tests.support import eventually
-from tests.tools.event_bus.conftest import subscription_of
+from tests.tools.event_bus.conftest import nats_backend_of, subscription_of
 
 
 class Gate:
@@ -35,7 +35,7 @@ async def test_nats_hot_reload_while_the_old_binding_is_left_keeps_the_plugins_e
     driver leaves again) gets its events on this replica: the new version binds afresh
     instead of reusing the binding being left."""
     async with nats_bus(EVENT_BUS_DRAIN_TIMEOUT=1) as bus:
-        driver = bus._driver
+        driver = nats_backend_of(bus)
         joined, leaving = Gate(), Gate()
         real_subscribe = driver._subscribe
         real_drain = NatsSubscription.drain
@@ -140,7 +140,7 @@ async def test_nats_events_waiting_behind_a_full_buffer_are_handled_once(nats_bu
         await make_plugin(bus, "shop.Worker").subscribe("job.>", worker)
         await bus.on_boot_complete()
         sub = subscription_of(bus, "shop.Worker", "job.>")
-        acks = bus._driver.acks
+        acks = nats_backend_of(bus).acks
         client = make_plugin(bus, "shop.Boss")
 
         async def ask():
