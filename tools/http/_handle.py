@@ -15,6 +15,7 @@ from microcore.tooling import (
     require_coroutine_function,
 )
 
+from ._annotations import annotated_models
 from ._endpoint import Endpoint
 from ._registry import Entry
 from ._routing import CompiledPath
@@ -72,11 +73,19 @@ class Http:
 
         ``data`` is ``request_model`` (a msgspec Struct) decoded from path params,
         query params and the JSON body, or a dict of them when no model is given.
-        Return a dict, list or Struct (JSON), None (204) or a Starlette Response.
+        Return a dict, list or Struct (JSON), None (204) or a Starlette Response;
+        ``raise NotFound("...")`` (or another ``HttpError``) answers that status.
         ``path`` uses Starlette syntax: ``/products/{product_id:int}``.
         ``response_model`` is checked in development and documented in /openapi.json;
         ``auth`` (e.g. ``"user"``) is a requirement for the auth middleware: until one
         sets ``context.identity`` the endpoint answers 401.
+
+        Without ``request_model=`` the ``data`` annotation (a Struct) is the request
+        model; without ``response_model=`` the return annotation (a Struct or
+        ``list[Struct]``) is the response model:
+
+        >>> async def execute(self, data: NewProduct, context: Context) -> Product: ...
+        >>> self.http.add_endpoint("/products", "POST", self.execute, status_code=201)
         """
         verb = self._method(method)
         where = f"{verb} {path}"
@@ -108,7 +117,8 @@ class Http:
         auth: Any = None,
     ) -> Registration:
         """Serve ``GET path`` as server-sent events from ``async def stream(data, context)``,
-        an async generator: each value it yields is one event (JSON unless a str);
+        an async generator (its ``data`` annotation, a Struct, is the request model unless
+        ``request_model=`` is given): each value it yields is one event (JSON unless a str);
         ``yield context.event(data, event="price", id="7")`` names one. The generator is
         cancelled when the client disconnects.
         """
@@ -175,6 +185,14 @@ class Http:
 
     def _endpoint(self, method: str, path: str, handler: Any, **options: Any) -> Endpoint:
         summary = options.pop("summary") or _first_line(getattr(handler, "__doc__", None))
+        wants_response = options["kind"] == "route"  # a stream has no response model
+        missing_response = wants_response and options["response_model"] is None
+        if options["request_model"] is None or missing_response:
+            declared = annotated_models(handler, f"{method} {path} of {self._owner.identity!r}")
+            if options["request_model"] is None:
+                options["request_model"] = declared.request
+            if missing_response:
+                options["response_model"] = declared.response
         try:
             return Endpoint(
                 method=method,

@@ -200,7 +200,8 @@ async def test_ownership_swap_lets_in_flight_request_finish_on_old_handler(serve
             "domains/a/__init__.py": "",
             "domains/a/gate.py": GATE,
             "domains/a/plugins/slow_plugin.py": SLOW.format(version=1),
-        }
+        },
+        settings={"MICROCORE_HOOK_TIMEOUT": "5"},  # a stuck old version fails fast, not in 30 s
     )
     gate = sys.modules["domains.a.gate"]
     kernel = served.kernel
@@ -215,11 +216,10 @@ async def test_ownership_swap_lets_in_flight_request_finish_on_old_handler(serve
             await gate.entered.wait()
         path = kernel.root / "domains/a/plugins/slow_plugin.py"
         path.write_text(SLOW.format(version=2).lstrip())
-        old = kernel.plugins["a.SlowPlugin"]
-        new = await kernel.prepare_file(path, fresh=True)
-        assert [r.status for r in new] == ["ok"]
-        kernel.commit(new, [old])
-        await kernel.release([old])
+        batch = await kernel.stage(load=[path])
+        assert [r.status for r in batch.new] == ["ok"]
+        kernel.commit(batch)
+        kernel.retire(batch)  # in the background: the old version is still busy
         gate.entered.clear()
         tg.start_soon(_fetch_new, served, results)
         with anyio.fail_after(5):

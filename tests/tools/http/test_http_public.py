@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_public_bind_returns_http() -> None:
 
 def test_public_context_members_have_docstrings() -> None:
     """Every public member of Context says what it is."""
-    slots: dict[str, str] = Context.__slots__  # type: ignore[assignment]  # documented slots
+    slots: dict[str, str] = Context.__slots__  # documented slots
     missing = [
         name
         for name in dir(Context)
@@ -63,10 +64,10 @@ def test_public_context_members_have_docstrings() -> None:
     ],
 )
 def test_public_error_classes_fix_status_and_code(
-    error: type[HttpError], status: int, code: str
+    error: Callable[..., HttpError], status: int, code: str
 ) -> None:
     """Each error class carries its status and code, and is an HttpError and a MicroCoreError."""
-    raised = error("it went wrong", path="$.x", headers={"x-why": "test"})  # type: ignore[call-arg]
+    raised = error("it went wrong", path="$.x", headers={"x-why": "test"})
     assert isinstance(raised, HttpError)
     assert isinstance(raised, MicroCoreError)
     assert (raised.http_status, raised.code, raised.message) == (status, code, "it went wrong")
