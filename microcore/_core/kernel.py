@@ -26,7 +26,7 @@ from .lifecycle import Batch, PluginSet
 from .logs import configure_logging
 from .records import FAILED, PluginRecord, ToolRecord
 from .settings import load_settings
-from .status import render_status
+from .status import relative, render_error
 from .tool import ASGIApp, Tool
 from .toolset import ToolSet
 
@@ -214,8 +214,44 @@ class Kernel:
     # -- introspection ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Every tool and plugin with status and error: the body of ``/system/status``."""
-        return render_status(self)
+        """Every tool and plugin with status, error, file and registrations; boot and reload
+        times: the body of ``/system/status``."""
+        root = self.root
+        plugins: dict[str, Any] = {}
+        for identity in sorted(self.plugins):
+            record = self.plugins[identity]
+            kinds: dict[str, list[str]] = {"routes": [], "subscriptions": []}
+            for registration in record.owner.registrations:
+                kinds.setdefault(registration.kind + "s", []).append(registration.label)
+            plugins[identity] = {
+                "status": record.status,
+                "error": render_error(root, record.error),
+                "reload_error": render_error(root, self.reload_errors.get(record.file.resolve())),
+                "file": relative(root, record.file),
+                "domain": record.domain,
+                "tools": list(record.tools),
+                **kinds,
+                "loaded_at": record.loaded_at,
+            }
+        return {
+            "tools": {
+                name: {
+                    "status": r.status,
+                    "error": render_error(root, r.error),
+                    "file": relative(root, r.file),
+                }
+                for name, r in sorted(self.tools.items())
+            },
+            "plugins": plugins,
+            "booted_at": self.booted_at,
+            "boot_ms": None if self.boot_seconds is None else round(self.boot_seconds * 1000, 1),
+            "reloaded_at": self.reloaded_at,
+            "reload_ms": self.reload_ms,
+            "reload_errors": {
+                relative(root, path): render_error(root, error)
+                for path, error in sorted(self.reload_errors.items())
+            },
+        }
 
     def failures(self) -> dict[str, list[str]]:
         """Names of failed tools and plugins (``/system/health``)."""

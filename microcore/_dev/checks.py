@@ -5,7 +5,9 @@ same scan finds the literal names plugins ``publish`` and ``request`` for the
 manifest (AI_CONTEXT.md). Rules:
 
 * a plugin, and any other module of a domain, imports no plugin module and not the
-  kernel (``microcore.tooling``, private ``microcore._*`` modules, ``app``);
+  kernel (``microcore.tooling``, private ``microcore._*`` modules, ``app``); from a tool
+  it imports only the public types of the tool's package (``from tools.http import Http``),
+  never a private module (``tools.http._app``, ``tools.http.http_tool``);
 * a tool imports no domain;
 * no two registrations claim one method and path, nor a route a tool reserves
   (a tool class lists what it serves in ``reserved_routes = ("GET /docs", ...)``);
@@ -74,6 +76,18 @@ def _kernel_module(name: str) -> str | None:
     return None
 
 
+def _private_tool_module(name: str) -> str | None:
+    """The private tool module an imported name reaches: ``tools.<tool>._x`` (public types
+    come from the tool's package, ``from tools.http import Http``)."""
+    parts = name.split(".")
+    if parts[0] != "tools" or len(parts) < 3:
+        return None
+    for index, part in enumerate(parts[2:], start=2):
+        if part.startswith("_") or part.endswith("_tool"):
+            return ".".join(parts[: index + 1])
+    return None
+
+
 def _import_rules(scan: SourceScan, *, plugin: bool) -> list[Finding]:
     """Plugins, and the domain modules they import, reach no plugin module and not the kernel."""
     who = "plugin" if plugin else "domain module"
@@ -98,6 +112,17 @@ def _import_rules(scan: SourceScan, *, plugin: bool) -> list[Finding]:
                     f"{who} imports the kernel ({module!r}); plugins receive tools by "
                     "naming them in __init__ and import only the public 'microcore' API "
                     "(Plugin, Event, errors)",
+                )
+            )
+        elif (module := _private_tool_module(imp.module)) is not None:
+            tool = module.split(".")[1]
+            found.append(
+                Finding(
+                    scan.rel,
+                    imp.line,
+                    f"{who} imports {module!r}, a private module of the {tool} tool; import "
+                    f"the tool's public types from its package instead, e.g. "
+                    f"'from tools.{tool} import ...'",
                 )
             )
     return found

@@ -20,7 +20,7 @@ from .._core.errors import ConfigurationError
 
 __all__ = ("add_plugin", "new_project", "source_folder")
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -88,7 +88,7 @@ def add_plugin(root: Path, domain: str, name: str) -> list[Path]:
 
 def source_folder(package_dir: Path | None = None) -> Path:
     """The microcore source folder (with ``tools/`` and the example domain) we run from."""
-    package_dir = package_dir or Path(__file__).resolve().parent
+    package_dir = package_dir or Path(__file__).resolve().parents[1]
     root = package_dir.parent
     try:
         name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"][

@@ -470,3 +470,38 @@ def test_normalize_path_ignores_parameter_names() -> None:
     assert normalize_path("/a/{id:int}") == normalize_path("/a/{x:int}") == "/a/{:int}"
     assert normalize_path("/a/{name}") == "/a/{:str}"
     assert normalize_path("/a/{x:int}") != normalize_path("/a/{x:str}")
+
+
+def test_check_allows_public_tool_types_and_refuses_private_tool_modules(
+    make_project: Any,
+) -> None:
+    """A plugin imports a tool's public types from its package (`from tools.http import
+    Http`); a private module of a tool (`tools.http._app`, `tools.db.db_tool`) is refused,
+    naming file and line."""
+    root = make_project(
+        {
+            "domains/shop/plugins/typed_plugin.py": """
+            from tools.http import Http
+            from tools.http._app import HttpApp
+            from tools.db.db_tool import DbTool
+            import tools.state._memory
+            from microcore import Plugin
+
+
+            class TypedPlugin(Plugin):
+                def __init__(self, http: Http) -> None:
+                    self.http = http
+            """,
+        },
+        tools=[],
+    )
+    assert _messages(root) == [
+        f"domains/shop/plugins/typed_plugin.py:{line}: plugin imports {module!r}, a private "
+        f"module of the {tool} tool; import the tool's public types from its package "
+        f"instead, e.g. 'from tools.{tool} import ...'"
+        for line, module, tool in (
+            (3, "tools.http._app", "http"),
+            (4, "tools.db.db_tool", "db"),
+            (5, "tools.state._memory", "state"),
+        )
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from microcore.tooling import ConfigurationError, DependencyError, Kernel
+from tests.support import eventually
 
 GOOD = """
 from microcore import Plugin
@@ -583,13 +584,23 @@ async def test_start_background_runs_until_shutdown(kernel_project):
             await started.wait()
 
 
-async def test_commit_refuses_failed_records(kernel_project):
-    """Only plugins that booted can be committed."""
-    root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
+async def test_staged_batch_serves_only_after_commit(kernel_project):
+    """stage boots a new version under a pending owner; only commit makes it serve, and
+    retire shuts the version it replaced down."""
+    root = kernel_project({"domains/a/plugins/one_plugin.py": GOOD.replace("Good", "One")})
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        with pytest.raises(RuntimeError, match="cannot commit failed plugin"):
-            kernel.commit([kernel.plugins["a.broken_plugin"]])
+        path = root / "domains/a/plugins/one_plugin.py"
+        old = kernel.plugins["a.OnePlugin"]
+        batch = await kernel.stage([path])
+        assert [r.owner.state.value for r in batch.new] == ["pending"]
+        assert kernel.plugins["a.OnePlugin"] is old
+        kernel.commit(batch)
+        assert kernel.plugins["a.OnePlugin"] is batch.new[0]
+        assert batch.new[0].owner.active and old.owner.released
+        kernel.retire(batch)
+        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        await eventually(lambda: calls.count("good.shutdown") == 1)
 
 
 async def test_plugin_file_without_plugin_is_skipped(kernel_project):
@@ -703,19 +714,22 @@ async def test_several_background_failures_surface_together(kernel_project):
     assert sorted(str(e) for e in info.value.exceptions) == ["one", "two"]
 
 
-async def test_release_of_a_record_that_never_booted_only_clears_registrations(kernel_project):
-    """Releasing a failed record calls no shutdown hook."""
+async def test_unloading_a_plugin_that_never_booted_only_forgets_it(kernel_project):
+    """Unloading a failed plugin removes it from status and calls no shutdown hook."""
     root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
     kernel = Kernel(root, environ={})
     async with kernel.run():
         record = kernel.plugins["a.broken_plugin"]
-        await kernel.release([record])
+        await kernel.unload("a.broken_plugin")
         assert record.owner.released
+        assert "a.broken_plugin" not in kernel.plugins
+        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        assert not [c for c in calls if "shutdown" in c]
 
 
 def test_line_of_a_class_without_source_is_unknown():
     """Classes made at run time have no source line; errors then carry none."""
-    from microcore._core.kernel import _line_of
+    from microcore._core.lifecycle import _line_of
 
     made = type("Made", (), {})
     assert _line_of(made, RuntimeError("x")) is None

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 WEB_TOOL = '''
 import msgspec
 from microcore import Tool
+from microcore.tooling import RouteKind, ServedRoute
 
 
 class Item(msgspec.Struct):
@@ -57,14 +58,16 @@ class WebTool(Tool):
     def routes(self):
         """Not shown: plugins receive the handle."""
         return [
-            {"kind": "route", "method": "POST", "path": "/items", "owner": "shop.AddPlugin",
-             "status_code": 201, "summary": "Add an item", "request_model": Item,
-             "response_model": list[Item]},
-            {"kind": "route", "method": "GET", "path": "/ping", "owner": "tools.web"},
-            {"kind": "static", "method": None, "path": "/files", "owner": "tools.web"},
-            {"kind": "middleware", "method": None, "path": None, "owner": "shop.AddPlugin"},
-            {"kind": "websocket", "method": None, "path": "/ws", "owner": "shop.AddPlugin"},
-            {"kind": "sse", "method": "GET", "path": "/feed", "owner": "shop.AddPlugin"},
+            ServedRoute(kind=RouteKind.ENDPOINT, label="POST /items", method="POST",
+                        path="/items", owner="shop.AddPlugin", status_code=201,
+                        summary="Add an item", request_model=Item, response_model=list[Item]),
+            ServedRoute(kind=RouteKind.ENDPOINT, label="GET /ping", method="GET", path="/ping",
+                        owner="tools.web"),
+            ServedRoute(kind=RouteKind.STATIC, label="/files", path="/files", owner="tools.web"),
+            ServedRoute(kind=RouteKind.MIDDLEWARE, label="mw", owner="shop.AddPlugin"),
+            ServedRoute(kind=RouteKind.WEBSOCKET, label="/ws", path="/ws", owner="shop.AddPlugin"),
+            ServedRoute(kind=RouteKind.SSE, label="GET /feed", method="GET", path="/feed",
+                        owner="shop.AddPlugin"),
         ]
 '''
 
@@ -90,7 +93,7 @@ class BusHandle:
 class BusTool(Tool):
     name = "bus"
 
-    def bind(self, owner):
+    def bind(self, owner) -> BusHandle:
         return BusHandle(owner)
 '''
 
