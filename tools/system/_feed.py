@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -128,7 +128,7 @@ class Feed:
 
     # -- one client's stream ---------------------------------------------------------
 
-    async def stream(self, context: Context) -> AsyncIterator[Any]:
+    async def stream(self, context: Context) -> AsyncGenerator[Any, None]:
         """The SSE messages for one client until it disconnects (the generator is cancelled)."""
         if len(self.clients) >= self.max_clients:
             yield context.event(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
+from microcore.testing import start_app
 from tests.tools.system.conftest import BROKEN, Boot
 
 
@@ -193,3 +196,40 @@ async def test_dashboard_unknown_asset_is_404(boot: Boot) -> None:
     response = await system.client.get("/system/dashboard/evil.js")
     assert response.status_code == 404
     assert "dashboard.js" in response.json()["error"]["message"]
+
+
+async def test_system_without_an_event_bus_serves_empty_event_views(
+    make_project: Callable[..., Path],
+) -> None:
+    """A project with no event bus still has health, events, graph and metrics (no events)."""
+    files = {
+        "domains/shop/__init__.py": "",
+        "domains/shop/plugins/ping_plugin.py": """
+        from microcore import Plugin
+
+        class PingPlugin(Plugin):
+            def __init__(self, http):
+                self.http = http
+
+            async def on_boot(self):
+                self.http.add_endpoint("/ping", "GET", self.ping)
+
+            async def ping(self, data, context):
+                return {"pong": True}
+        """,
+    }
+    root = make_project(files, tools=["config", "logger", "http", "system"])
+    running = await start_app(root, settings={"LOG_LEVEL": "WARNING"})
+    try:
+        transport = httpx.ASGITransport(app=running.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/system/health")).status_code == 200
+            events = (await client.get("/system/events")).json()
+            assert events == {"events": [], "traces": [], "history": 0}
+            graph = (await client.get("/system/graph")).json()
+            assert graph["events"] == graph["requests"] == graph["subscriptions"] == []
+            assert graph["nodes"] == [{"id": "shop.PingPlugin", "kind": "plugin", "status": "ok"}]
+            metrics = (await client.get("/system/metrics")).text
+            assert "microcore_events_published_total" in metrics
+    finally:
+        await running.stop()
