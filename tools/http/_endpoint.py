@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -25,14 +25,23 @@ from ._context import Context
 from ._errors import HttpError, from_validation
 from ._responses import JSONReply
 
-__all__ = ("Endpoint", "Handler", "ResponseValidationError", "render_result")
+__all__ = (
+    "MAX_DEPTH",
+    "Endpoint",
+    "Handler",
+    "ResponseValidationError",
+    "decode_json",
+    "render_result",
+)
 
 Handler = Callable[[Any, Context], Awaitable[Any]]
 
 _SEQUENCES = (list, tuple, set, frozenset)
 _encode = msgspec.json.Encoder().encode
 _ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
-_decode_any = _ANY.decode
+
+MAX_DEPTH = 128
+"""How deep a JSON body may nest: deeper is refused (400) before anything recurses into it."""
 
 
 def _is_sequence(tp: Any) -> bool:
@@ -166,11 +175,9 @@ class Endpoint:
 
     def _decode_body(self, body: bytes) -> Any:
         try:
-            return self._body_decoder.decode(body)
+            return decode_json(self._body_decoder, body)
         except msgspec.ValidationError as exc:
             raise from_validation(exc) from None
-        except msgspec.DecodeError as exc:
-            raise _malformed(exc) from None
 
     def _query(self, query: bytes, *, typed: bool) -> dict[str, Any]:
         """Query parameters; with a model only its fields, repeated ones as lists."""
@@ -190,10 +197,7 @@ class Endpoint:
 
     @staticmethod
     def _body_object(body: bytes) -> dict[str, Any]:
-        try:
-            decoded = _decode_any(body)
-        except msgspec.DecodeError as exc:
-            raise _malformed(exc) from None
+        decoded = decode_json(_ANY, body)
         if type(decoded) is not dict:
             kind = type(decoded).__name__.replace("list", "array")
             raise HttpError(
@@ -260,5 +264,51 @@ class ResponseValidationError(HttpError):
         super().__init__(500, "response_validation_error", message)
 
 
-def _malformed(exc: msgspec.DecodeError) -> HttpError:
-    return HttpError(400, "malformed_json", f"the request body is not valid JSON: {exc}")
+def decode_json(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """``body`` decoded; 400 when it is not JSON or nests deeper than :data:`MAX_DEPTH`.
+
+    msgspec recurses once per level, so a body nested ~1,000 deep would raise
+    ``RecursionError`` here, and a shallower one later (converting, encoding):
+    the depth is bounded before the value goes anywhere.
+    """
+    try:
+        value = decoder.decode(body)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:
+        raise HttpError(
+            400, "malformed_json", f"the request body is not valid JSON: {exc}"
+        ) from None
+    except RecursionError:
+        raise _too_deep() from None
+    # Only a body with more brackets than the bound can nest past it: one C-speed count.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth_over(value, MAX_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = item
+        elif isinstance(item, msgspec.Struct):
+            children = msgspec.structs.astuple(item)
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep() -> HttpError:
+    return HttpError(
+        400,
+        "malformed_json",
+        f"the request body nests deeper than {MAX_DEPTH} levels; send a flatter document",
+    )

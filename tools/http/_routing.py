@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, IntegerConvertor
 from starlette.routing import compile_path
 
 from microcore.tooling import RegistrationError
@@ -22,6 +22,7 @@ from ._endpoint import Endpoint
 __all__ = ("CompiledPath", "PathRoutes", "RouteTable", "compile_route_path")
 
 _GROUP_NAME = re.compile(r"\(\?P<\w+>")
+_INT64 = range(-(2**63), 2**63)  # what a database integer column (and msgspec) can hold
 
 
 class CompiledPath:
@@ -30,7 +31,7 @@ class CompiledPath:
     ``/items/{id:int}`` and ``/items/{item_id:int}`` share a key: they collide.
     """
 
-    __slots__ = ("convertors", "format", "key", "path", "regex")
+    __slots__ = ("convertors", "format", "ints", "key", "path", "regex")
 
     def __init__(self, path: str) -> None:
         if not path.startswith("/"):
@@ -46,6 +47,7 @@ class CompiledPath:
         self.regex = regex if convertors else None
         self.format = fmt
         self.convertors: dict[str, Convertor[Any]] = convertors
+        self.ints = tuple(k for k, c in convertors.items() if isinstance(c, IntegerConvertor))
         self.key = _GROUP_NAME.sub("(", regex.pattern) if convertors else path
 
     def match(self, path: str) -> dict[str, Any] | None:
@@ -54,7 +56,11 @@ class CompiledPath:
         found = self.regex.match(path)
         if found is None:
             return None
-        return {k: self.convertors[k].convert(v) for k, v in found.groupdict().items()}
+        params = {k: self.convertors[k].convert(v) for k, v in found.groupdict().items()}
+        for name in self.ints:
+            if params[name] not in _INT64:
+                return None  # /products/9223372036854775808 names nothing that can exist
+        return params
 
 
 def compile_route_path(path: str) -> CompiledPath:

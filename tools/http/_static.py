@@ -62,11 +62,14 @@ class StaticMount:
         parts = [p for p in rest.split("/") if p]
         if any(p.startswith(".") or "\\" in p or "\x00" in p for p in parts):
             return None
-        candidate = self._inside(self.directory.joinpath(*parts))
-        if candidate is not None and candidate.is_dir():
-            # a folder serves its index.html, which is itself checked: it may be a symlink
-            candidate = self._inside(candidate / "index.html")
-        return candidate if candidate is not None and candidate.is_file() else None
+        try:
+            candidate = self._inside(self.directory.joinpath(*parts))
+            if candidate is not None and candidate.is_dir():
+                # a folder serves its index.html, which is itself checked: it may be a symlink
+                candidate = self._inside(candidate / "index.html")
+            return candidate if candidate is not None and candidate.is_file() else None
+        except (OSError, ValueError):  # a name the filesystem refuses (too long...) is no file
+            return None
 
     def _inside(self, path: Path) -> Path | None:
         """``path`` with symlinks resolved, or None when that leaves the directory."""
