@@ -15,15 +15,17 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
 
+from microcore import Event
 from microcore.tooling import Owner
 from tests.support import eventually
 from tests.tools.conftest import require_service
@@ -40,18 +42,51 @@ _TOOLS = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] =
 NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
 DRIVERS = ("memory", "nats")
 
+BusFactory = Callable[..., AbstractAsyncContextManager[EventBusTool]]
+"""``async with new_bus(EVENT_BUS_BUFFER=4) as bus:`` (settings as keyword arguments)."""
+
+
+class PluginFactory(Protocol):
+    """``make_plugin(bus, "shop.A", active=True)``."""
+
+    def __call__(
+        self, bus: EventBusTool, identity: str = ..., *, active: bool = ...
+    ) -> EventBus: ...
+
+
+class Until(Protocol):
+    """``await until(lambda: cond)``."""
+
+    def __call__(
+        self, condition: Callable[[], object], *, timeout: float = ...
+    ) -> Awaitable[None]: ...
+
 
 class FakeKernel:
-    """Just what the bus needs from the kernel: settings and background tasks."""
+    """A :class:`KernelView` with no plugins: the bus uses its settings and background tasks."""
 
-    def __init__(self, tg: anyio.abc.TaskGroup, settings: dict[str, str]) -> None:
+    def __init__(self, settings: dict[str, str], tg: anyio.abc.TaskGroup | None = None) -> None:
         self._tg = tg
         self.settings = settings
+        self.root = Path.cwd()
+        self.plugins: dict[str, Any] = {}
+        self.reloaded_at: float | None = None
+        self.reload_ms: float | None = None
+
+    def status(self) -> Any:
+        return {}
+
+    def failures(self) -> dict[str, list[str]]:
+        return {}
 
     def start_background(
         self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None
     ) -> None:
+        assert self._tg is not None, "this fake kernel runs no background tasks"
         self._tg.start_soon(fn, *args, name=name)
+
+    def add_reload_listener(self, listener: Callable[[], Awaitable[None] | None]) -> None:
+        return None
 
 
 @asynccontextmanager
@@ -59,8 +94,8 @@ async def running_bus(**settings: Any) -> AsyncIterator[EventBusTool]:
     """A set-up bus; drained and shut down on exit."""
     _pin_tools()
     async with anyio.create_task_group() as tg:
-        kernel = FakeKernel(tg, {k: str(v) for k, v in settings.items()})
-        bus = EventBusTool(ConfigTool(kernel), kernel)  # type: ignore[arg-type]
+        kernel = FakeKernel({k: str(v) for k, v in settings.items()}, tg)
+        bus = EventBusTool(ConfigTool(kernel), kernel)
         await bus.setup()
         try:
             yield bus
@@ -93,19 +128,22 @@ class Inbox:
     """A subscriber that records what it gets; ``wait(n)`` waits for n events with a deadline."""
 
     def __init__(self) -> None:
-        self.events: list[Any] = []
+        self.events: list[Event] = []
         self._changed = anyio.Event()
 
-    async def __call__(self, event: Any) -> None:
+    async def __call__(self, event: Event) -> None:
         self.events.append(event)
         self._changed.set()
 
-    async def wait(self, count: int, timeout: float = 5.0) -> list[Any]:
+    async def wait(self, count: int, timeout: float = 5.0) -> list[Event]:
         with anyio.fail_after(timeout):
             while len(self.events) < count:
                 self._changed = anyio.Event()
                 await self._changed.wait()
         return self.events
+
+
+InboxFactory = Callable[[], Inbox]
 
 
 async def wait_until(condition: Callable[[], object], *, timeout: float = 5.0) -> None:
@@ -145,10 +183,10 @@ async def nats_stream(need_nats: str) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
-def nats_bus(nats_stream: dict[str, str]) -> Callable[..., Any]:
+def nats_bus(nats_stream: dict[str, str]) -> BusFactory:
     """``async with nats_bus(...) as bus:`` a bus on NATS; several of them are replicas."""
 
-    def factory(**settings: Any) -> Any:
+    def factory(**settings: Any) -> AbstractAsyncContextManager[EventBusTool]:
         return running_bus(**{**nats_stream, **settings})
 
     return factory
@@ -161,7 +199,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def new_bus(driver: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
+def new_bus(driver: str, request: pytest.FixtureRequest) -> BusFactory:
     """``async with new_bus(EVENT_BUS_BUFFER=4) as bus:`` a running bus, on each driver.
 
     On NATS every bus of one test shares the test's stream, so two buses are two replicas.
@@ -170,38 +208,38 @@ def new_bus(driver: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
     if driver == "nats":
         base = request.getfixturevalue("nats_stream")
 
-    def factory(**settings: Any) -> Any:
+    def factory(**settings: Any) -> AbstractAsyncContextManager[EventBusTool]:
         return running_bus(**{**base, **settings})
 
     return factory
 
 
 @pytest.fixture
-def make_bus() -> Callable[..., Any]:
+def make_bus() -> BusFactory:
     """``async with make_bus(EVENT_BUS_URL=...) as bus:`` a bus with exactly these settings."""
     return running_bus
 
 
 @pytest.fixture
-def new_memory_bus() -> Callable[..., Any]:
+def new_memory_bus() -> BusFactory:
     """``async with new_memory_bus(...) as bus:`` the in-process bus only."""
     return running_bus
 
 
 @pytest.fixture
-def make_plugin() -> Callable[..., EventBus]:
+def make_plugin() -> PluginFactory:
     """``make_plugin(bus, "shop.A", active=True)``: a plugin's handle on ``bus``."""
     return plugin
 
 
 @pytest.fixture
-def inbox() -> Callable[[], Inbox]:
+def inbox() -> InboxFactory:
     """``inbox()``: a recording async handler with ``await box.wait(n)``."""
     return Inbox
 
 
 @pytest.fixture
-def until() -> Callable[..., Any]:
+def until() -> Until:
     """``await until(lambda: cond)``: wait for a condition with a deadline."""
     return wait_until
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import anyio
 import structlog
 
+from microcore import Event
 from microcore.tooling import causation
+from tests.tools.event_bus.conftest import BusFactory, InboxFactory, PluginFactory
 
 
-async def test_failing_handler_is_logged_and_isolated(new_bus, make_plugin, inbox):
+async def test_failing_handler_is_logged_and_isolated(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A raising handler is logged with event id and traceback; others and the publisher go on."""
 
-    async def broken(event):
+    async def broken(event: Event) -> None:
         raise ValueError("bad data")
 
     async with new_bus() as bus:
@@ -32,12 +36,14 @@ async def test_failing_handler_is_logged_and_isolated(new_bus, make_plugin, inbo
     assert failure["log_level"] == "error"
 
 
-async def test_retries_then_success_delivers_once(new_bus, make_plugin):
+async def test_retries_then_success_delivers_once(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A handler that fails twice and then succeeds with retries=2 is not dead-lettered."""
     calls: list[str] = []
     done = anyio.Event()
 
-    async def flaky(event):
+    async def flaky(event: Event) -> None:
         calls.append(event.id)
         if len(calls) < 3:
             raise RuntimeError("transient")
@@ -54,12 +60,14 @@ async def test_retries_then_success_delivers_once(new_bus, make_plugin):
         assert (row.delivered, row.failed) == (1, 0)
 
 
-async def test_retries_back_off_exponentially_from_a_tenth_of_a_second(new_bus, make_plugin):
+async def test_retries_back_off_exponentially_from_a_tenth_of_a_second(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """Default backoff: 0.1 s then 0.2 s between three attempts (>= 0.3 s in total)."""
     times: list[float] = []
     done = anyio.Event()
 
-    async def failing(event):
+    async def failing(event: Event) -> None:
         times.append(anyio.current_time())
         if len(times) == 3:
             done.set()
@@ -75,10 +83,12 @@ async def test_retries_back_off_exponentially_from_a_tenth_of_a_second(new_bus, 
     assert 0.2 <= second_gap < 0.35
 
 
-async def test_exhausted_retries_publish_a_dead_letter(new_bus, make_plugin, inbox):
+async def test_exhausted_retries_publish_a_dead_letter(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """After retries the event goes to _dlq.<name> with event, error, attempts, subscriber."""
 
-    async def failing(event):
+    async def failing(event: Event) -> None:
         raise KeyError("sku")
 
     async with new_bus(EVENT_BUS_RETRY_BACKOFF=0.001) as bus:
@@ -103,10 +113,12 @@ async def test_exhausted_retries_publish_a_dead_letter(new_bus, make_plugin, inb
     assert letter.parent_id == event_id
 
 
-async def test_failing_dead_letter_handler_does_not_loop(new_bus, make_plugin, inbox):
+async def test_failing_dead_letter_handler_does_not_loop(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A handler failing on a dead letter does not produce _dlq._dlq.* events."""
 
-    async def failing(event):
+    async def failing(event: Event) -> None:
         raise RuntimeError("always")
 
     async with new_bus() as bus:
@@ -123,11 +135,13 @@ async def test_failing_dead_letter_handler_does_not_loop(new_bus, make_plugin, i
     assert [e.name for e in seen.events] == ["a.b", "_dlq.a.b"]
 
 
-async def test_hanging_handler_is_cut_off_and_does_not_block_others(new_bus, make_plugin, inbox):
+async def test_hanging_handler_is_cut_off_and_does_not_block_others(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A handler past EVENT_BUS_DELIVERY_TIMEOUT is cancelled, dead-lettered; the rest flows."""
     calls: list[int] = []
 
-    async def sometimes_hangs(event):
+    async def sometimes_hangs(event: Event) -> None:
         calls.append(event.payload["n"])
         if event.payload["n"] == 1:
             await anyio.sleep_forever()
@@ -149,11 +163,13 @@ async def test_hanging_handler_is_cut_off_and_does_not_block_others(new_bus, mak
                 await anyio.lowlevel.checkpoint()
 
 
-async def test_timed_out_attempt_is_retried_once_per_retry(new_bus, make_plugin, inbox):
+async def test_timed_out_attempt_is_retried_once_per_retry(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A cut-off attempt counts as a failure: retried, never re-run beyond its retries."""
     calls: list[str] = []
 
-    async def hangs_first(event):
+    async def hangs_first(event: Event) -> None:
         calls.append(event.id)
         if len(calls) == 1:
             await anyio.sleep_forever()
@@ -169,11 +185,13 @@ async def test_timed_out_attempt_is_retried_once_per_retry(new_bus, make_plugin,
     assert calls == [event_id, event_id]
 
 
-async def test_handler_swallowing_cancellation_does_not_blame_the_next_event(new_bus, make_plugin):
+async def test_handler_swallowing_cancellation_does_not_blame_the_next_event(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A handler that swallows the deadline's cancellation finishes; the next event is fine."""
     done: list[int] = []
 
-    async def stubborn(event):
+    async def stubborn(event: Event) -> None:
         if event.payload["n"] == 1:
             try:
                 await anyio.sleep_forever()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import httpx
 
 from microcore._dev.reload import Reloader
-from microcore.testing import start_app
+from microcore.testing import RunningApp, start_app
 from microcore.tooling import Owner
+from tests.conftest import ProjectFactory
+from tests.tools.event_bus.conftest import Until
+from tools.event_bus import EventBus
+from tools.event_bus.event_bus_tool import EventBusTool
 
 TOOLS = ["config", "logger", "event_bus"]
 
@@ -68,20 +73,32 @@ def _files(price: float = 2.5) -> dict[str, str]:
     }
 
 
-def _client(running):  # a test-only handle, as a tool would make for itself
+def _bus(running: RunningApp) -> EventBusTool:
+    """The app's bus (a project's copy of the tool class, so not an isinstance check)."""
+    return cast(EventBusTool, running.kernel.tool("event_bus"))
+
+
+def _client(running: RunningApp) -> EventBus:  # a test-only handle, as a tool would make
     owner = Owner("tests.Client")
     owner.activate()
-    return running.kernel.tool("event_bus").bind(owner)
+    return _bus(running).bind(owner)
 
 
-async def test_bus_delivers_between_plugins_of_a_booted_app(make_project, until):
+def _audit(running: RunningApp) -> Any:
+    """The booted AuditPlugin instance (its ``seen`` list is the test's window)."""
+    return running.kernel.plugins["shop.AuditPlugin"].instance
+
+
+async def test_bus_delivers_between_plugins_of_a_booted_app(
+    make_project: ProjectFactory, until: Until
+) -> None:
     """Subscriptions made in on_boot serve once booted; chains keep correlation and parent."""
     running = await start_app(make_project(_files(), tools=TOOLS))
     try:
         kernel = running.kernel
         assert kernel.status()["tools"]["event_bus"]["status"] == "ok"
         assert kernel.status()["plugins"]["shop.AuditPlugin"]["subscriptions"] == ["order.>"]
-        audit = kernel.plugins["shop.AuditPlugin"].instance
+        audit = _audit(running)
         client = _client(running)
         event_id = await client.publish("order.created", {"id": 1})
         await until(lambda: len(audit.seen) == 2)
@@ -95,26 +112,28 @@ async def test_bus_delivers_between_plugins_of_a_booted_app(make_project, until)
         await running.stop()
 
 
-async def test_plugin_failing_boot_leaves_no_subscription(make_project, until):
+async def test_plugin_failing_boot_leaves_no_subscription(
+    make_project: ProjectFactory, until: Until
+) -> None:
     """A plugin that subscribed and then failed on_boot receives nothing and lists nothing."""
     running = await start_app(make_project(_files(), tools=TOOLS))
     try:
         kernel = running.kernel
         assert kernel.status()["plugins"]["shop.BrokenPlugin"]["status"] == "failed"
-        bus = kernel.tool("event_bus")
+        bus = _bus(running)
         assert {s.subscriber for s in bus.subscriptions()} == {
             "shop.AuditPlugin",
             "shop.OrdersPlugin",
         }
         await _client(running).publish("order.created", {"id": 1})
-        audit = kernel.plugins["shop.AuditPlugin"].instance
+        audit = _audit(running)
         await until(lambda: len(audit.seen) == 2)
         assert not [e for e in bus.history() if e.name.startswith("_dlq.")]
     finally:
         await running.stop()
 
 
-async def test_hot_reload_swaps_the_responder(make_project):
+async def test_hot_reload_swaps_the_responder(make_project: ProjectFactory) -> None:
     """After a reload the new version answers; the old subscription is gone."""
     root = make_project(_files(price=2.5), tools=TOOLS)
     running = await start_app(root)
@@ -126,16 +145,16 @@ async def test_hot_reload_swaps_the_responder(make_project):
         report = await Reloader(running.kernel).apply([path])
         assert report.loaded == ["shop.OrdersPlugin"]
         assert await client.request("price.quote", {"sku": "A"}) == {"sku": "A", "price": 9.0}
-        rows = running.kernel.tool("event_bus").subscriptions()
+        rows = _bus(running).subscriptions()
         assert [r.pattern for r in rows if r.subscriber == "shop.OrdersPlugin"] == ["price.quote"]
     finally:
         await running.stop()
 
 
-async def test_shutdown_drains_queued_events(make_project, until):
+async def test_shutdown_drains_queued_events(make_project: ProjectFactory, until: Until) -> None:
     """Stopping the app delivers what was queued before the bus closed."""
     running = await start_app(make_project(_files(), tools=TOOLS))
-    audit = running.kernel.plugins["shop.AuditPlugin"].instance
+    audit = _audit(running)
     try:
         client = _client(running)
         for i in range(50):
@@ -165,7 +184,7 @@ class AskPlugin(Plugin):
 """
 
 
-async def test_request_timeout_in_http_handler_answers_504(make_project):
+async def test_request_timeout_in_http_handler_answers_504(make_project: ProjectFactory) -> None:
     """A bus RequestTimeout escaping an HTTP handler becomes a 504 timeout error."""
     root = make_project(
         {"domains/qa/plugins/ask_plugin.py": HTTP_PLUGIN},

@@ -3,28 +3,31 @@ the bus neither double-counts, nor waits in vain, nor lets drivers disagree."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import anyio.lowlevel
 
-from tests.tools.event_bus.conftest import subscription_of
+from microcore import Event
+from tests.tools.event_bus.conftest import BusFactory, PluginFactory, Until, subscription_of
 
 
 async def test_responder_unloaded_while_dead_lettering_is_not_counted_twice(
-    new_memory_bus, make_plugin, until
-):
+    new_memory_bus: BusFactory, make_plugin: PluginFactory, until: Until
+) -> None:
     """A responder that failed and is unloaded while its dead letter waits for room counts
     as one failed responder, not two: the request still gets the other responder's answer."""
     c_go = anyio.Event()
     b_go = anyio.Event()
     outcome: list[object] = []
 
-    async def dlq_consumer(event):
+    async def dlq_consumer(event: Event) -> None:
         await c_go.wait()
 
-    async def failing(event):
+    async def failing(event: Event) -> None:
         raise ValueError("A cannot answer")
 
-    async def answering(event):
+    async def answering(event: Event) -> Any:
         await b_go.wait()
         return "from-B"
 
@@ -43,7 +46,7 @@ async def test_responder_unloaded_while_dead_lettering_is_not_counted_twice(
         await until(lambda: subscription_of(bus, "t.C", "_dlq.>").since > 0)
         await client.publish("_dlq.fill.two", {})
 
-        async def ask():
+        async def ask() -> None:
             try:
                 outcome.append(await client.request("q.x", {}, timeout=10))
             except Exception as exc:  # noqa: BLE001
@@ -68,14 +71,14 @@ async def test_responder_unloaded_while_dead_lettering_is_not_counted_twice(
 
 
 async def test_drain_notices_outstanding_reaching_zero_through_a_refused_publisher(
-    new_memory_bus, make_plugin, until
-):
+    new_memory_bus: BusFactory, make_plugin: PluginFactory, until: Until
+) -> None:
     """When the last outstanding event is one a waiting publisher could not queue (its
     subscription closed), drain notices at once instead of waiting out its deadline."""
     go = anyio.Event()
     first = True
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         nonlocal first
         if first:
             first = False
@@ -91,10 +94,10 @@ async def test_drain_notices_outstanding_reaching_zero_through_a_refused_publish
         await p.publish("x", {"n": 1})  # buffer full
         drained = anyio.Event()
 
-        async def publish_blocked():
+        async def publish_blocked() -> None:
             await p.publish("x", {"n": 2})
 
-        async def drain():
+        async def drain() -> None:
             await bus.drain()
             drained.set()
 
@@ -113,8 +116,8 @@ async def test_drain_notices_outstanding_reaching_zero_through_a_refused_publish
 
 
 async def test_busy_responder_does_not_lose_to_an_observer_returning_none(
-    new_bus, make_plugin, until
-):
+    new_bus: BusFactory, make_plugin: PluginFactory, until: Until
+) -> None:
     """An observer (``q.>``) returning None never wins over a busy responder, on every
     driver: on NATS a request waiting for room in one subscription's buffer does not hold
     up the claims of the requests behind it (the requester would otherwise settle for the
@@ -124,11 +127,11 @@ async def test_busy_responder_does_not_lose_to_an_observer_returning_none(
     results: dict[int, object] = {}
     done = {i: anyio.Event() for i in range(4)}
 
-    async def observer(event):
+    async def observer(event: Event) -> None:
         seen_by_observer.append(event.payload["n"])
         return None
 
-    async def responder(event):
+    async def responder(event: Event) -> Any:
         await go.wait()
         return f"R{event.payload['n']}"
 
@@ -138,7 +141,7 @@ async def test_busy_responder_does_not_lose_to_an_observer_returning_none(
         client = make_plugin(bus, "t.Client")
         r_sub = subscription_of(bus, "t.Responder", "q.x")
 
-        async def ask(n):
+        async def ask(n: int) -> None:
             try:
                 results[n] = await client.request("q.x", {"n": n}, timeout=30)
             except Exception as exc:  # noqa: BLE001

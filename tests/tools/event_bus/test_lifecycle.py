@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 import structlog
 
+from microcore import Event
 from microcore.tooling import ConfigurationError
+from tests.tools.event_bus.conftest import (
+    BusFactory,
+    FakeKernel,
+    InboxFactory,
+    PluginFactory,
+    Until,
+)
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import BusClosed
 from tools.event_bus.event_bus_tool import EventBusTool
 
 
-class _Kernel:
-    def __init__(self, settings):
-        self.settings = settings
-
-    def start_background(self, fn, *args, name=None):
+class _Kernel(FakeKernel):
+    def start_background(self, fn: Any, *args: Any, name: str | None = None) -> None:
         raise RuntimeError("not running")
 
 
@@ -32,7 +39,7 @@ class _Kernel:
         ({"EVENT_BUS_BUFFER": "many"}, "must be an integer"),
     ],
 )
-async def test_setup_refuses_bad_settings(settings, message):
+async def test_setup_refuses_bad_settings(settings: dict[str, str], message: str) -> None:
     """Unknown bus URLs and out-of-range numbers fail setup with a message naming the key."""
     kernel = _Kernel(settings)
     bus = EventBusTool(ConfigTool(kernel), kernel)
@@ -40,7 +47,7 @@ async def test_setup_refuses_bad_settings(settings, message):
         await bus.setup()
 
 
-async def test_publish_before_setup_is_refused():
+async def test_publish_before_setup_is_refused() -> None:
     """A bus that is not set up says so instead of failing obscurely."""
     kernel = _Kernel({})
     bus = EventBusTool(ConfigTool(kernel), kernel)
@@ -49,19 +56,19 @@ async def test_publish_before_setup_is_refused():
 
 
 async def test_drain_delivers_queued_events_and_their_consequences(
-    new_memory_bus, make_plugin, until
-):
+    new_memory_bus: BusFactory, make_plugin: PluginFactory, until: Until
+) -> None:
     """Drain lets queued events and the events their handlers publish finish, then closes."""
     handled: list[str] = []
     async with new_memory_bus() as bus:
         relay = make_plugin(bus, "shop.Relay")
 
-        async def first(event):
+        async def first(event: Event) -> None:
             await anyio.lowlevel.checkpoint()
             handled.append(event.name)
             await relay.publish("b.second", {})
 
-        async def second(event):
+        async def second(event: Event) -> None:
             handled.append(event.name)
 
         await relay.subscribe("a.first", first)
@@ -77,10 +84,12 @@ async def test_drain_delivers_queued_events_and_their_consequences(
             await publisher.publish("a.first", {})
 
 
-async def test_drain_past_its_deadline_logs_what_was_not_delivered(new_memory_bus, make_plugin):
+async def test_drain_past_its_deadline_logs_what_was_not_delivered(
+    new_memory_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A hung handler cannot stall shutdown: drain cancels it and logs undelivered event ids."""
 
-    async def hang(event):
+    async def hang(event: Event) -> None:
         await anyio.sleep_forever()
 
     async with new_memory_bus(EVENT_BUS_DRAIN_TIMEOUT=0.05) as bus:
@@ -96,12 +105,14 @@ async def test_drain_past_its_deadline_logs_what_was_not_delivered(new_memory_bu
     assert any(e["event"] == "event_bus_drain_timeout" for e in logs)
 
 
-async def test_unload_lets_the_in_flight_delivery_finish_once(new_bus, make_plugin, until):
+async def test_unload_lets_the_in_flight_delivery_finish_once(
+    new_bus: BusFactory, make_plugin: PluginFactory, until: Until
+) -> None:
     """Releasing a plugin mid-handler waits for that handler; it is not cancelled or re-run."""
     started, finish = anyio.Event(), anyio.Event()
     calls: list[str] = []
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         calls.append("start")
         started.set()
         await finish.wait()
@@ -122,11 +133,13 @@ async def test_unload_lets_the_in_flight_delivery_finish_once(new_bus, make_plug
     assert calls == ["start", "end"]
 
 
-async def test_unload_past_grace_cancels_cleanly_and_logs(new_memory_bus, make_plugin):
+async def test_unload_past_grace_cancels_cleanly_and_logs(
+    new_memory_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A handler that outlives the grace period is cancelled once and reported, not retried."""
     calls: list[str] = []
 
-    async def hang(event):
+    async def hang(event: Event) -> None:
         calls.append(event.id)
         await anyio.sleep_forever()
 
@@ -143,13 +156,15 @@ async def test_unload_past_grace_cancels_cleanly_and_logs(new_memory_bus, make_p
     assert undelivered["event_ids"] == [first, second]
 
 
-async def test_unsubscribe_from_inside_its_own_handler_does_not_deadlock(new_bus, make_plugin):
+async def test_unsubscribe_from_inside_its_own_handler_does_not_deadlock(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A handler may unsubscribe itself; later events are not delivered to it."""
     seen: list[int] = []
     async with new_bus() as bus:
         handle = make_plugin(bus, "shop.Once")
 
-        async def once(event):
+        async def once(event: Event) -> None:
             seen.append(event.payload["n"])
             await handle.unsubscribe("a.b", once)
 
@@ -163,7 +178,9 @@ async def test_unsubscribe_from_inside_its_own_handler_does_not_deadlock(new_bus
     assert seen == [1]
 
 
-async def test_shutdown_without_drain_still_closes_everything(new_memory_bus, make_plugin, inbox):
+async def test_shutdown_without_drain_still_closes_everything(
+    new_memory_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """shutdown() drains if drain() was not called; a second drain is a no-op."""
     async with new_memory_bus() as bus:
         box = inbox()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import msgspec
 import pytest
 
 from microcore import Event
 from microcore.tooling import HookError, MicroCoreError, Owner, RegistrationError, causation
+from tests.tools.event_bus.conftest import BusFactory, InboxFactory, PluginFactory, Until
 from tools.event_bus import DeliveryOutcome, PublishTimeout
 
 
@@ -17,8 +20,8 @@ class Price(msgspec.Struct):
 
 
 async def test_publish_delivers_event_with_identity_and_fresh_correlation(
-    new_bus, make_plugin, inbox
-):
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """The subscriber gets name, payload, id, source (publisher identity), correlation id."""
     async with new_bus() as bus:
         box = inbox()
@@ -40,7 +43,9 @@ async def test_publish_delivers_event_with_identity_and_fresh_correlation(
     assert a.timestamp > 0
 
 
-async def test_publish_accepts_struct_payload(new_bus, driver, make_plugin, inbox):
+async def test_publish_accepts_struct_payload(
+    new_bus: BusFactory, driver: str, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A Struct payload arrives as the Struct in-process, as its fields over NATS."""
     async with new_bus() as bus:
         box = inbox()
@@ -54,7 +59,9 @@ async def test_publish_accepts_struct_payload(new_bus, driver, make_plugin, inbo
         assert event.payload == {"sku": "PEN", "amount": 2.5}
 
 
-async def test_publish_refuses_bad_payload_and_wildcard_name(new_bus, make_plugin):
+async def test_publish_refuses_bad_payload_and_wildcard_name(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A payload that is not a dict/Struct, or a name with a wildcard, is a clear error."""
     async with new_bus() as bus:
         handle = make_plugin(bus)
@@ -64,7 +71,9 @@ async def test_publish_refuses_bad_payload_and_wildcard_name(new_bus, make_plugi
             await handle.publish("a.*", {})
 
 
-async def test_publish_keeps_order_per_subscriber(new_bus, make_plugin, inbox):
+async def test_publish_keeps_order_per_subscriber(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """Each subscriber sees events in publish order, even past its buffer size."""
     async with new_bus(EVENT_BUS_BUFFER=8) as bus:
         boxes = [inbox() for _ in range(3)]
@@ -78,26 +87,30 @@ async def test_publish_keeps_order_per_subscriber(new_bus, make_plugin, inbox):
             assert [e.payload["i"] for e in events] == list(range(300))
 
 
-async def test_publish_with_no_subscriber_returns_an_id(new_bus, make_plugin):
+async def test_publish_with_no_subscriber_returns_an_id(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """Publishing to a name nobody subscribes to is fine and still recorded."""
     async with new_bus() as bus:
         event_id = await make_plugin(bus).publish("nobody.listens", {})
         assert bus.history()[-1].id == event_id
 
 
-async def test_subscribe_refuses_sync_handler_bad_pattern_and_bad_retries(new_bus, make_plugin):
+async def test_subscribe_refuses_sync_handler_bad_pattern_and_bad_retries(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """Sync handlers, malformed patterns and negative retries are refused at subscribe."""
 
-    def sync_handler(event):
+    def sync_handler(event: Event) -> None:
         return None
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         return None
 
     async with new_bus() as bus:
         handle = make_plugin(bus, "shop.P")
         with pytest.raises(HookError, match="async def sync_handler"):
-            await handle.subscribe("a.b", sync_handler)
+            await handle.subscribe("a.b", sync_handler)  # type: ignore[arg-type]  # the point
         with pytest.raises(RegistrationError, match="last token"):
             await handle.subscribe("a.>.b", handler)
         with pytest.raises(RegistrationError, match="retries"):
@@ -106,11 +119,11 @@ async def test_subscribe_refuses_sync_handler_bad_pattern_and_bad_retries(new_bu
 
 
 async def test_subscribe_twice_is_refused_and_unsubscribe_unknown_names_what_exists(
-    new_bus, make_plugin
-):
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """One handler per pattern per plugin; unsubscribing something unknown lists what exists."""
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         return None
 
     async with new_bus() as bus:
@@ -122,7 +135,9 @@ async def test_subscribe_twice_is_refused_and_unsubscribe_unknown_names_what_exi
             await handle.unsubscribe("x.y", handler)
 
 
-async def test_unsubscribe_stops_new_deliveries(new_bus, make_plugin, inbox):
+async def test_unsubscribe_stops_new_deliveries(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """After unsubscribe the handler gets nothing new; the owner no longer lists it."""
     async with new_bus() as bus:
         box, other = inbox(), inbox()
@@ -139,7 +154,9 @@ async def test_unsubscribe_stops_new_deliveries(new_bus, make_plugin, inbox):
     assert [e.payload["n"] for e in box.events] == [1]
 
 
-async def test_pending_owner_receives_nothing_until_active(new_bus, make_plugin, inbox):
+async def test_pending_owner_receives_nothing_until_active(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """Subscriptions of a booting plugin are invisible until the kernel activates it."""
     async with new_bus() as bus:
         box = inbox()
@@ -156,7 +173,9 @@ async def test_pending_owner_receives_nothing_until_active(new_bus, make_plugin,
     assert [e.payload["n"] for e in events] == [2]
 
 
-async def test_released_owner_subscriptions_vanish(new_bus, make_plugin, inbox):
+async def test_released_owner_subscriptions_vanish(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """Releasing the owner removes its subscriptions; later events are not delivered to it."""
     async with new_bus() as bus:
         box, other = inbox(), inbox()
@@ -173,7 +192,9 @@ async def test_released_owner_subscriptions_vanish(new_bus, make_plugin, inbox):
     assert len(box.events) == 1
 
 
-async def test_failed_boot_leaves_no_subscription(new_bus, make_plugin, inbox):
+async def test_failed_boot_leaves_no_subscription(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A pending owner released without activation (failed boot) never receives anything."""
     async with new_bus() as bus:
         box = inbox()
@@ -186,8 +207,8 @@ async def test_failed_boot_leaves_no_subscription(new_bus, make_plugin, inbox):
 
 
 async def test_hot_swap_moves_delivery_to_the_new_version_atomically(
-    new_memory_bus, make_plugin, inbox
-):
+    new_memory_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """Old version released and new one activated in one step: each event goes to one of them."""
     async with new_memory_bus() as bus:
         old_box, new_box = inbox(), inbox()
@@ -208,7 +229,9 @@ async def test_hot_swap_moves_delivery_to_the_new_version_atomically(
     assert [e.payload["n"] for e in new_box.events] == [2]
 
 
-async def test_hot_swap_hands_each_event_to_exactly_one_version(new_bus, make_plugin, inbox, until):
+async def test_hot_swap_hands_each_event_to_exactly_one_version(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory, until: Until
+) -> None:
     """Across a hot swap every event is handled once, by the old or the new version."""
     async with new_bus() as bus:
         old_box, new_box = inbox(), inbox()
@@ -232,12 +255,14 @@ async def test_hot_swap_hands_each_event_to_exactly_one_version(new_bus, make_pl
     assert 2 in [e.payload["n"] for e in new_box.events]
 
 
-async def test_publish_waits_for_room_when_a_buffer_is_full(new_memory_bus, make_plugin):
+async def test_publish_waits_for_room_when_a_buffer_is_full(
+    new_memory_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A slow subscriber applies backpressure: publish blocks, nothing is dropped."""
     gate = anyio.Event()
     seen: list[int] = []
 
-    async def slow(event):
+    async def slow(event: Event) -> None:
         await gate.wait()
         seen.append(event.payload["i"])
 
@@ -246,7 +271,7 @@ async def test_publish_waits_for_room_when_a_buffer_is_full(new_memory_bus, make
         publisher = make_plugin(bus)
         published: list[int] = []
 
-        async def produce():
+        async def produce() -> None:
             for i in range(10):
                 await publisher.publish("x.y", {"i": i})
                 published.append(i)
@@ -266,10 +291,12 @@ async def test_publish_waits_for_room_when_a_buffer_is_full(new_memory_bus, make
     assert seen == list(range(10))
 
 
-async def test_publish_times_out_on_a_buffer_that_stays_full(new_memory_bus, make_plugin):
+async def test_publish_times_out_on_a_buffer_that_stays_full(
+    new_memory_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A hung subscriber with a full buffer makes publish fail loudly after the timeout."""
 
-    async def hang(event):
+    async def hang(event: Event) -> None:
         await anyio.sleep_forever()
 
     async with new_memory_bus(
@@ -283,8 +310,8 @@ async def test_publish_times_out_on_a_buffer_that_stays_full(new_memory_bus, mak
 
 
 async def test_publisher_cancelled_as_its_event_finds_room_is_accounted_once(
-    new_memory_bus, make_plugin
-):
+    new_memory_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """Cancelling a publisher that waits for room never leaves the bus miscounting.
 
     The handler ahead cancels the waiting publisher and returns, so the consumer
@@ -296,7 +323,7 @@ async def test_publisher_cancelled_as_its_event_finds_room_is_accounted_once(
     seen: list[int] = []
     waiting = anyio.CancelScope()
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         if event.payload["i"] == 0:
             await gate.wait()
             waiting.cancel()  # the consumer takes the next item before the publisher resumes
@@ -307,7 +334,7 @@ async def test_publisher_cancelled_as_its_event_finds_room_is_accounted_once(
         publisher = make_plugin(bus)
         returned: list[int] = []
 
-        async def blocked():
+        async def blocked() -> None:
             with waiting:
                 await publisher.publish("x.y", {"i": 2})
                 returned.append(2)
@@ -326,12 +353,14 @@ async def test_publisher_cancelled_as_its_event_finds_room_is_accounted_once(
     assert seen == [0, 1, *returned]
 
 
-async def test_handler_publish_inherits_correlation_and_parent(new_bus, make_plugin, inbox):
+async def test_handler_publish_inherits_correlation_and_parent(
+    new_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """What a handler publishes shares the event's correlation id and has it as parent."""
     async with new_bus() as bus:
         relay = make_plugin(bus, "shop.Relay")
 
-        async def forward(event):
+        async def forward(event: Event) -> None:
             await relay.publish("b.second", {"from": event.id})
 
         await relay.subscribe("a.first", forward)
@@ -346,7 +375,9 @@ async def test_handler_publish_inherits_correlation_and_parent(new_bus, make_plu
         assert [e.id for e in bus.chain(second.id)] == [first_id, second.id]
 
 
-async def test_publish_inside_causation_uses_its_correlation_id(new_bus, make_plugin):
+async def test_publish_inside_causation_uses_its_correlation_id(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """An HTTP request's correlation id (set by causation) is carried by what it publishes."""
     async with new_bus() as bus:
         handle = make_plugin(bus)
@@ -358,13 +389,15 @@ async def test_publish_inside_causation_uses_its_correlation_id(new_bus, make_pl
     assert outside.correlation_id != "request-42"
 
 
-async def test_tap_sees_every_event_synchronously_and_can_be_removed(new_bus, make_plugin):
+async def test_tap_sees_every_event_synchronously_and_can_be_removed(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A tap is called before publish returns; a failing tap does not break publishing."""
     async with new_bus() as bus:
         seen: list[Event] = []
         remove = bus.tap(seen.append)
 
-        def broken(event):
+        def broken(event: Event) -> None:
             raise RuntimeError("observer bug")
 
         remove_broken = bus.tap(broken)
@@ -378,7 +411,9 @@ async def test_tap_sees_every_event_synchronously_and_can_be_removed(new_bus, ma
     assert len(seen) == 1
 
 
-async def test_history_is_bounded_and_filterable(new_bus, make_plugin):
+async def test_history_is_bounded_and_filterable(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """History keeps the last EVENT_BUS_HISTORY events, filterable by correlation id."""
     async with new_bus(EVENT_BUS_HISTORY=3) as bus:
         handle = make_plugin(bus)
@@ -391,10 +426,12 @@ async def test_history_is_bounded_and_filterable(new_bus, make_plugin):
         assert bus.history(limit=0) == []
 
 
-async def test_subscriptions_and_flows_describe_who_talks_to_whom(new_bus, make_plugin):
+async def test_subscriptions_and_flows_describe_who_talks_to_whom(
+    new_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """subscriptions() lists each one with counters; flows() maps publishers and subscribers."""
 
-    async def handler(event):
+    async def handler(event: Event) -> Any:
         return {"ok": True}
 
     async with new_bus() as bus:
@@ -414,10 +451,12 @@ async def test_subscriptions_and_flows_describe_who_talks_to_whom(new_bus, make_
     assert flows.responders == {"q.ask": ["shop.Responder"]}
 
 
-async def test_outcomes_count_by_event_name_and_survive_a_hot_swap(new_bus, make_plugin, until):
+async def test_outcomes_count_by_event_name_and_survive_a_hot_swap(
+    new_bus: BusFactory, make_plugin: PluginFactory, until: Until
+) -> None:
     """outcomes(): delivered and failed per event name and subscriber, kept across versions."""
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         if event.payload.get("bad"):
             raise RuntimeError("refused")
 
@@ -443,12 +482,14 @@ async def test_outcomes_count_by_event_name_and_survive_a_hot_swap(new_bus, make
     ]
 
 
-async def test_outcomes_stop_adding_names_past_the_cap(new_memory_bus, make_plugin, monkeypatch):
+async def test_outcomes_stop_adding_names_past_the_cap(
+    new_memory_bus: BusFactory, make_plugin: PluginFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A plugin publishing made-up names cannot grow the counters: past the cap, '_other'."""
     monkeypatch.setattr("tools.event_bus._delivery.MAX_COUNTED", 2)
     box: list[str] = []
 
-    async def handler(event):
+    async def handler(event: Event) -> None:
         box.append(event.name)
 
     async with new_memory_bus() as bus:

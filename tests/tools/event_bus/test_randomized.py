@@ -24,7 +24,7 @@ import pytest
 
 from microcore import Event
 from microcore.tooling import NoResponder, Owner, RequestTimeout
-from tests.tools.event_bus.conftest import backend_of
+from tests.tools.event_bus.conftest import BusFactory, backend_of
 from tools.event_bus import RequestFailed
 
 NAMES = ["a.b", "a.c", "b.c.d", "a.b.c"]
@@ -194,7 +194,9 @@ def _active(identity: str) -> Owner:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
-async def test_random_interleavings_lose_nothing_and_deliver_once(seed, new_memory_bus):
+async def test_random_interleavings_lose_nothing_and_deliver_once(
+    seed: int, new_memory_bus: BusFactory
+) -> None:
     """Seeded random runs: no lost event, no duplicate delivery, exact outcomes, no hang."""
     rng = random.Random(seed)
     model = Model()

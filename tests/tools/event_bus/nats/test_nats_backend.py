@@ -19,9 +19,16 @@ import msgspec
 import pytest
 import structlog
 
+from microcore import Event
 from microcore.tooling import NoResponder, RequestTimeout
 from tests.support import eventually, free_port
-from tests.tools.event_bus.conftest import nats_backend_of
+from tests.tools.event_bus.conftest import (
+    BusFactory,
+    FakeKernel,
+    InboxFactory,
+    PluginFactory,
+    nats_backend_of,
+)
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import EventPayloadError, RequestFailed
 from tools.event_bus.event_bus_tool import EventBusTool
@@ -63,26 +70,23 @@ async def pending(jsm: Any, stream: str) -> tuple[int, int]:
 # -- configuration -----------------------------------------------------------------------
 
 
-class _Kernel:
-    def __init__(self, settings: dict[str, str]) -> None:
-        self.settings = settings
-
+class _Kernel(FakeKernel):
     def start_background(self, fn: Any, *args: Any, name: str | None = None) -> None:
         raise AssertionError("nothing may start before NATS answered")
 
 
-async def test_nats_unreachable_fails_setup_naming_the_url():
+async def test_nats_unreachable_fails_setup_naming_the_url() -> None:
     """A NATS URL nothing listens on fails setup at once, naming it and how to fix it."""
     url = f"nats://127.0.0.1:{free_port()}"
     kernel = _Kernel({"EVENT_BUS_URL": url})
-    bus = EventBusTool(ConfigTool(kernel), kernel)  # type: ignore[arg-type]
+    bus = EventBusTool(ConfigTool(kernel), kernel)
     with anyio.fail_after(10), pytest.raises(NatsUnavailable, match="nats-server -js") as info:
         await bus.setup()
     assert url in str(info.value)
     assert info.value.http_status == 503
 
 
-def test_nats_consumer_names_are_stable_safe_and_distinct():
+def test_nats_consumer_names_are_stable_safe_and_distinct() -> None:
     """Every replica derives the same durable name; names are NATS-safe and per pattern."""
     subjects = Subjects("shop")
     first = subjects.durable("products.ProductStatsPlugin", "product.*")
@@ -98,8 +102,8 @@ def test_nats_consumer_names_are_stable_safe_and_distinct():
 
 
 async def test_nats_each_event_is_handled_once_per_plugin_across_replicas(
-    nats_bus, make_plugin, inbox
-):
+    nats_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """Two replicas, two plugins: every event reaches each plugin exactly once, shared out."""
     async with nats_bus() as a, nats_bus() as b:
         stats = {"a": inbox(), "b": inbox()}
@@ -119,13 +123,15 @@ async def test_nats_each_event_is_handled_once_per_plugin_across_replicas(
         assert all(box.events for box in boxes.values())  # both replicas took a share
 
 
-async def test_nats_request_is_answered_by_a_responder_in_another_replica(nats_bus, make_plugin):
+async def test_nats_request_is_answered_by_a_responder_in_another_replica(
+    nats_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A request from replica A reaches the responder that only replica B runs."""
 
-    async def quote(event):
+    async def quote(event: Event) -> Any:
         return {"price": event.payload["qty"] * 2, "by": "b"}
 
-    async def broken(event):
+    async def broken(event: Event) -> None:
         raise LookupError("no such sku")
 
     async with nats_bus() as a, nats_bus() as b:
@@ -141,10 +147,12 @@ async def test_nats_request_is_answered_by_a_responder_in_another_replica(nats_b
         assert nats_backend_of(a).waiting == set()
 
 
-async def test_nats_request_timeout_is_request_timeout(nats_bus, make_plugin):
+async def test_nats_request_timeout_is_request_timeout(
+    nats_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A responder that never answers: RequestTimeout after the timeout, not before."""
 
-    async def hang(event):
+    async def hang(event: Event) -> None:
         await anyio.sleep_forever()
 
     async with nats_bus(EVENT_BUS_DRAIN_TIMEOUT=0.05) as bus:
@@ -159,8 +167,12 @@ async def test_nats_request_timeout_is_request_timeout(nats_bus, make_plugin):
 
 
 async def test_nats_events_wait_for_a_plugin_with_no_replica_running(
-    nats_bus, nats_stream, jetstream, make_plugin, inbox
-):
+    nats_bus: BusFactory,
+    nats_stream: dict[str, str],
+    jetstream: Any,
+    make_plugin: PluginFactory,
+    inbox: InboxFactory,
+) -> None:
     """Events published while every replica of a plugin is down reach it when one comes back."""
     async with nats_bus() as publisher_bus:
         publisher = make_plugin(publisher_bus, "shop.Create")
@@ -182,11 +194,13 @@ async def test_nats_events_wait_for_a_plugin_with_no_replica_running(
         assert [e.payload["n"] for e in box.events] == [1]
 
 
-async def test_nats_events_left_at_shutdown_go_to_another_replica(nats_bus, make_plugin, inbox):
+async def test_nats_events_left_at_shutdown_go_to_another_replica(
+    nats_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A replica that shuts down mid-stream hands back what it did not finish; none is lost."""
     stuck = anyio.Event()
 
-    async def hang(event):
+    async def hang(event: Event) -> None:
         stuck.set()
         await anyio.sleep_forever()
 
@@ -197,7 +211,7 @@ async def test_nats_events_left_at_shutdown_go_to_another_replica(nats_bus, make
             await make_plugin(leaving, "shop.Worker").subscribe("job.run", hang)
             await leaving.on_boot_complete()
             publisher = make_plugin(survivor, "shop.Boss")
-            sent = []
+            sent: list[str] = []
             while not stuck.is_set():  # until the leaving replica holds at least one
                 sent.append(await publisher.publish("job.run", {"n": len(sent)}))
                 await anyio.sleep(0.01)  # paces the producer; the loop ends on ``stuck``
@@ -206,12 +220,12 @@ async def test_nats_events_left_at_shutdown_go_to_another_replica(nats_bus, make
 
 
 async def test_nats_crashed_replica_events_are_redelivered_after_ack_wait(
-    nats_bus, make_plugin, inbox
-):
+    nats_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """A replica that vanishes without a word: JetStream redelivers its events after the wait."""
     stuck = anyio.Event()
 
-    async def hang(event):
+    async def hang(event: Event) -> None:
         stuck.set()
         await anyio.sleep_forever()
 
@@ -223,22 +237,24 @@ async def test_nats_crashed_replica_events_are_redelivered_after_ack_wait(
             await make_plugin(crashing, "shop.Worker").subscribe("job.run", hang)
             await crashing.on_boot_complete()
             publisher = make_plugin(survivor, "shop.Boss")
-            sent = []
+            sent: list[str] = []
             while not stuck.is_set():
                 sent.append(await publisher.publish("job.run", {"n": len(sent)}))
                 await anyio.sleep(0.01)  # paces the producer; the loop ends on ``stuck``
             with structlog.testing.capture_logs():
-                await nats_backend_of(crashing)._nc.close()  # the process died: no nak, no ack
+                client = nats_backend_of(crashing)._nc
+                assert client is not None
+                await client.close()  # the process died: no nak, no ack
                 await settled(lambda: {e.id for e in done.events} >= set(sent))
 
 
 async def test_nats_slow_handler_is_not_redelivered_while_it_works(
-    nats_bus, nats_stream, jetstream, make_plugin
-):
+    nats_bus: BusFactory, nats_stream: dict[str, str], jetstream: Any, make_plugin: PluginFactory
+) -> None:
     """A handler slower than the ack wait keeps its event (in-progress acks): handled once."""
     calls: list[str] = []
 
-    async def slow(event):
+    async def slow(event: Event) -> None:
         calls.append(event.id)
         await anyio.sleep(0.8)
 
@@ -257,11 +273,15 @@ async def test_nats_slow_handler_is_not_redelivered_while_it_works(
 
 
 async def test_nats_events_are_acked_after_success_and_after_their_dead_letter(
-    nats_bus, nats_stream, jetstream, make_plugin, inbox
-):
+    nats_bus: BusFactory,
+    nats_stream: dict[str, str],
+    jetstream: Any,
+    make_plugin: PluginFactory,
+    inbox: InboxFactory,
+) -> None:
     """Handled and dead-lettered events are acked: the stream lets them go, none redelivered."""
 
-    async def failing(event):
+    async def failing(event: Event) -> None:
         raise KeyError("sku")
 
     async with nats_bus(EVENT_BUS_RETRY_BACKOFF=0.001) as bus:
@@ -282,7 +302,9 @@ async def test_nats_events_are_acked_after_success_and_after_their_dead_letter(
 # -- the wire -------------------------------------------------------------------------------
 
 
-async def test_nats_payload_msgpack_cannot_carry_is_refused(nats_bus, make_plugin):
+async def test_nats_payload_msgpack_cannot_carry_is_refused(
+    nats_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A payload with a value msgpack cannot encode fails publish, naming the event."""
     async with nats_bus() as bus:
         with pytest.raises(EventPayloadError, match=r"'a\.b' cannot be sent over NATS"):
@@ -290,8 +312,12 @@ async def test_nats_payload_msgpack_cannot_carry_is_refused(nats_bus, make_plugi
 
 
 async def test_nats_undecodable_message_is_dropped_and_the_rest_flows(
-    nats_bus, nats_stream, jetstream, make_plugin, inbox
-):
+    nats_bus: BusFactory,
+    nats_stream: dict[str, str],
+    jetstream: Any,
+    make_plugin: PluginFactory,
+    inbox: InboxFactory,
+) -> None:
     """A foreign, undecodable message on the stream is logged and terminated, not redelivered."""
     import nats
 
@@ -360,7 +386,9 @@ async def wait_for_port(url: str) -> None:
                 await anyio.sleep(0.02)  # the polling interval of a bounded wait
 
 
-async def test_nats_restart_loses_no_acknowledged_event(own_nats, make_bus, make_plugin, inbox):
+async def test_nats_restart_loses_no_acknowledged_event(
+    own_nats: Any, make_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """NATS goes down and comes back (same storage): publishes wait it out, all are handled."""
     await wait_for_port(own_nats.url)
     settings = {"EVENT_BUS_URL": own_nats.url, "EVENT_BUS_STREAM": "restart"}
@@ -389,8 +417,8 @@ async def test_nats_restart_loses_no_acknowledged_event(own_nats, make_bus, make
 
 
 async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
-    own_nats, make_bus, make_plugin, inbox
-):
+    own_nats: Any, make_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+) -> None:
     """Shutting down while NATS is unreachable (reconnecting) does not raise out of the
     bus's drain: the connection is closed all the same and 'event_bus_nats_closed' is logged."""
     await wait_for_port(own_nats.url)
@@ -404,6 +432,7 @@ async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
             await make_plugin(bus, "shop.L").subscribe("a.*", inbox())
             await bus.on_boot_complete()
             nc = nats_backend_of(bus)._nc
+            assert nc is not None
             await anyio.to_thread.run_sync(own_nats.stop)
             await settled(lambda: not nc.is_connected)
             with anyio.fail_after(10):
@@ -412,14 +441,16 @@ async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
     assert any(e["event"] == "event_bus_nats_closed" for e in logs)
 
 
-async def test_nats_struct_reply_and_payload_cross_as_builtins(nats_bus, make_plugin):
+async def test_nats_struct_reply_and_payload_cross_as_builtins(
+    nats_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """A Struct reply arrives as its fields; msgspec.convert gets the Struct back."""
 
     class Quote(msgspec.Struct):
         sku: str
         price: float
 
-    async def quote(event):
+    async def quote(event: Event) -> Any:
         return Quote(event.payload["sku"], 2.5)
 
     async with nats_bus() as bus:

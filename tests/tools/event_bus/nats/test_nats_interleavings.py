@@ -4,12 +4,23 @@ would do meanwhile, then lets it go."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import anyio
+import pytest
 from nats.aio.subscription import Subscription as NatsSubscription
 
+from microcore import Event
 from microcore.tooling import NoResponder
 from tests.support import eventually
-from tests.tools.event_bus.conftest import nats_backend_of, subscription_of
+from tests.tools.event_bus.conftest import (
+    BusFactory,
+    InboxFactory,
+    PluginFactory,
+    nats_backend_of,
+    subscription_of,
+)
 
 
 class Gate:
@@ -28,8 +39,11 @@ class Gate:
 
 
 async def test_nats_hot_reload_while_the_old_binding_is_left_keeps_the_plugins_events(
-    nats_bus, make_plugin, inbox, monkeypatch
-):
+    nats_bus: BusFactory,
+    make_plugin: PluginFactory,
+    inbox: InboxFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A plugin hot-reloaded while its subscription is still being joined on NATS (the old
     version unsubscribes before the join finished, the new version subscribes while the
     driver leaves again) gets its events on this replica: the new version binds afresh
@@ -38,13 +52,13 @@ async def test_nats_hot_reload_while_the_old_binding_is_left_keeps_the_plugins_e
         driver = nats_backend_of(bus)
         joined, leaving = Gate(), Gate()
         real_subscribe = driver._subscribe
-        real_drain = NatsSubscription.drain
+        real_drain: Callable[[Any], Awaitable[None]] = NatsSubscription.drain
 
-        async def subscribe(binding):
+        async def subscribe(binding: Any) -> None:
             await real_subscribe(binding)
             await joined.passing()  # the consumer exists and both groups are joined
 
-        async def drain(self):
+        async def drain(self: Any) -> None:
             await leaving.passing()
             await real_drain(self)
 
@@ -73,8 +87,8 @@ async def test_nats_hot_reload_while_the_old_binding_is_left_keeps_the_plugins_e
 
 
 async def test_nats_request_reaching_a_leaving_replica_is_answered_by_a_live_one(
-    nats_bus, make_plugin, monkeypatch
-):
+    nats_bus: BusFactory, make_plugin: PluginFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Replica A unsubscribes its responder while replica B keeps one: until NATS has A's
     UNSUB, the queue group may still pick A, which can no longer answer. The requester
     asks again and gets B's answer instead of NoResponder.
@@ -83,13 +97,13 @@ async def test_nats_request_reaching_a_leaving_replica_is_answered_by_a_live_one
     group: the window every unsubscribe and rolling restart has. NATS picks a queue
     member at random, so some of the 40 requests reach A (all missing it: 2**-40)."""
     leaving = Gate()
-    real_drain = NatsSubscription.drain
+    real_drain: Callable[[Any], Awaitable[None]] = NatsSubscription.drain
 
-    async def drain(self):
+    async def drain(self: Any) -> None:
         await leaving.passing()
         await real_drain(self)
 
-    async def quote(event):
+    async def quote(event: Event) -> Any:
         return {"price": 8}
 
     async with nats_bus() as a, nats_bus() as b:
@@ -115,7 +129,9 @@ async def test_nats_request_reaching_a_leaving_replica_is_answered_by_a_live_one
             leaving.go.set()
 
 
-async def test_nats_events_waiting_behind_a_full_buffer_are_handled_once(nats_bus, make_plugin):
+async def test_nats_events_waiting_behind_a_full_buffer_are_handled_once(
+    nats_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
     """Events that reached a replica while its subscription's buffer is full wait there,
     in order, and are kept alive (in-progress acks) however long they wait: JetStream
     does not redeliver them after EVENT_BUS_ACK_WAIT, so each is handled once."""
@@ -124,7 +140,7 @@ async def test_nats_events_waiting_behind_a_full_buffer_are_handled_once(nats_bu
     answers: list[object] = []
     ack_wait = 0.6
 
-    async def worker(event):
+    async def worker(event: Event) -> Any:
         if event.name == "job.ask":
             await go.wait()
             return "ok"
@@ -143,7 +159,7 @@ async def test_nats_events_waiting_behind_a_full_buffer_are_handled_once(nats_bu
         acks = nats_backend_of(bus).acks
         client = make_plugin(bus, "shop.Boss")
 
-        async def ask():
+        async def ask() -> None:
             answers.append(await client.request("job.ask", {}, timeout=30))
 
         async with anyio.create_task_group() as tg:
