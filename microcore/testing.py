@@ -29,6 +29,7 @@ import pytest_asyncio
 
 from ._app import MicroCoreApp
 from ._core import logs as _logging
+from ._core.contracts import EventSource
 from ._core.errors import DependencyError
 from ._core.event import Event
 from ._core.kernel import Kernel
@@ -159,18 +160,15 @@ class EventRecorder:
 def record_events(kernel: Kernel) -> tuple[EventRecorder, Callable[[], object]]:
     """Attach a recorder to the running app's ``event_bus``; returns it and the detach function."""
     bus = kernel.tool("event_bus")
-    tap = getattr(bus, "tap", None)
-    if not callable(tap):
+    if not isinstance(bus, EventSource):
         raise DependencyError(
-            f"the event_bus tool ({type(bus).__name__}) has no tap(callback) method, "
-            "which the events fixture needs to see published events"
+            f"the event_bus tool ({type(bus).__name__}) is no EventSource (tap, history, "
+            "flows), which the events fixture needs to see published events"
         )
     recorder = EventRecorder()
-    history = getattr(bus, "history", None)
-    for event in history() if callable(history) else ():
+    for event in bus.history():
         recorder.record(event)
-    remove = tap(recorder.record)
-    return recorder, remove if callable(remove) else (lambda: None)
+    return recorder, bus.tap(recorder.record)
 
 
 @pytest.fixture

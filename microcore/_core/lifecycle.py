@@ -212,6 +212,7 @@ class PluginSet:
                 del self.records[record.identity]
         for record in batch.new:
             record.owner.activate()
+            record.owner.replaces = None  # only pending owners need it; no chain of versions
             record.loaded_at = now
             self.records[record.identity] = record
         for record in batch.failed:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import weakref
 from pathlib import Path
 
 import anyio
@@ -429,3 +431,29 @@ async def test_edit_keeping_size_and_mtime_is_served(project, monkeypatch):
             report = await Reloader(kernel).apply([path])
             assert report.loaded == ["a.OnePlugin"]
             assert registry.visible() == [item, "two-v1"]  # type: ignore[attr-defined]
+
+
+async def test_retired_versions_are_freed(project):
+    """After a handful of reloads the retired versions' classes, instances and modules
+    are collectable: nothing in the kernel or the tools keeps them alive."""
+    kernel = Kernel(project, environ={})
+    path = project / "domains/a/plugins/one_plugin.py"
+    async with kernel.run():
+        first = kernel.plugins["a.OnePlugin"]
+        assert first.cls is not None and first.instance is not None
+        old_class, old_instance = weakref.ref(first.cls), weakref.ref(first.instance)
+        old_module = weakref.ref(sys.modules[first.cls.__module__])
+        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        del first
+        for version in range(2, 7):
+            write(
+                project,
+                "domains/a/plugins/one_plugin.py",
+                PLUGIN.format(cls="OnePlugin", item=f"one-v{version}"),
+            )
+            await Reloader(kernel).apply([path])
+        await eventually(lambda: calls.count("OnePlugin.shutdown:one-v5") == 1)
+        gc.collect()
+        assert old_class() is None
+        assert old_instance() is None
+        assert old_module() is None

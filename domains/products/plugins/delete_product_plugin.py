@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from domains.products.models import ProductId
 from microcore import Plugin
+from tools.db import Db
+from tools.event_bus import EventBus
+from tools.http import Context, Http, NotFound
 
 
 class DeleteProductPlugin(Plugin):
-    def __init__(self, http: Any, db: Any, event_bus: Any) -> None:
+    def __init__(self, http: Http, db: Db, event_bus: EventBus) -> None:
         self.http, self.db, self.bus = http, db, event_bus
 
     async def on_boot(self) -> None:
         self.http.add_endpoint(
-            "/products/{product_id:int}",
-            "DELETE",
-            self.execute,
-            request_model=ProductId,
-            status_code=204,
-            tags=["products"],
-            summary="Delete a product",
+            "/products/{product_id:int}", "DELETE", self.execute, status_code=204, tags=["products"]
         )
 
-    async def execute(self, data: ProductId, context: Any) -> dict[str, Any] | None:
+    async def execute(self, data: ProductId, context: Context) -> None:
+        """Delete a product"""
         deleted = await self.db.execute("DELETE FROM products WHERE id = ?", (data.product_id,))
         if not deleted:
-            context.set_status(404)
-            return {
-                "success": False,
-                "error": {"code": "not_found", "message": f"product {data.product_id} not found"},
-            }
+            raise NotFound(f"product {data.product_id} not found")
         await self.bus.publish("product.deleted", {"id": data.product_id})
-        return None

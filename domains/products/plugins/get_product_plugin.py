@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import msgspec
 
-from domains.products.models import ProductId
+from domains.products.models import Product, ProductId
 from microcore import Plugin
+from tools.db import Db
+from tools.http import Context, Http, NotFound
 
 
 class GetProductPlugin(Plugin):
-    def __init__(self, http: Any, db: Any) -> None:
+    def __init__(self, http: Http, db: Db) -> None:
         self.http, self.db = http, db
 
     async def on_boot(self) -> None:
-        self.http.add_endpoint(
-            "/products/{product_id:int}",
-            "GET",
-            self.execute,
-            request_model=ProductId,
-            tags=["products"],
-            summary="Get one product",
-        )
+        self.http.add_endpoint("/products/{product_id:int}", "GET", self.execute, tags=["products"])
 
-    async def execute(self, data: ProductId, context: Any) -> dict[str, Any]:
+    async def execute(self, data: ProductId, context: Context) -> Product:
+        """Get one product"""
         row = await self.db.query_one(
             "SELECT id, name, price FROM products WHERE id = ?", (data.product_id,)
         )
         if row is None:
-            context.set_status(404)
-            return {
-                "success": False,
-                "error": {"code": "not_found", "message": f"product {data.product_id} not found"},
-            }
-        return row
+            raise NotFound(f"product {data.product_id} not found")
+        return msgspec.convert(row, Product)

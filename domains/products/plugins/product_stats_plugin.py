@@ -9,25 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from microcore import Event, Plugin
+from tools.event_bus import EventBus
+from tools.http import Context, Http
+from tools.logger import Logger
+from tools.state import State
 
 
 class ProductStatsPlugin(Plugin):
-    def __init__(self, http: Any, event_bus: Any, state: Any, logger: Any) -> None:
+    def __init__(self, http: Http, event_bus: EventBus, state: State, logger: Logger) -> None:
         self.http, self.bus, self.state, self.logger = http, event_bus, state, logger
 
     async def on_boot(self) -> None:
         await self.bus.subscribe("product.created", self.on_created)
-        self.http.add_endpoint(
-            "/products/stats",
-            "GET",
-            self.stats,
-            tags=["products"],
-            summary="How many products were created since the app started",
-        )
+        self.http.add_endpoint("/products/stats", "GET", self.stats, tags=["products"])
 
     async def on_created(self, event: Event) -> None:
         total = await self.state.incr("products", "created")
         self.logger.info("product counted", id=event.payload["id"], total=total)
 
-    async def stats(self, data: dict[str, Any], context: Any) -> dict[str, Any]:
+    async def stats(self, data: dict[str, Any], context: Context) -> dict[str, Any]:
+        """How many products were created since the app started"""
         return {"created": await self.state.get("products", "created", 0)}

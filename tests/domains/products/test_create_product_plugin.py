@@ -4,35 +4,30 @@ from __future__ import annotations
 
 from unittest.mock import AsyncMock, MagicMock
 
-from domains.products.models import NewProduct
+from domains.products.models import NewProduct, Product
 from domains.products.plugins.create_product_plugin import CreateProductPlugin
 
 
-def make_plugin() -> CreateProductPlugin:
-    return CreateProductPlugin(
-        http=MagicMock(), db=AsyncMock(), event_bus=AsyncMock(), logger=MagicMock()
+async def test_create_product_registers_post_route() -> None:
+    """on_boot registers POST /products answering 201; the models come from annotations."""
+    http = MagicMock()
+    plugin = CreateProductPlugin(
+        http=http, db=AsyncMock(), event_bus=AsyncMock(), logger=MagicMock()
     )
-
-
-async def test_create_product_registers_post_route():
-    """on_boot registers POST /products with the NewProduct model and 201."""
-    plugin = make_plugin()
     await plugin.on_boot()
-    args, kwargs = plugin.http.add_endpoint.call_args
+    args, kwargs = http.add_endpoint.call_args
     assert args == ("/products", "POST", plugin.execute)
-    assert kwargs["request_model"] is NewProduct
     assert kwargs["status_code"] == 201
 
 
-async def test_create_product_inserts_and_publishes():
-    """execute inserts the row and publishes product.created with the new id."""
-    plugin = make_plugin()
-    plugin.db.execute.return_value = 7
-    result = await plugin.execute(NewProduct(name="Pen", price=2.5), context=None)
-    assert result == {"success": True, "id": 7}
-    plugin.db.execute.assert_awaited_once_with(
+async def test_create_product_inserts_and_publishes() -> None:
+    """execute inserts the row, publishes product.created with the new id, returns it."""
+    db, bus = AsyncMock(), AsyncMock()
+    plugin = CreateProductPlugin(http=MagicMock(), db=db, event_bus=bus, logger=MagicMock())
+    db.execute.return_value = 7
+    result = await plugin.execute(NewProduct(name="Pen", price=2.5), context=MagicMock())
+    assert result == Product(id=7, name="Pen", price=2.5)
+    db.execute.assert_awaited_once_with(
         "INSERT INTO products (name, price) VALUES (?, ?)", ("Pen", 2.5)
     )
-    plugin.bus.publish.assert_awaited_once_with(
-        "product.created", {"id": 7, "name": "Pen", "price": 2.5}
-    )
+    bus.publish.assert_awaited_once_with("product.created", {"id": 7, "name": "Pen", "price": 2.5})

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from unittest.mock import AsyncMock, MagicMock
 
+import pytest
+
 from domains.products.models import ProductId
 from domains.products.plugins.delete_product_plugin import DeleteProductPlugin
+from tools.http import NotFound
 
 
-async def test_delete_product_publishes_and_returns_nothing():
+async def test_delete_product_publishes_and_returns_nothing() -> None:
     """A deleted product answers no content and publishes product.deleted."""
-    plugin = DeleteProductPlugin(http=MagicMock(), db=AsyncMock(), event_bus=AsyncMock())
-    plugin.db.execute.return_value = 1
-    assert await plugin.execute(ProductId(product_id=3), MagicMock()) is None
-    plugin.bus.publish.assert_awaited_once_with("product.deleted", {"id": 3})
+    db, bus = AsyncMock(), AsyncMock()
+    plugin = DeleteProductPlugin(http=MagicMock(), db=db, event_bus=bus)
+    db.execute.return_value = 1
+    await plugin.execute(ProductId(product_id=3), MagicMock())
+    bus.publish.assert_awaited_once_with("product.deleted", {"id": 3})
 
 
-async def test_delete_product_missing_is_404_without_event():
-    """Deleting an unknown id is 404 and publishes nothing."""
-    plugin = DeleteProductPlugin(http=MagicMock(), db=AsyncMock(), event_bus=AsyncMock())
-    plugin.db.execute.return_value = 0
-    context = MagicMock()
-    await plugin.execute(ProductId(product_id=3), context)
-    context.set_status.assert_called_once_with(404)
-    plugin.bus.publish.assert_not_awaited()
+async def test_delete_product_missing_is_404_without_event() -> None:
+    """Deleting an unknown id raises NotFound and publishes nothing."""
+    db, bus = AsyncMock(), AsyncMock()
+    plugin = DeleteProductPlugin(http=MagicMock(), db=db, event_bus=bus)
+    db.execute.return_value = 0
+    with pytest.raises(NotFound):
+        await plugin.execute(ProductId(product_id=3), MagicMock())
+    bus.publish.assert_not_awaited()

@@ -8,24 +8,22 @@ from domains.products.plugins.product_stats_plugin import ProductStatsPlugin
 from microcore import Event
 
 
-def make_plugin() -> ProductStatsPlugin:
-    return ProductStatsPlugin(
-        http=MagicMock(), event_bus=AsyncMock(), state=AsyncMock(), logger=MagicMock()
-    )
-
-
-async def test_product_stats_subscribes_and_serves():
+async def test_product_stats_subscribes_and_serves() -> None:
     """on_boot subscribes to product.created and registers GET /products/stats."""
-    plugin = make_plugin()
+    http, bus = MagicMock(), AsyncMock()
+    plugin = ProductStatsPlugin(http=http, event_bus=bus, state=AsyncMock(), logger=MagicMock())
     await plugin.on_boot()
-    plugin.bus.subscribe.assert_awaited_once_with("product.created", plugin.on_created)
-    assert plugin.http.add_endpoint.call_args.args[:2] == ("/products/stats", "GET")
+    bus.subscribe.assert_awaited_once_with("product.created", plugin.on_created)
+    assert http.add_endpoint.call_args.args[:2] == ("/products/stats", "GET")
 
 
-async def test_product_stats_counts_each_event():
+async def test_product_stats_counts_each_event() -> None:
     """Each product.created increments the counter in state."""
-    plugin = make_plugin()
-    plugin.state.incr.return_value = 1
+    state = AsyncMock()
+    plugin = ProductStatsPlugin(
+        http=MagicMock(), event_bus=AsyncMock(), state=state, logger=MagicMock()
+    )
+    state.incr.return_value = 1
     event = Event(
         name="product.created",
         payload={"id": 1},
@@ -35,6 +33,6 @@ async def test_product_stats_counts_each_event():
         timestamp=0.0,
     )
     await plugin.on_created(event)
-    plugin.state.incr.assert_awaited_once_with("products", "created")
-    plugin.state.get.return_value = 1
+    state.incr.assert_awaited_once_with("products", "created")
+    state.get.return_value = 1
     assert await plugin.stats({}, MagicMock()) == {"created": 1}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from httpx import AsyncClient
 
-async def test_create_publishes_and_is_counted(client, events):
+from microcore.testing import EventRecorder
+
+
+async def test_create_publishes_and_is_counted(client: AsyncClient, events: EventRecorder) -> None:
     """POST /products answers 201, publishes product.created, and the stats plugin counts it."""
     response = await client.post("/products", json={"name": "Pen", "price": 2.5})
     assert response.status_code == 201
@@ -14,7 +18,7 @@ async def test_create_publishes_and_is_counted(client, events):
     assert listed.json() == [{"id": event.payload["id"], "name": "Pen", "price": 2.5}]
 
 
-async def test_bad_input_changes_nothing(client, events):
+async def test_bad_input_changes_nothing(client: AsyncClient, events: EventRecorder) -> None:
     """Invalid bodies are refused with the field path and publish nothing."""
     response = await client.post("/products", json={"name": "Pen", "price": -1})
     assert response.status_code == 422
@@ -24,7 +28,7 @@ async def test_bad_input_changes_nothing(client, events):
     assert events.published == []
 
 
-async def test_delete_then_get_is_404(client, events):
+async def test_delete_then_get_is_404(client: AsyncClient, events: EventRecorder) -> None:
     """A deleted product is gone and product.deleted is published."""
     created = (await client.post("/products", json={"name": "Cup", "price": 4})).json()
     assert (await client.delete(f"/products/{created['id']}")).status_code == 204
