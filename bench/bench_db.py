@@ -33,7 +33,7 @@ import anyio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from microcore.tooling import Kernel  # noqa: E402 - needs the repository on sys.path
+from microcore.testing import Kernel  # noqa: E402 - needs the repository on sys.path
 
 SCHEMA = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL)"
 INSERT = "INSERT INTO items (name, price) VALUES (?, ?)"

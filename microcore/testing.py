@@ -27,7 +27,7 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from ._app import MicroCoreApp
+from ._app import MicroCoreApp, running
 from ._core import logs as _logging
 from ._core.contracts import EventSource
 from ._core.errors import DependencyError
@@ -40,8 +40,10 @@ __all__ = (
     "START_TIMEOUT",
     "TEST_SETTINGS",
     "EventRecorder",
+    "Kernel",
     "RunningApp",
     "record_events",
+    "running",
     "start_app",
 )
 

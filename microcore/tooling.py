@@ -13,7 +13,6 @@ Plugins never import this module; tools do (the same contract a third-party tool
 
 from __future__ import annotations
 
-from ._app import MicroCoreApp
 from ._core.context import causation, current_correlation_id, current_event_id, new_id
 from ._core.contracts import (
     EventFlows,
@@ -35,7 +34,6 @@ from ._core.errors import (
     RequestTimeout,
 )
 from ._core.injection import require_coroutine_function
-from ._core.kernel import Kernel
 from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
 from ._dev.scan import SourceScan, scan_file
@@ -48,9 +46,7 @@ __all__ = (
     "EventNameError",
     "EventSource",
     "HookError",
-    "Kernel",
     "KernelView",
-    "MicroCoreApp",
     "MicroCoreError",
     "NoResponder",
     "Owner",

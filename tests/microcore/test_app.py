@@ -9,7 +9,7 @@ import anyio
 
 import microcore
 from microcore import create_app
-from microcore.tooling import MicroCoreApp
+from microcore._app import MicroCoreApp
 
 ECHO_TOOL = """
 from microcore import Tool

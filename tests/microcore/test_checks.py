@@ -14,7 +14,7 @@ from microcore._dev.cli import main
 from microcore._dev.manifest import describe_project
 from microcore._dev.scan import scan_file
 from microcore.events import matches as pattern_matches
-from microcore.tooling import Kernel
+from microcore.testing import Kernel
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from microcore.tooling import ConfigurationError, DependencyError, Kernel
+from microcore.testing import Kernel
+from microcore.tooling import ConfigurationError, DependencyError
 from tests.support import eventually
 
 GOOD = """

@@ -13,7 +13,7 @@ import pytest
 
 from microcore._app import running
 from microcore._dev.reload import Reloader
-from microcore.tooling import Kernel
+from microcore.testing import Kernel
 from tests.support import eventually
 
 PLUGIN = """

@@ -12,8 +12,7 @@ import structlog.testing
 
 from microcore._app import running
 from microcore._dev.reload import Reloader
-from microcore.testing import start_app
-from microcore.tooling import Kernel
+from microcore.testing import Kernel, start_app
 from tests.support import eventually
 
 PROBE = """

@@ -13,11 +13,12 @@ from microcore.testing import (
     START_TIMEOUT,
     TEST_SETTINGS,
     EventRecorder,
+    Kernel,
     RunningApp,
     record_events,
     start_app,
 )
-from microcore.tooling import ConfigurationError, DependencyError, Kernel
+from microcore.tooling import ConfigurationError, DependencyError
 
 SHOP_PLUGIN = """
 from microcore import Plugin

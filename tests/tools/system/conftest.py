@@ -11,8 +11,7 @@ import httpx
 import pytest_asyncio
 
 from microcore import Event
-from microcore.testing import RunningApp, start_app
-from microcore.tooling import Kernel
+from microcore.testing import Kernel, RunningApp, start_app
 from tests.support import eventually
 
 if TYPE_CHECKING:
