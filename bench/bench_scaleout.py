@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from microcore import Event  # noqa: E402 - after the repo root is importable
-from microcore._logging import configure_logging  # noqa: E402
+from microcore._core.logs import configure_logging  # noqa: E402
 from microcore.tooling import Owner  # noqa: E402
 from tools.config.config_tool import ConfigTool  # noqa: E402
 from tools.event_bus.event_bus_tool import EventBus, EventBusTool  # noqa: E402
