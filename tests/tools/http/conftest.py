@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest_asyncio
 
 from microcore.testing import RunningApp, start_app
+from tools.http.http_tool import HttpTool
 
 HTTP_TOOLS = ["config", "logger", "http"]
 
@@ -26,8 +27,9 @@ class Served:
         return self.running.kernel
 
     @property
-    def http(self) -> Any:
-        return self.running.kernel.tool("http")
+    def http(self) -> HttpTool:
+        # the project's own copy of the tool: the same code, maybe not the same class object
+        return cast("HttpTool", self.running.kernel.tool("http"))
 
 
 Serve = Callable[..., Awaitable[Served]]

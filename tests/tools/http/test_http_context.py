@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 import structlog
 
 from microcore.tooling import Owner
+from tools.http import Context
+
+from .conftest import Serve
 
 CONTEXT = {
     "domains/a/plugins/context_plugin.py": """
@@ -64,7 +71,7 @@ CONTEXT = {
 }
 
 
-async def test_context_exposes_request_client_and_headers(serve):
+async def test_context_exposes_request_client_and_headers(serve: Serve) -> None:
     """A handler sees the client address, headers, method, path and the Starlette request."""
     served = await serve(CONTEXT)
     response = await served.client.get("/whoami", headers={"User-Agent": "probe/1"})
@@ -78,14 +85,14 @@ async def test_context_exposes_request_client_and_headers(serve):
     }
 
 
-async def test_context_request_body_is_readable_after_decoding(serve):
+async def test_context_request_body_is_readable_after_decoding(serve: Serve) -> None:
     """context.request.body() still returns the body the tool already read."""
     served = await serve(CONTEXT)
     response = await served.client.post("/form", json={"a": 1})
     assert response.json() == {"body": '{"a":1}', "data": {"a": 1}}
 
 
-async def test_context_set_cookie_is_secure_by_default(serve):
+async def test_context_set_cookie_is_secure_by_default(serve: Serve) -> None:
     """set_cookie defaults to Secure, HttpOnly and SameSite=Lax; each can be relaxed."""
     served = await serve(CONTEXT)
     response = await served.client.post("/cookie", headers={"Cookie": "old=1"})
@@ -98,7 +105,7 @@ async def test_context_set_cookie_is_secure_by_default(serve):
     assert response.json() == {"cookies": {"old": "1"}}
 
 
-async def test_context_delete_cookie_expires_it(serve):
+async def test_context_delete_cookie_expires_it(serve: Serve) -> None:
     """delete_cookie sends the cookie back empty with Max-Age=0."""
     served = await serve(CONTEXT)
     response = await served.client.post("/logout")
@@ -107,7 +114,7 @@ async def test_context_delete_cookie_expires_it(serve):
     assert cookie.startswith("session=") and "Max-Age=0" in cookie
 
 
-async def test_context_redirect_sets_status_and_location(serve):
+async def test_context_redirect_sets_status_and_location(serve: Serve) -> None:
     """redirect answers the status with a Location header."""
     served = await serve(CONTEXT)
     response = await served.client.get("/go")
@@ -115,20 +122,20 @@ async def test_context_redirect_sets_status_and_location(serve):
     assert response.headers["location"] == "/elsewhere"
 
 
-async def test_context_set_header_adds_each_value(serve):
+async def test_context_set_header_adds_each_value(serve: Serve) -> None:
     """set_header adds a header; calling it again adds another value."""
     served = await serve(CONTEXT)
     response = await served.client.get("/headers")
     assert response.headers.get_list("x-custom") == ["one", "two"]
 
 
-async def test_context_set_status_applies_to_none_result(serve):
+async def test_context_set_status_applies_to_none_result(serve: Serve) -> None:
     """A status set by the handler replaces 204 for a None result."""
     served = await serve(CONTEXT)
     assert (await served.client.post("/created")).status_code == 201
 
 
-async def test_context_request_id_is_generated_and_returned(serve):
+async def test_context_request_id_is_generated_and_returned(serve: Serve) -> None:
     """Without X-Request-ID a fresh id is made, returned and used as correlation id."""
     served = await serve(CONTEXT)
     response = await served.client.get("/ids")
@@ -139,7 +146,7 @@ async def test_context_request_id_is_generated_and_returned(serve):
     assert body["log_context"] == {"request_id": body["request_id"]}
 
 
-async def test_context_request_id_from_client_is_honoured(serve):
+async def test_context_request_id_from_client_is_honoured(serve: Serve) -> None:
     """A well-formed X-Request-ID from the client is kept; a malformed one is replaced."""
     served = await serve(CONTEXT)
     response = await served.client.get("/ids", headers={"X-Request-ID": "abc-123"})
@@ -149,14 +156,14 @@ async def test_context_request_id_from_client_is_honoured(serve):
     assert bad.json()["request_id"] != "bad id\twith spaces"
 
 
-async def test_context_request_id_does_not_leak_after_request(serve):
+async def test_context_request_id_does_not_leak_after_request(serve: Serve) -> None:
     """The request id is unbound from the log context once the request is answered."""
     served = await serve(CONTEXT)
     await served.client.get("/ids")
     assert "request_id" not in structlog.contextvars.get_contextvars()
 
 
-async def test_context_error_responses_carry_request_id(serve):
+async def test_context_error_responses_carry_request_id(serve: Serve) -> None:
     """Even a 404 carries the X-Request-ID header."""
     served = await serve(CONTEXT)
     response = await served.client.get("/missing", headers={"X-Request-ID": "r-1"})
@@ -164,17 +171,17 @@ async def test_context_error_responses_carry_request_id(serve):
     assert response.headers["x-request-id"] == "r-1"
 
 
-async def test_context_auth_endpoint_without_identity_answers_401(serve):
+async def test_context_auth_endpoint_without_identity_answers_401(serve: Serve) -> None:
     """An endpoint declaring auth answers 401 unless middleware set context.identity."""
     served = await serve({})
     owner = Owner("tools.test")
     owner.activate()
     handle = served.http.bind(owner)
 
-    async def secret(data, context):
+    async def secret(data: Any, context: Any) -> Any:
         return {"user": context.identity, "auth": context.auth}
 
-    async def authenticate(context, call_next):
+    async def authenticate(context: Any, call_next: Any) -> Any:
         if context.headers.get("authorization") == "Bearer good":
             context.identity = "alice"
         return await call_next()
@@ -186,3 +193,36 @@ async def test_context_auth_endpoint_without_identity_answers_401(serve):
     handle.add_middleware(authenticate)
     response = await served.client.get("/secret", headers={"Authorization": "Bearer good"})
     assert response.json() == {"user": "alice", "auth": "user"}
+
+
+def _bare_context() -> Context:
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b""}
+
+    async def receive() -> dict[str, Any]:  # pragma: no cover - never read
+        return {"type": "http.disconnect"}
+
+    return Context(scope, receive, "rid")
+
+
+def test_context_refuses_impossible_statuses_and_samesite() -> None:
+    """set_status, redirect and set_cookie refuse values no HTTP response can carry."""
+    context = _bare_context()
+    with pytest.raises(ValueError, match="between 100 and 599, got 42"):
+        context.set_status(42)
+    with pytest.raises(ValueError, match="must be 3xx, got 200"):
+        context.redirect("/", 200)
+    with pytest.raises(ValueError, match="samesite must be"):
+        context.set_cookie("a", "b", samesite="loose")  # type: ignore[arg-type]  # the point
+    assert repr(context) == "<Context GET /x>"
+
+
+def test_context_cookie_with_expiry_date_and_domain() -> None:
+    """set_cookie writes an HTTP date for a datetime expiry, the domain, and no SameSite if None."""
+    context = _bare_context()
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    context.set_cookie("a", "b", expires=when, domain="example.com", samesite=None)
+    assert context.response_headers is not None
+    header = context.response_headers[0][1].decode()
+    assert "expires=Wed, 02 Jan 2030 03:04:05 GMT" in header
+    assert "Domain=example.com" in header
+    assert "SameSite" not in header

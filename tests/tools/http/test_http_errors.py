@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import structlog
+
+from .conftest import Serve
 
 ERRORS = {
     "domains/shop/plugins/errors_plugin.py": """
@@ -69,16 +74,17 @@ ERRORS = {
 }
 
 
-def assert_error_shape(body: dict, code: str) -> dict:
+def assert_error_shape(body: dict[str, Any], code: str) -> dict[str, Any]:
     assert body["success"] is False
     assert set(body) == {"success", "error"}
     assert body["error"]["code"] == code
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert set(body["error"]) <= {"code", "message", "path", "id"}
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
-async def test_error_malformed_json_answers_400(serve):
+async def test_error_malformed_json_answers_400(serve: Serve) -> None:
     """A body that is not JSON answers 400 malformed_json."""
     served = await serve(ERRORS)
     response = await served.client.post(
@@ -88,7 +94,7 @@ async def test_error_malformed_json_answers_400(serve):
     assert_error_shape(response.json(), "malformed_json")
 
 
-async def test_error_malformed_json_without_model_answers_400(serve):
+async def test_error_malformed_json_without_model_answers_400(serve: Serve) -> None:
     """Malformed JSON is refused with 400 also when the endpoint has no model."""
     served = await serve(ERRORS)
     response = await served.client.post("/echo", content=b"[1,")
@@ -96,7 +102,7 @@ async def test_error_malformed_json_without_model_answers_400(serve):
     assert_error_shape(response.json(), "malformed_json")
 
 
-async def test_error_validation_answers_422_naming_the_path(serve):
+async def test_error_validation_answers_422_naming_the_path(serve: Serve) -> None:
     """A field of the wrong type answers 422 with msgspec's message and the field path."""
     served = await serve(ERRORS)
     response = await served.client.post("/products", json={"name": "Pen", "price": "cheap"})
@@ -111,7 +117,7 @@ async def test_error_validation_answers_422_naming_the_path(serve):
     }
 
 
-async def test_error_constraint_violation_answers_422(serve):
+async def test_error_constraint_violation_answers_422(serve: Serve) -> None:
     """A value outside the model's constraints answers 422 naming the field."""
     served = await serve(ERRORS)
     response = await served.client.post("/products", json={"name": "Pen", "price": -1})
@@ -121,7 +127,7 @@ async def test_error_constraint_violation_answers_422(serve):
     assert "Expected `float` > 0.0" in error["message"]
 
 
-async def test_error_missing_field_answers_422_naming_it(serve):
+async def test_error_missing_field_answers_422_naming_it(serve: Serve) -> None:
     """A missing required field answers 422 whose path is that field."""
     served = await serve(ERRORS)
     response = await served.client.post("/products", json={"name": "Pen"})
@@ -131,7 +137,7 @@ async def test_error_missing_field_answers_422_naming_it(serve):
     assert "missing required field `price`" in error["message"]
 
 
-async def test_error_bad_query_param_answers_422_naming_it(serve):
+async def test_error_bad_query_param_answers_422_naming_it(serve: Serve) -> None:
     """A query string that does not convert to the field type answers 422 at $.<name>."""
     served = await serve(ERRORS)
     for query, reason in (("page=abc", "Expected `int`"), ("page=0", ">= 1")):
@@ -142,7 +148,7 @@ async def test_error_bad_query_param_answers_422_naming_it(serve):
         assert reason in error["message"]
 
 
-async def test_error_non_object_body_without_model_answers_422(serve):
+async def test_error_non_object_body_without_model_answers_422(serve: Serve) -> None:
     """Without a model the JSON body must be an object to merge."""
     served = await serve(ERRORS)
     response = await served.client.post("/echo", json=[1, 2])
@@ -150,7 +156,7 @@ async def test_error_non_object_body_without_model_answers_422(serve):
     assert assert_error_shape(response.json(), "validation_error")["path"] == "$"
 
 
-async def test_error_unknown_path_answers_404(serve):
+async def test_error_unknown_path_answers_404(serve: Serve) -> None:
     """An unknown path answers 404 not_found in the error shape."""
     served = await serve(ERRORS)
     response = await served.client.get("/nowhere")
@@ -158,7 +164,7 @@ async def test_error_unknown_path_answers_404(serve):
     assert "/nowhere" in assert_error_shape(response.json(), "not_found")["message"]
 
 
-async def test_error_wrong_method_answers_405_with_allow(serve):
+async def test_error_wrong_method_answers_405_with_allow(serve: Serve) -> None:
     """A known path with another method answers 405 with the Allow header."""
     served = await serve(ERRORS)
     response = await served.client.put("/products", json={})
@@ -169,7 +175,7 @@ async def test_error_wrong_method_answers_405_with_allow(serve):
     assert response.headers["allow"] == "GET, HEAD"
 
 
-async def test_error_body_over_limit_answers_413(serve):
+async def test_error_body_over_limit_answers_413(serve: Serve) -> None:
     """A body larger than HTTP_MAX_BODY answers 413 payload_too_large."""
     served = await serve(ERRORS, settings={"HTTP_MAX_BODY": "64"})
     response = await served.client.post("/echo", json={"text": "x" * 100})
@@ -179,12 +185,12 @@ async def test_error_body_over_limit_answers_413(serve):
     assert small.status_code == 200
 
 
-async def test_error_body_limit_is_enforced_while_streaming(serve):
+async def test_error_body_limit_is_enforced_while_streaming(serve: Serve) -> None:
     """A chunked body is refused once it passes the limit, without reading the rest."""
     served = await serve(ERRORS, settings={"HTTP_MAX_BODY": "100"})
     pulled = 0
 
-    async def endless():
+    async def endless() -> AsyncIterator[bytes]:
         nonlocal pulled
         for _ in range(1000):
             pulled += 1
@@ -196,18 +202,18 @@ async def test_error_body_limit_is_enforced_while_streaming(serve):
     assert pulled < 10
 
 
-async def test_error_body_limit_checks_declared_length_first(serve):
+async def test_error_body_limit_checks_declared_length_first(serve: Serve) -> None:
     """A Content-Length over the limit is refused before any of the body is read."""
     served = await serve(ERRORS, settings={"HTTP_MAX_BODY": "10"})
-    scope_messages: list[dict] = []
+    scope_messages: list[dict[str, Any]] = []
 
-    async def receive():  # pragma: no cover - must not be called
+    async def receive() -> dict[str, Any]:  # pragma: no cover - must not be called
         scope_messages.append({})
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
 
-    async def send(message):
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     scope = {
@@ -223,7 +229,7 @@ async def test_error_body_limit_checks_declared_length_first(serve):
     assert scope_messages == []
 
 
-async def test_error_request_timeout_answers_504(serve):
+async def test_error_request_timeout_answers_504(serve: Serve) -> None:
     """A bus RequestTimeout escaping a handler answers 504 timeout."""
     served = await serve(ERRORS)
     response = await served.client.get("/timeout")
@@ -231,7 +237,7 @@ async def test_error_request_timeout_answers_504(serve):
     assert "price.quote" in assert_error_shape(response.json(), "timeout")["message"]
 
 
-async def test_error_microcore_errors_use_their_status_and_code(serve):
+async def test_error_microcore_errors_use_their_status_and_code(serve: Serve) -> None:
     """MicroCoreError subclasses with http_status answer it with their code."""
     served = await serve(ERRORS)
     assert (await served.client.get("/no-responder")).status_code == 503
@@ -240,7 +246,7 @@ async def test_error_microcore_errors_use_their_status_and_code(serve):
     assert_error_shape(response.json(), "conflict")
 
 
-async def test_error_exception_answers_500_with_id_in_log(serve):
+async def test_error_exception_answers_500_with_id_in_log(serve: Serve) -> None:
     """Any other exception answers 500 with an error id that the traceback's log line has."""
     served = await serve(ERRORS)
     with structlog.testing.capture_logs() as logs:
@@ -256,7 +262,7 @@ async def test_error_exception_answers_500_with_id_in_log(serve):
     assert failures[0]["owner"] == "shop.ErrorsPlugin"
 
 
-async def test_error_microcore_error_without_status_is_500(serve):
+async def test_error_microcore_error_without_status_is_500(serve: Serve) -> None:
     """A MicroCoreError without http_status is treated like any other exception."""
     served = await serve(ERRORS)
     response = await served.client.get("/quiet")
@@ -264,29 +270,29 @@ async def test_error_microcore_error_without_status_is_500(serve):
     assert assert_error_shape(response.json(), "internal_error")["id"]
 
 
-async def test_error_unencodable_result_is_500(serve):
+async def test_error_unencodable_result_is_500(serve: Serve) -> None:
     """A result msgspec cannot encode answers 500, not a crash of the server."""
     served = await serve(ERRORS)
     response = await served.client.get("/unencodable")
     assert response.status_code == 500
 
 
-async def test_error_failure_does_not_break_the_next_request(serve):
+async def test_error_failure_does_not_break_the_next_request(serve: Serve) -> None:
     """After a 500 the app keeps serving."""
     served = await serve(ERRORS)
     assert (await served.client.get("/boom")).status_code == 500
     assert (await served.client.get("/pages")).json() == {"page": 1}
 
 
-async def test_error_client_disconnect_while_reading_sends_nothing(serve):
+async def test_error_client_disconnect_while_reading_sends_nothing(serve: Serve) -> None:
     """A client gone while its body is read gets no response and the app does not fail."""
     served = await serve(ERRORS)
-    sent: list[dict] = []
+    sent: list[dict[str, Any]] = []
 
-    async def receive():
+    async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    async def send(message):
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     scope = {

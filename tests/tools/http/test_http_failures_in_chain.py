@@ -12,6 +12,8 @@ from tests.support import eventually
 from tools.http._context import Context
 from tools.http._streaming import EventStream
 
+from .conftest import Serve
+
 PASS_THROUGH = {
     "domains/a/plugins/mw_plugin.py": """
     from microcore import Plugin, RequestTimeout
@@ -94,7 +96,7 @@ async def _post_then_disconnect(app: Any) -> list[dict[str, Any]]:
     return sent
 
 
-async def test_disconnect_while_reading_body_is_silent_without_middleware(serve):
+async def test_disconnect_while_reading_body_is_silent_without_middleware(serve: Serve) -> None:
     """A client that leaves mid-upload gets nothing, and nothing is logged as a failure."""
     served = await serve(NO_MIDDLEWARE)
     with structlog.testing.capture_logs() as logs:
@@ -103,7 +105,7 @@ async def test_disconnect_while_reading_body_is_silent_without_middleware(serve)
     assert [e for e in logs if e["event"] == "request_failed"] == []
 
 
-async def test_disconnect_while_reading_body_is_silent_with_middleware(serve):
+async def test_disconnect_while_reading_body_is_silent_with_middleware(serve: Serve) -> None:
     """The same with plugin middleware in the chain: no 500 to nobody, no failure logged."""
     served = await serve(PASS_THROUGH)
     with structlog.testing.capture_logs() as logs:
@@ -112,7 +114,7 @@ async def test_disconnect_while_reading_body_is_silent_with_middleware(serve):
     assert sent == []
 
 
-async def test_mapped_microcore_error_from_middleware_keeps_its_status(serve):
+async def test_mapped_microcore_error_from_middleware_keeps_its_status(serve: Serve) -> None:
     """An error with its own status (RequestTimeout 504, NoResponder 503, HttpError 401)
     raised by middleware answers that status, as it does from a handler."""
     served = await serve(PASS_THROUGH)
@@ -121,7 +123,7 @@ async def test_mapped_microcore_error_from_middleware_keeps_its_status(serve):
     assert response.json()["error"]["code"] == "timeout"
 
 
-async def test_failed_handler_cookie_not_sent_without_middleware(serve):
+async def test_failed_handler_cookie_not_sent_without_middleware(serve: Serve) -> None:
     """A handler that set a cookie and then failed answers a bare 500, without the cookie."""
     served = await serve(NO_MIDDLEWARE)
     response = await served.client.post("/login", json={})
@@ -129,7 +131,7 @@ async def test_failed_handler_cookie_not_sent_without_middleware(serve):
     assert "set-cookie" not in response.headers
 
 
-async def test_failed_handler_cookie_not_sent_with_middleware(serve):
+async def test_failed_handler_cookie_not_sent_with_middleware(serve: Serve) -> None:
     """The same with plugin middleware in the chain: the failed request sets no cookie."""
     served = await serve(PASS_THROUGH)
     response = await served.client.post("/login", json={})
@@ -137,7 +139,7 @@ async def test_failed_handler_cookie_not_sent_with_middleware(serve):
     assert "set-cookie" not in response.headers
 
 
-async def test_sse_keep_alive_never_sends_after_the_final_body_message():
+async def test_sse_keep_alive_never_sends_after_the_final_body_message() -> None:
     """A keep-alive ping queued behind the stream's final message is never sent after it
     (the server would refuse the message and the stream would fail)."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import structlog
 
+from .conftest import Serve
+
 MIDDLEWARE = {
     "domains/a/plugins/mw_plugin.py": """
     from microcore import Plugin
@@ -53,7 +55,7 @@ MIDDLEWARE = {
 }
 
 
-async def test_middleware_wraps_requests_in_registration_order(serve):
+async def test_middleware_wraps_requests_in_registration_order(serve: Serve) -> None:
     """Middleware runs outermost first and can change the response on the way out."""
     served = await serve(MIDDLEWARE)
     response = await served.client.get("/hello")
@@ -63,7 +65,7 @@ async def test_middleware_wraps_requests_in_registration_order(serve):
     assert response.headers["x-after"] == "yes"
 
 
-async def test_middleware_applies_to_every_plugin_and_to_404(serve):
+async def test_middleware_applies_to_every_plugin_and_to_404(serve: Serve) -> None:
     """A plugin's middleware wraps other plugins' routes and unknown paths too."""
     served = await serve(MIDDLEWARE)
     assert (await served.client.get("/other")).headers["x-order"] == "inner,outer"
@@ -72,7 +74,7 @@ async def test_middleware_applies_to_every_plugin_and_to_404(serve):
     assert missing.headers["x-order"] == "inner,outer"
 
 
-async def test_middleware_can_answer_without_calling_next(serve):
+async def test_middleware_can_answer_without_calling_next(serve: Serve) -> None:
     """Middleware may return a result of its own, encoded like a handler's."""
     served = await serve(MIDDLEWARE)
     response = await served.client.get("/hello", headers={"x-block": "1"})
@@ -80,7 +82,7 @@ async def test_middleware_can_answer_without_calling_next(serve):
     assert response.json()["error"]["code"] == "blocked"
 
 
-async def test_middleware_exception_answers_500_with_id(serve):
+async def test_middleware_exception_answers_500_with_id(serve: Serve) -> None:
     """An exception in middleware is a 500 with an error id, logged."""
     served = await serve(MIDDLEWARE)
     with structlog.testing.capture_logs() as logs:
@@ -90,7 +92,7 @@ async def test_middleware_exception_answers_500_with_id(serve):
     assert [e["error_id"] for e in logs if e["event"] == "request_failed"] == [error_id]
 
 
-async def test_middleware_is_removed_with_its_plugin(serve):
+async def test_middleware_is_removed_with_its_plugin(serve: Serve) -> None:
     """Unloading the plugin that registered middleware removes the middleware."""
     served = await serve(MIDDLEWARE)
     await served.kernel.unload("a.MwPlugin")
@@ -99,7 +101,7 @@ async def test_middleware_is_removed_with_its_plugin(serve):
     assert "x-order" not in response.headers
 
 
-async def test_middleware_sync_function_is_refused(serve):
+async def test_middleware_sync_function_is_refused(serve: Serve) -> None:
     """A sync middleware fails its plugin with a HookError."""
     served = await serve(
         {
@@ -122,7 +124,7 @@ async def test_middleware_sync_function_is_refused(serve):
 CORS_SETTINGS = {"HTTP_CORS_ORIGINS": "https://app.example.com, https://admin.example.com"}
 
 
-async def test_cors_preflight_from_allowed_origin_answers_204(serve):
+async def test_cors_preflight_from_allowed_origin_answers_204(serve: Serve) -> None:
     """A preflight from a configured origin gets the allowed methods and headers."""
     served = await serve(MIDDLEWARE, settings=CORS_SETTINGS)
     response = await served.client.options(
@@ -140,7 +142,7 @@ async def test_cors_preflight_from_allowed_origin_answers_204(serve):
     assert response.headers["access-control-max-age"] == "600"
 
 
-async def test_cors_preflight_from_other_origin_is_refused(serve):
+async def test_cors_preflight_from_other_origin_is_refused(serve: Serve) -> None:
     """A preflight from an origin not configured answers 400 without allow-origin."""
     served = await serve(MIDDLEWARE, settings=CORS_SETTINGS)
     response = await served.client.options(
@@ -152,7 +154,7 @@ async def test_cors_preflight_from_other_origin_is_refused(serve):
     assert "access-control-allow-origin" not in response.headers
 
 
-async def test_cors_simple_request_gets_allow_origin(serve):
+async def test_cors_simple_request_gets_allow_origin(serve: Serve) -> None:
     """A request from an allowed origin is answered with allow-origin and Vary."""
     served = await serve(MIDDLEWARE, settings=CORS_SETTINGS)
     response = await served.client.get("/other", headers={"Origin": "https://admin.example.com"})
@@ -162,14 +164,14 @@ async def test_cors_simple_request_gets_allow_origin(serve):
     assert "access-control-allow-origin" not in other.headers
 
 
-async def test_cors_wildcard_and_credentials(serve):
+async def test_cors_wildcard_and_credentials(serve: Serve) -> None:
     """'*' allows any origin; with credentials the origin is echoed instead of '*'."""
     served = await serve(MIDDLEWARE, settings={"HTTP_CORS_ORIGINS": "*"})
     response = await served.client.get("/other", headers={"Origin": "https://x.example"})
     assert response.headers["access-control-allow-origin"] == "*"
 
 
-async def test_cors_credentials_echo_origin(serve):
+async def test_cors_credentials_echo_origin(serve: Serve) -> None:
     """With HTTP_CORS_CREDENTIALS the origin is echoed and credentials allowed."""
     settings = {"HTTP_CORS_ORIGINS": "*", "HTTP_CORS_CREDENTIALS": "true"}
     served = await serve(MIDDLEWARE, settings=settings)
@@ -178,7 +180,7 @@ async def test_cors_credentials_echo_origin(serve):
     assert response.headers["access-control-allow-credentials"] == "true"
 
 
-async def test_cors_restricted_headers_and_methods(serve):
+async def test_cors_restricted_headers_and_methods(serve: Serve) -> None:
     """Preflights asking for a method or header outside the configuration are refused."""
     settings = {
         **CORS_SETTINGS,
@@ -211,7 +213,7 @@ async def test_cors_restricted_headers_and_methods(serve):
     assert allowed.status_code == 204
 
 
-async def test_cors_off_without_configuration(serve):
+async def test_cors_off_without_configuration(serve: Serve) -> None:
     """Without HTTP_CORS_ORIGINS no CORS header is ever sent."""
     served = await serve(MIDDLEWARE)
     response = await served.client.get("/other", headers={"Origin": "https://app.example.com"})
@@ -252,7 +254,7 @@ RESPONSE_MODEL = {
 }
 
 
-async def test_response_model_validated_in_development(serve):
+async def test_response_model_validated_in_development(serve: Serve) -> None:
     """In development a result that does not match response_model is a 500 naming the field."""
     served = await serve(RESPONSE_MODEL, settings={"MICROCORE_ENV": "development"})
     assert (await served.client.get("/good")).json() == {"id": 1, "name": "Pen"}
@@ -265,7 +267,7 @@ async def test_response_model_validated_in_development(serve):
     assert "$.id" in error["message"]
 
 
-async def test_response_model_not_checked_in_production(serve):
+async def test_response_model_not_checked_in_production(serve: Serve) -> None:
     """In production the result is sent without the response_model check."""
     served = await serve(RESPONSE_MODEL, settings={"MICROCORE_ENV": "production"})
     response = await served.client.get("/bad")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+from typing import Any
+
+import pytest
 
 from microcore.tooling import Owner
+
+from .conftest import Serve
 
 API = {
     "domains/shop/models.py": """
@@ -71,7 +76,7 @@ API = {
 }
 
 
-async def test_openapi_lists_every_endpoint_with_schemas(serve):
+async def test_openapi_lists_every_endpoint_with_schemas(serve: Serve) -> None:
     """/openapi.json is OpenAPI 3.1 with every endpoint, its tags, summary and schemas."""
     served = await serve(API)
     doc = (await served.client.get("/openapi.json")).json()
@@ -94,7 +99,7 @@ async def test_openapi_lists_every_endpoint_with_schemas(serve):
     assert schemas["NewProduct"]["required"] == ["name", "price"]
 
 
-async def test_openapi_query_and_path_parameters_are_typed(serve):
+async def test_openapi_query_and_path_parameters_are_typed(serve: Serve) -> None:
     """Model fields become query params on GET; path params take the field or convertor type."""
     served = await serve(API)
     doc = (await served.client.get("/openapi.json")).json()
@@ -118,7 +123,7 @@ async def test_openapi_query_and_path_parameters_are_typed(serve):
     assert "content" not in delete["responses"]["204"]
 
 
-async def test_openapi_body_leaves_out_path_parameters(serve):
+async def test_openapi_body_leaves_out_path_parameters(serve: Serve) -> None:
     """A body model's fields that come from the path are not asked for in the body."""
     served = await serve(API)
     doc = (await served.client.get("/openapi.json")).json()
@@ -128,7 +133,7 @@ async def test_openapi_body_leaves_out_path_parameters(serve):
     assert body["required"] == ["name"]
 
 
-async def test_openapi_documents_error_responses_and_auth(serve):
+async def test_openapi_documents_error_responses_and_auth(serve: Serve) -> None:
     """Error responses use the one error shape; endpoints with auth carry security."""
     served = await serve(API)
     doc = (await served.client.get("/openapi.json")).json()
@@ -145,7 +150,7 @@ async def test_openapi_documents_error_responses_and_auth(serve):
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
-async def test_openapi_sse_is_an_event_stream(serve):
+async def test_openapi_sse_is_an_event_stream(serve: Serve) -> None:
     """An SSE endpoint is documented as text/event-stream."""
     served = await serve(API)
     doc = (await served.client.get("/openapi.json")).json()
@@ -153,7 +158,7 @@ async def test_openapi_sse_is_an_event_stream(serve):
     assert "text/event-stream" in feed["content"]
 
 
-async def test_openapi_follows_route_changes(serve):
+async def test_openapi_follows_route_changes(serve: Serve) -> None:
     """The document is rebuilt when routes change (and unique operation ids are kept)."""
     served = await serve(API)
     before = (await served.client.get("/openapi.json")).json()
@@ -165,7 +170,7 @@ async def test_openapi_follows_route_changes(serve):
     owner = Owner("tools.system")
     owner.activate()
 
-    async def health(data, context):
+    async def health(data: Any, context: Any) -> Any:
         return {}
 
     served.http.bind(owner).add_endpoint("/system/health", "GET", health)
@@ -173,7 +178,7 @@ async def test_openapi_follows_route_changes(serve):
     assert served.http.openapi()["paths"].keys() == {"/system/health"}
 
 
-async def test_docs_page_and_assets_are_served_locally(serve):
+async def test_docs_page_and_assets_are_served_locally(serve: Serve) -> None:
     """/docs is an HTML page whose every script and stylesheet the app serves itself."""
     served = await serve(API)
     page = await served.client.get("/docs")
@@ -190,7 +195,7 @@ async def test_docs_page_and_assets_are_served_locally(serve):
         assert response.content
 
 
-async def test_docs_can_be_turned_off(serve):
+async def test_docs_can_be_turned_off(serve: Serve) -> None:
     """HTTP_DOCS=false serves neither /docs nor /openapi.json."""
     served = await serve(API, settings={"HTTP_DOCS": "false"})
     assert (await served.client.get("/docs")).status_code == 404
@@ -198,7 +203,9 @@ async def test_docs_can_be_turned_off(serve):
     assert "/products" in served.http.openapi()["paths"]
 
 
-async def test_docs_fallback_explorer_without_swagger(serve, monkeypatch):
+async def test_docs_fallback_explorer_without_swagger(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without the Swagger UI package /docs serves the bundled explorer, still offline."""
     monkeypatch.setitem(sys.modules, "swagger_ui_bundle", None)  # as if not installed
     served = await serve(API, settings={"HTTP_TITLE": "Shop <API>"})

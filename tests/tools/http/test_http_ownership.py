@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import anyio
 import pytest
 
 from microcore.tooling import Owner, RegistrationError
+
+from .conftest import Serve, Served
 
 PING = """
 from microcore import Plugin
@@ -28,7 +31,7 @@ def ping_plugin(name: str, path: str = "/ping") -> str:
     return PING.format(name=name, path=path)
 
 
-async def test_ownership_failed_plugin_leaves_no_route(serve):
+async def test_ownership_failed_plugin_leaves_no_route(serve: Serve) -> None:
     """A plugin that raises in on_boot after registering serves nothing; others serve."""
     served = await serve(
         {
@@ -53,13 +56,13 @@ async def test_ownership_failed_plugin_leaves_no_route(serve):
     assert (await served.client.get("/ping")).json() == {"plugin": "OkPlugin"}
 
 
-async def test_ownership_routes_are_listed_in_status(serve):
+async def test_ownership_routes_are_listed_in_status(serve: Serve) -> None:
     """A plugin's routes appear under its entry in the kernel status."""
     served = await serve({"domains/a/plugins/ok_plugin.py": ping_plugin("OkPlugin")})
     assert served.kernel.status()["plugins"]["a.OkPlugin"]["routes"] == ["GET /ping"]
 
 
-async def test_ownership_unloaded_plugin_routes_vanish(serve):
+async def test_ownership_unloaded_plugin_routes_vanish(serve: Serve) -> None:
     """Unloading a plugin removes its routes at once."""
     served = await serve({"domains/a/plugins/ok_plugin.py": ping_plugin("OkPlugin")})
     assert (await served.client.get("/ping")).status_code == 200
@@ -69,13 +72,13 @@ async def test_ownership_unloaded_plugin_routes_vanish(serve):
     assert "a.OkPlugin" not in owners
 
 
-async def test_ownership_pending_owner_does_not_serve(serve):
+async def test_ownership_pending_owner_does_not_serve(serve: Serve) -> None:
     """Registrations of a pending owner do not serve until it is activated."""
     served = await serve({})
     owner = Owner("a.LaterPlugin")
     handle = served.http.bind(owner)
 
-    async def handler(data, context):
+    async def handler(data: Any, context: Any) -> Any:
         return {"ok": True}
 
     handle.add_endpoint("/later", "GET", handler)
@@ -85,13 +88,13 @@ async def test_ownership_pending_owner_does_not_serve(serve):
     assert (await served.client.get("/later")).json() == {"ok": True}
 
 
-async def test_ownership_tool_owner_serves_at_once(serve):
+async def test_ownership_tool_owner_serves_at_once(serve: Serve) -> None:
     """A tool's own active owner serves what it registers without a plugin change."""
     served = await serve({})
     owner = Owner("tools.system")
     owner.activate()
 
-    async def health(data, context):
+    async def health(data: Any, context: Any) -> Any:
         return {"status": "ok"}
 
     registration = served.http.bind(owner).add_endpoint("/system/health", "GET", health)
@@ -100,7 +103,7 @@ async def test_ownership_tool_owner_serves_at_once(serve):
     assert (await served.client.get("/system/health")).status_code == 404
 
 
-async def test_ownership_second_plugin_claiming_route_fails_naming_both(serve):
+async def test_ownership_second_plugin_claiming_route_fails_naming_both(serve: Serve) -> None:
     """Two plugins on one method+path: the one loaded second fails, naming both."""
     served = await serve(
         {
@@ -118,12 +121,12 @@ async def test_ownership_second_plugin_claiming_route_fails_naming_both(serve):
     assert (await served.client.get("/ping")).json() == {"plugin": "FirstPlugin"}
 
 
-async def test_ownership_collision_ignores_parameter_names(serve):
+async def test_ownership_collision_ignores_parameter_names(serve: Serve) -> None:
     """/items/{id:int} and /items/{item_id:int} are the same route and collide."""
     served = await serve({})
     first, second = Owner("a.APlugin"), Owner("b.BPlugin")
 
-    async def handler(data, context):  # pragma: no cover - never called
+    async def handler(data: Any, context: Any) -> Any:  # pragma: no cover - never called
         return None
 
     served.http.bind(first).add_endpoint("/items/{id:int}", "GET", handler)
@@ -132,12 +135,12 @@ async def test_ownership_collision_ignores_parameter_names(serve):
     served.http.bind(second).add_endpoint("/items/{item_id:int}", "POST", handler)
 
 
-async def test_ownership_same_plugin_twice_is_refused(serve):
+async def test_ownership_same_plugin_twice_is_refused(serve: Serve) -> None:
     """One plugin registering one method+path twice gets a clear error."""
     served = await serve({})
     handle = served.http.bind(Owner("a.APlugin"))
 
-    async def handler(data, context):  # pragma: no cover - never called
+    async def handler(data: Any, context: Any) -> Any:  # pragma: no cover - never called
         return None
 
     handle.add_endpoint("/x", "GET", handler)
@@ -145,16 +148,16 @@ async def test_ownership_same_plugin_twice_is_refused(serve):
         handle.add_endpoint("/x", "GET", handler)
 
 
-async def test_ownership_new_version_takes_over_its_routes(serve):
+async def test_ownership_new_version_takes_over_its_routes(serve: Serve) -> None:
     """A new version of a plugin (owner.replaces) re-registers its routes without a collision."""
     served = await serve({})
     old = Owner("a.APlugin")
     old.activate()
 
-    async def v1(data, context):
+    async def v1(data: Any, context: Any) -> Any:
         return {"version": 1}
 
-    async def v2(data, context):
+    async def v2(data: Any, context: Any) -> Any:
         return {"version": 2}
 
     served.http.bind(old).add_endpoint("/v", "GET", v1)
@@ -193,7 +196,7 @@ release = asyncio.Event()
 """
 
 
-async def test_ownership_swap_lets_in_flight_request_finish_on_old_handler(serve):
+async def test_ownership_swap_lets_in_flight_request_finish_on_old_handler(serve: Serve) -> None:
     """A commit during a request swaps the table; the request finishes on the old handler."""
     served = await serve(
         {
@@ -229,5 +232,5 @@ async def test_ownership_swap_lets_in_flight_request_finish_on_old_handler(serve
     assert results["new"] == {"version": 2}
 
 
-async def _fetch_new(served, results: dict[str, object]) -> None:
+async def _fetch_new(served: Served, results: dict[str, object]) -> None:
     results["new"] = (await served.client.get("/slow")).json()

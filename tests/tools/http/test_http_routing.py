@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
 from microcore.tooling import Owner, RouteKind, ServedRoute, ServesRoutes
+
+from .conftest import Serve
 
 ROUTES = {
     "domains/shop/plugins/routes_plugin.py": """
@@ -54,7 +60,7 @@ ROUTES = {
 }
 
 
-async def test_routing_trailing_slash_redirects_to_the_route(serve):
+async def test_routing_trailing_slash_redirects_to_the_route(serve: Serve) -> None:
     """A GET for the other slash variant of a route is redirected there, query kept."""
     served = await serve(ROUTES)
     response = await served.client.get("/products/?page=2")
@@ -63,14 +69,14 @@ async def test_routing_trailing_slash_redirects_to_the_route(serve):
     assert (await served.client.post("/products/")).status_code == 404
 
 
-async def test_routing_query_is_percent_decoded(serve):
+async def test_routing_query_is_percent_decoded(serve: Serve) -> None:
     """Query values are percent- and plus-decoded; blank values are kept."""
     served = await serve(ROUTES)
     response = await served.client.get("/echo?name=caf%C3%A9+au+lait&empty=&flag")
     assert response.json() == {"name": "café au lait", "empty": "", "flag": ""}
 
 
-async def test_routing_query_converts_while_body_stays_strict(serve):
+async def test_routing_query_converts_while_body_stays_strict(serve: Serve) -> None:
     """With a body, query strings are converted to field types but JSON values are not."""
     served = await serve(ROUTES)
     response = await served.client.post("/orders?quantity=3", json={"item": "pen", "price": 2.5})
@@ -83,7 +89,7 @@ async def test_routing_query_converts_while_body_stays_strict(serve):
     assert bad_query.json()["error"]["path"] == "$.quantity"
 
 
-async def test_routing_path_and_uuid_convertors(serve):
+async def test_routing_path_and_uuid_convertors(serve: Serve) -> None:
     """Starlette's path and uuid convertors work; a non-uuid does not match."""
     served = await serve(ROUTES)
     assert (await served.client.get("/files/a/b/c.txt")).json() == {"rest": "a/b/c.txt"}
@@ -92,7 +98,7 @@ async def test_routing_path_and_uuid_convertors(serve):
     assert (await served.client.get("/users/not-a-uuid")).status_code == 404
 
 
-async def test_routing_path_params_outside_the_model_stay_in_context(serve):
+async def test_routing_path_params_outside_the_model_stay_in_context(serve: Serve) -> None:
     """A path param the model does not declare is left out of data, not an unknown field."""
     served = await serve(ROUTES)
     response = await served.client.post("/shops/north/items", json={"name": "pen"})
@@ -101,11 +107,11 @@ async def test_routing_path_params_outside_the_model_stay_in_context(serve):
     assert extra.status_code == 422
 
 
-async def test_routing_chunked_body_under_limit_is_read_whole(serve):
+async def test_routing_chunked_body_under_limit_is_read_whole(serve: Serve) -> None:
     """A chunked body under the limit arrives whole."""
     served = await serve(ROUTES, settings={"HTTP_MAX_BODY": "1000"})
 
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"item": "pen",'
         yield b' "price": 1.5}'
 
@@ -113,7 +119,7 @@ async def test_routing_chunked_body_under_limit_is_read_whole(serve):
     assert response.json()["item"] == "pen"
 
 
-async def test_routing_routes_lists_what_serves(serve):
+async def test_routing_routes_lists_what_serves(serve: Serve) -> None:
     """HttpTool.routes() lists each serving registration with its owner."""
     served = await serve(ROUTES)
     assert isinstance(served.http, ServesRoutes)
@@ -131,7 +137,7 @@ async def test_routing_routes_lists_what_serves(serve):
     }
 
 
-async def test_routing_routes_lists_every_kind(serve, tmp_path):
+async def test_routing_routes_lists_every_kind(serve: Serve, tmp_path: Path) -> None:
     """Websockets, static mounts and middleware are listed with their path (or none)."""
     served = await serve(ROUTES)
     owner = Owner("tools.kinds")
@@ -148,20 +154,20 @@ async def test_routing_routes_lists_every_kind(serve, tmp_path):
     assert rows[RouteKind.MIDDLEWARE].label.endswith("_middleware")
 
 
-async def test_routing_cors_exposes_request_id(serve):
+async def test_routing_cors_exposes_request_id(serve: Serve) -> None:
     """Browsers may read X-Request-ID on cross-origin responses."""
     served = await serve(ROUTES, settings={"HTTP_CORS_ORIGINS": "https://app.example.com"})
     response = await served.client.get("/products", headers={"Origin": "https://app.example.com"})
     assert response.headers["access-control-expose-headers"] == "x-request-id"
 
 
-async def _handler(data, context):  # pragma: no cover - never served
+async def _handler(data: Any, context: Any) -> Any:  # pragma: no cover - never served
     return None
 
 
-async def _socket(websocket):  # pragma: no cover - never served
+async def _socket(websocket: Any) -> None:  # pragma: no cover - never served
     return None
 
 
-async def _middleware(context, call_next):  # pragma: no cover - never served
+async def _middleware(context: Any, call_next: Any) -> Any:  # pragma: no cover - never served
     return await call_next()

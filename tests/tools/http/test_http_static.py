@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from microcore.tooling import Owner, RegistrationError
+
+from .conftest import Serve
 
 STATIC = {
     "domains/site/static/index.html": "<h1>home</h1>",
@@ -56,7 +59,7 @@ async def raw_get(app: Any, path: str, method: str = "GET") -> tuple[int, bytes]
     return sent[0]["status"], body
 
 
-async def test_static_serves_files_and_index(serve):
+async def test_static_serves_files_and_index(serve: Serve) -> None:
     """Files are served with their content type; a folder serves its index.html."""
     served = await serve(STATIC)
     css = await served.client.get("/assets/css/app.css")
@@ -68,14 +71,14 @@ async def test_static_serves_files_and_index(serve):
     assert (await served.client.get("/assets")).text == "<h1>home</h1>"
 
 
-async def test_static_refuses_dotfiles(serve):
+async def test_static_refuses_dotfiles(serve: Serve) -> None:
     """Dotfiles and dot folders are not found."""
     served = await serve(STATIC)
     assert (await served.client.get("/assets/.env")).status_code == 404
     assert (await served.client.get("/assets/.git/config")).status_code == 404
 
 
-async def test_static_refuses_path_traversal(serve):
+async def test_static_refuses_path_traversal(serve: Serve) -> None:
     """'..' in any form never leaves the mounted folder."""
     served = await serve(STATIC)
     app = served.running.app
@@ -85,7 +88,7 @@ async def test_static_refuses_path_traversal(serve):
         assert b"top secret" not in body
 
 
-async def test_static_refuses_symlink_out_of_folder(serve):
+async def test_static_refuses_symlink_out_of_folder(serve: Serve) -> None:
     """A symlink pointing outside the folder is not followed."""
     served = await serve(STATIC)
     static = served.kernel.root / "domains/site/static"
@@ -93,7 +96,7 @@ async def test_static_refuses_symlink_out_of_folder(serve):
     assert (await served.client.get("/assets/link.txt")).status_code == 404
 
 
-async def test_static_missing_file_and_wrong_method(serve):
+async def test_static_missing_file_and_wrong_method(serve: Serve) -> None:
     """A missing file is a 404 and a POST is a 405 allowing GET, HEAD."""
     served = await serve(STATIC)
     missing = await served.client.get("/assets/nope.js")
@@ -104,34 +107,34 @@ async def test_static_missing_file_and_wrong_method(serve):
     assert post.headers["allow"] == "GET, HEAD"
 
 
-async def test_static_routes_win_over_mount_prefix(serve):
+async def test_static_routes_win_over_mount_prefix(serve: Serve) -> None:
     """An endpoint under the mount prefix is served by the endpoint."""
     served = await serve(STATIC)
     owner = Owner("tools.test")
     owner.activate()
 
-    async def version(data, context):
+    async def version(data: Any, context: Any) -> Any:
         return {"version": 1}
 
     served.http.bind(owner).add_endpoint("/assets/version", "GET", version)
     assert (await served.client.get("/assets/version")).json() == {"version": 1}
 
 
-async def test_static_mount_vanishes_with_plugin(serve):
+async def test_static_mount_vanishes_with_plugin(serve: Serve) -> None:
     """Unloading the plugin removes its mount."""
     served = await serve(STATIC)
     await served.kernel.unload("site.SitePlugin")
     assert (await served.client.get("/assets/css/app.css")).status_code == 404
 
 
-async def test_static_missing_directory_is_refused(serve, tmp_path):
+async def test_static_missing_directory_is_refused(serve: Serve, tmp_path: Path) -> None:
     """Mounting a folder that does not exist is a RegistrationError naming it."""
     served = await serve({})
     with pytest.raises(RegistrationError, match="not a directory"):
         served.http.bind(Owner("tools.test")).mount_static("/x", tmp_path / "missing")
 
 
-async def test_folder_index_symlink_out_of_the_directory_is_not_served(serve):
+async def test_folder_index_symlink_out_of_the_directory_is_not_served(serve: Serve) -> None:
     """A folder serves its index.html, but not when that is a symlink leading out of the
     mounted directory: refused like the same file asked for by name."""
     served = await serve(STATIC)

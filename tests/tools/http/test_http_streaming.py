@@ -10,6 +10,8 @@ import pytest
 
 from microcore.tooling import HookError, Owner
 
+from .conftest import Serve
+
 STREAMS = {
     "domains/a/__init__.py": "",
     "domains/a/probe.py": """
@@ -76,7 +78,7 @@ def parse_events(text: str) -> list[dict[str, str]]:
     return events
 
 
-async def test_sse_streams_each_yielded_value_as_an_event(serve):
+async def test_sse_streams_each_yielded_value_as_an_event(serve: Serve) -> None:
     """Each value an SSE generator yields is one event; JSON unless a string."""
     served = await serve(STREAMS)
     response = await served.client.get("/count?n=2")
@@ -91,7 +93,7 @@ async def test_sse_streams_each_yielded_value_as_an_event(serve):
     ]
 
 
-async def test_head_on_a_stream_answers_its_headers_and_ends(serve):
+async def test_head_on_a_stream_answers_its_headers_and_ends(serve: Serve) -> None:
     """HEAD on an SSE route answers the stream's headers at once, without running the
     generator (a stream that never ends would otherwise hold the connection)."""
     served = await serve(STREAMS)
@@ -104,7 +106,7 @@ async def test_head_on_a_stream_answers_its_headers_and_ends(serve):
     assert not probe.stopped.is_set()  # the generator never started
 
 
-async def test_sse_client_disconnect_stops_the_generator(serve):
+async def test_sse_client_disconnect_stops_the_generator(serve: Serve) -> None:
     """When the client disconnects, the generator is cancelled and its cleanup runs."""
     served = await serve(STREAMS)
     probe = sys.modules["domains.a.probe"]
@@ -135,7 +137,7 @@ async def test_sse_client_disconnect_stops_the_generator(serve):
     assert bodies[0] == b"data: 0\n\n"
 
 
-async def test_sse_generator_error_ends_stream_with_error_event(serve):
+async def test_sse_generator_error_ends_stream_with_error_event(serve: Serve) -> None:
     """An exception inside the generator ends the stream with an error event naming an id."""
     served = await serve(STREAMS)
     response = await served.client.get("/broken")
@@ -145,12 +147,12 @@ async def test_sse_generator_error_ends_stream_with_error_event(serve):
     assert '"code":"internal_error"' in events[1]["data"]
 
 
-async def test_sse_sync_or_plain_coroutine_is_refused(serve):
+async def test_sse_sync_or_plain_coroutine_is_refused(serve: Serve) -> None:
     """add_sse needs an async generator function."""
     served = await serve({})
     handle = served.http.bind(Owner("tools.test"))
 
-    async def not_a_generator(data, context):  # pragma: no cover - never called
+    async def not_a_generator(data: Any, context: Any) -> Any:  # pragma: no cover - never called
         return None
 
     with pytest.raises(HookError, match="async generator"):
@@ -190,7 +192,7 @@ def ws_scope(path: str) -> dict[str, Any]:
     }
 
 
-async def test_websocket_handler_gets_path_params_and_messages(serve):
+async def test_websocket_handler_gets_path_params_and_messages(serve: Serve) -> None:
     """A websocket route accepts, sees its path params and exchanges JSON messages."""
     served = await serve(STREAMS)
     socket = FakeSocket(
@@ -205,7 +207,7 @@ async def test_websocket_handler_gets_path_params_and_messages(serve):
     assert socket.sent[1]["text"] == '{"room":"lobby","echo":{"hi":1}}'
 
 
-async def test_websocket_unknown_path_is_closed(serve):
+async def test_websocket_unknown_path_is_closed(serve: Serve) -> None:
     """A websocket to a path nobody serves is closed at once."""
     served = await serve(STREAMS)
     socket = FakeSocket([])
@@ -213,7 +215,7 @@ async def test_websocket_unknown_path_is_closed(serve):
     assert socket.sent == [{"type": "websocket.close", "code": 1000}]
 
 
-async def test_websocket_handler_error_closes_with_1011(serve):
+async def test_websocket_handler_error_closes_with_1011(serve: Serve) -> None:
     """An exception in a websocket handler closes the socket with 1011 and is logged."""
     served = await serve(STREAMS)
     socket = FakeSocket([])
@@ -223,7 +225,7 @@ async def test_websocket_handler_error_closes_with_1011(serve):
     assert socket.sent[-1]["code"] == 1011
 
 
-async def test_websocket_and_sse_vanish_with_their_plugin(serve):
+async def test_websocket_and_sse_vanish_with_their_plugin(serve: Serve) -> None:
     """Unloading the plugin removes its websocket and SSE routes."""
     served = await serve(STREAMS)
     await served.kernel.unload("a.StreamPlugin")
