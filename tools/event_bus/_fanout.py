@@ -152,7 +152,7 @@ class Fanout:
             try:
                 send.send_nowait(item)
             except anyio.WouldBlock:
-                if not await self._wait_for_room(sub, send, item):
+                if not await self.wait_for_room(sub, send, item):
                     continue
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self.settle(1)  # released between the lookup and now: not a subscriber
@@ -160,7 +160,7 @@ class Fanout:
             queued += 1
         return queued
 
-    async def _wait_for_room(
+    async def wait_for_room(
         self, sub: Subscription, send: MemoryObjectSendStream[Item], item: Item
     ) -> bool:
         """Backpressure: wait for room in a full buffer; False if ``sub`` went away meanwhile.

@@ -64,8 +64,8 @@ async def queue_to(fanout: Fanout, sub: Subscription, item: Item) -> bool:
     try:
         send.send_nowait(item)
     except anyio.WouldBlock:
-        # same package: the fan-out's own backpressure wait (and its PublishTimeout)
-        return await fanout._wait_for_room(sub, send, item)
+        # the fan-out's own backpressure wait (and its PublishTimeout)
+        return await fanout.wait_for_room(sub, send, item)
     except (anyio.ClosedResourceError, anyio.BrokenResourceError):
         fanout.settle(1)
         return False
