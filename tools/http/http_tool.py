@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import structlog
 from starlette.responses import Response
 
 from microcore import Tool
 from microcore.tooling import ConfigurationError, Owner, RouteKind, ServedRoute
+from tools.config import Config
 
 from ._app import HttpApp
 from ._cors import Cors
@@ -44,6 +46,7 @@ from ._streaming import EventStream, WebSocketRoute
 __all__ = ("Exchange", "Http", "HttpTool", "RequestStats")
 
 MIB = 1024 * 1024
+_log = structlog.get_logger("microcore.http", tool="http")
 
 
 class HttpTool(Tool):
@@ -59,9 +62,9 @@ class HttpTool(Tool):
 
     name = "http"
 
-    def __init__(self, config: Any, logger: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self._config = config
-        self._log = logger.for_tool("http")
+        self._log = _log
         self.development = False
         self.registry = Registry(self._refresh)
         self.app = HttpApp(log=self._log, max_body=MIB)
@@ -167,7 +170,7 @@ def _served(entry: Entry) -> ServedRoute:
     return ServedRoute(kind=kind, label=entry.label, owner=owner)  # middleware
 
 
-def _cors_from(config: Any) -> Cors | None:
+def _cors_from(config: Config) -> Cors | None:
     raw = (config.get("HTTP_CORS_ORIGINS") or "").strip()
     if not raw:
         return None
