@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from microcore import Event  # noqa: E402 - after the repo root is importable
 from microcore.tooling import Owner  # noqa: E402
 from tools.config.config_tool import ConfigTool  # noqa: E402
-from tools.event_bus.event_bus_tool import EventBus, EventBusTool  # noqa: E402
-from tools.logger.logger_tool import LoggerTool  # noqa: E402
+from tools.event_bus import EventBus  # noqa: E402
+from tools.event_bus.event_bus_tool import EventBusTool  # noqa: E402
 
 BUFFER = 1024
 PAYLOAD = {"id": 1, "name": "Pen", "price": 2.5}
@@ -121,7 +121,7 @@ async def baseline_request(n: int) -> tuple[float, list[float]]:
 async def with_bus(run: Callable[[EventBusTool], Awaitable[Any]]) -> Any:
     async with anyio.create_task_group() as tg:
         kernel = _Kernel(tg)
-        bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)  # type: ignore[arg-type]
+        bus = EventBusTool(ConfigTool(kernel), kernel)  # type: ignore[arg-type]
         await bus.setup()
         try:
             return await run(bus)

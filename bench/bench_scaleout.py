@@ -55,8 +55,8 @@ from microcore import Event  # noqa: E402 - after the repo root is importable
 from microcore._core.logs import configure_logging  # noqa: E402
 from microcore.tooling import Owner  # noqa: E402
 from tools.config.config_tool import ConfigTool  # noqa: E402
-from tools.event_bus.event_bus_tool import EventBus, EventBusTool  # noqa: E402
-from tools.logger.logger_tool import LoggerTool  # noqa: E402
+from tools.event_bus import EventBus  # noqa: E402
+from tools.event_bus.event_bus_tool import EventBusTool  # noqa: E402
 
 POSTGRES = os.environ.get("MICROCORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NATS = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
@@ -121,7 +121,7 @@ def bus_settings(driver: str) -> dict[str, str]:
 async def with_bus(driver: str, run: Callable[[EventBusTool], Awaitable[Any]]) -> Any:
     async with anyio.create_task_group() as tg:
         kernel = _Kernel(tg, bus_settings(driver))
-        bus = EventBusTool(ConfigTool(kernel), LoggerTool(), kernel)  # type: ignore[arg-type]
+        bus = EventBusTool(ConfigTool(kernel), kernel)  # type: ignore[arg-type]
         await bus.setup()
         try:
             return await run(bus)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._core.errors import EventNameError
 from ._core.event import Event
-from ._core.names import DLQ_PREFIX, SubjectTrie, check_name, check_pattern, matches
+from ._names import DLQ_PREFIX, SubjectTrie, check_name, check_pattern, matches
 
 __all__ = (
     "DLQ_PREFIX",

@@ -28,13 +28,13 @@ import pytest
 import pytest_asyncio
 
 from ._app import MicroCoreApp, running
+from ._contracts import EventSource
 from ._core import logs as _logging
-from ._core.contracts import EventSource
 from ._core.errors import DependencyError
 from ._core.event import Event
 from ._core.kernel import Kernel
-from ._core.names import matches
 from ._dev.manifest import BOOT_SETTINGS
+from ._names import matches
 
 __all__ = (
     "START_TIMEOUT",

@@ -13,8 +13,7 @@ Plugins never import this module; tools do (the same contract a third-party tool
 
 from __future__ import annotations
 
-from ._core.context import causation, current_correlation_id, current_event_id, new_id
-from ._core.contracts import (
+from ._contracts import (
     EventFlows,
     EventSource,
     KernelView,
@@ -22,6 +21,7 @@ from ._core.contracts import (
     ServedRoute,
     ServesRoutes,
 )
+from ._core.context import causation, current_correlation_id, current_event_id, new_id
 from ._core.discovery import ErrorInfo
 from ._core.errors import (
     ConfigurationError,

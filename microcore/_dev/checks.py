@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 
 from .._core.discovery import find_plugin_files
-from .._core.names import matches
+from .._names import matches
 from .scan import Call, SourceScan, scan_file
 
 __all__ = ("Finding", "check_project", "normalize_path")

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import msgspec
 
-from .._core.contracts import RouteKind, ServesRoutes
+from .._contracts import RouteKind, ServesRoutes
 from .._core.discovery import ErrorInfo
 from .._core.kernel import Kernel
-from .._core.names import matches
 from .._core.status import relative
 from .._core.tool import Tool
+from .._names import matches
 from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
 from .scan import scan_file
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .event import Event
-
-if TYPE_CHECKING:
-    from .records import PluginRecord
+from ._core.event import Event
+from ._core.records import PluginRecord
 
 __all__ = (
     "EventFlows",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from .errors import EventNameError, MicroCoreError, RegistrationError
+from ._core.errors import EventNameError, MicroCoreError, RegistrationError
 
 __all__ = ("DLQ_PREFIX", "SubjectTrie", "check_name", "check_pattern", "matches")
 
