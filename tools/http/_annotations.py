@@ -11,6 +11,7 @@ model when it is a Struct or ``list[Struct]`` (``dict``, ``list``, ``None`` or a
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -32,33 +33,38 @@ class AnnotatedModels(typing.NamedTuple):
 _NONE = AnnotatedModels(None, None)
 
 
-def annotated_models(handler: Callable[..., Any], where: str) -> AnnotatedModels:
+def annotated_models(
+    handler: Callable[..., Any], where: str, *, request: bool = True, response: bool = True
+) -> AnnotatedModels:
     """The request and response models ``handler``'s annotations declare.
 
-    Annotations are resolved against the handler's module (``from __future__ import
-    annotations`` makes them strings); one that names nothing there is refused.
+    Only the annotations asked for (``data``'s when ``request``, the return's when
+    ``response``) are resolved, against the handler's module: ``from __future__ import
+    annotations`` makes them strings, and a ``context: Context`` imported under
+    ``TYPE_CHECKING`` is fine. One of those two that names nothing there is refused.
     """
     function = inspect.unwrap(getattr(handler, "__func__", handler))
     if not inspect.isfunction(function) or not function.__annotations__:
         return _NONE  # an async callable object or an unannotated handler declares nothing
+    parameters = list(inspect.signature(handler).parameters)  # a method's self is left out
+    data = parameters[0] if parameters and request else None
+    wanted = {
+        name: annotation
+        for name, annotation in function.__annotations__.items()
+        if name == data or (name == "return" and response)
+    }
     try:
-        hints = typing.get_type_hints(function, globalns=function.__globals__)
+        hints = typing.get_type_hints(
+            types.SimpleNamespace(__annotations__=wanted), globalns=function.__globals__
+        )
     except Exception as exc:  # NameError, TypeError, SyntaxError...: say which and how to fix
         raise RegistrationError(
             f"{where}: the annotations of {function.__qualname__} cannot be resolved: {exc}; "
             f"import the types it names at the top of {function.__module__} (not under "
             "TYPE_CHECKING), or pass request_model= and response_model= explicitly"
         ) from exc
-    return AnnotatedModels(_request(handler, hints), _response(hints.get("return")))
-
-
-def _request(handler: Callable[..., Any], hints: dict[str, Any]) -> Any:
-    """The Struct annotating ``data``: the first parameter (after ``self`` of a method)."""
-    parameters = list(inspect.signature(handler).parameters)
-    if not parameters:
-        return None
-    model = hints.get(parameters[0])
-    return model if is_struct(model) else None
+    model = hints.get(data) if data is not None else None
+    return AnnotatedModels(model if is_struct(model) else None, _response(hints.get("return")))
 
 
 def _response(annotation: Any) -> Any:

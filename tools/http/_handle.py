@@ -188,7 +188,12 @@ class Http:
         wants_response = options["kind"] == "route"  # a stream has no response model
         missing_response = wants_response and options["response_model"] is None
         if options["request_model"] is None or missing_response:
-            declared = annotated_models(handler, f"{method} {path} of {self._owner.identity!r}")
+            declared = annotated_models(
+                handler,
+                f"{method} {path} of {self._owner.identity!r}",
+                request=options["request_model"] is None,
+                response=missing_response,
+            )
             if options["request_model"] is None:
                 options["request_model"] = declared.request
             if missing_response:

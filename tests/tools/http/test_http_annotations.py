@@ -204,6 +204,24 @@ async def test_annotations_explicit_models_skip_resolution(serve: Serve) -> None
         handle.add_endpoint("/guessed", "POST", handler)
 
 
+async def test_annotations_only_data_and_return_are_resolved(serve: Serve) -> None:
+    """A context annotation imported only under TYPE_CHECKING (or naming nothing) is harmless."""
+    served = await serve({})
+    owner = Owner("tools.test")
+    owner.activate()
+
+    async def handler(data: dict[str, Any], context: Missing) -> None:  # type: ignore[name-defined]  # noqa: F821
+        return None
+
+    async def stream(data: dict[str, Any], context: Any) -> Missing:  # type: ignore[name-defined]  # noqa: F821
+        yield {}
+
+    handle = served.http.bind(owner)
+    handle.add_endpoint("/typed-context", "GET", handler)
+    handle.add_sse("/stream", stream)
+    assert _route(served, "GET /typed-context").request_model is None
+
+
 async def test_annotations_callable_object_and_unannotated_declare_nothing(serve: Serve) -> None:
     """An async callable object, or a handler without annotations, gets no models."""
     served = await serve({})
