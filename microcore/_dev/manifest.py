@@ -20,6 +20,7 @@ import tomllib
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -31,6 +32,7 @@ from .._core.tool import Tool
 from .._names import matches
 from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
 from .scan import scan_file
+from .typeref import TypeInfo, define_types, exported_types, tool_packages
 
 __all__ = (
     "BOOT_SETTINGS",
@@ -64,6 +66,8 @@ class ToolInfo(msgspec.Struct, frozen=True):
     doc: str
     methods: list[Method]
     error: str | None = None
+    type_name: str = ""  # what a plugin annotates its parameter with, e.g. Http
+    module: str = ""  # where that type is imported from, e.g. tools.http
 
 
 class PluginInfo(msgspec.Struct, frozen=True):
@@ -113,6 +117,7 @@ class Manifest(msgspec.Struct):
     events: list[Flow]
     requests: list[Flow]
     tables: list[Table]
+    types: list[TypeInfo] = []
 
 
 def _surface(tool: Tool) -> type:
@@ -139,7 +144,7 @@ def _error_text(kernel: Kernel, error: ErrorInfo | None) -> str | None:
     return f"{prefix}{error.type}: {error.message}".replace(str(kernel.root) + "/", "")
 
 
-def _tools(kernel: Kernel) -> list[ToolInfo]:
+def _tools(kernel: Kernel, exported: Mapping[str, tuple[str, Any]]) -> list[ToolInfo]:
     infos: list[ToolInfo] = []
     for name, record in sorted(kernel.tools.items()):
         if record.instance is None or record.status != "ok":
@@ -148,7 +153,17 @@ def _tools(kernel: Kernel) -> list[ToolInfo]:
         surface = _surface(record.instance)
         skip = vars(Tool) if issubclass(surface, Tool) else ()
         doc = first_paragraph(vars(surface).get("__doc__") or type(record.instance).__doc__)
-        infos.append(ToolInfo(name, doc, public_members(surface, skip=skip)))
+        module, obj = exported.get(surface.__name__, ("", None))
+        typed = obj is surface and module == f"tools.{name}"
+        infos.append(
+            ToolInfo(
+                name,
+                doc,
+                public_members(surface, skip=skip),
+                type_name=surface.__name__ if typed else "",
+                module=module if typed else "",
+            )
+        )
     return infos
 
 
@@ -310,15 +325,20 @@ def describe(kernel: Kernel) -> Manifest:
     """Everything AI_CONTEXT.md says, read from a booted kernel."""
     plugins = _plugins(kernel)
     events, requests = _flows(plugins)
+    exported = exported_types(tool_packages(kernel.tools))
+    tools = _tools(kernel, exported)
+    named = [RECIPE, *(m.signature for t in tools for m in t.methods)]
+    surfaces = {t.type_name for t in tools}  # defined in their tool's own section
     return Manifest(
         project=_project_name(kernel.root),
-        tools=_tools(kernel),
+        tools=tools,
         plugins=plugins,
         models=_models(kernel),
         routes=_routes(kernel),
         events=events,
         requests=requests,
         tables=_tables(kernel.root),
+        types=define_types(named, {k: v for k, v in exported.items() if k not in surfaces}),
     )
 
 
@@ -344,35 +364,39 @@ RECIPE = """\
 One file = one feature: `domains/<domain>/plugins/<feature>_plugin.py` holds one `Plugin` subclass.
 
 ```python
-from domains.orders.models import OrderId  # shapes: msgspec Structs in models.py
+from domains.orders.models import Order, OrderId  # shapes: msgspec Structs in models.py
 from microcore import Plugin
+from tools.db import Db
+from tools.event_bus import EventBus
+from tools.http import Context, Http, NotFound
 
 
 class ArchiveOrderPlugin(Plugin):
-    def __init__(self, http, db, event_bus, logger):  # parameter names = tools, injected
-        self.http, self.db, self.bus, self.logger = http, db, event_bus, logger
+    def __init__(self, http: Http, db: Db, event_bus: EventBus) -> None:  # names = tools
+        self.http, self.db, self.bus = http, db, event_bus
 
-    async def on_boot(self):  # register routes and subscriptions here
-        self.http.add_endpoint(
-            "/orders/{order_id:int}/archive",
-            "POST",
-            self.execute,
-            request_model=OrderId,
-            tags=["orders"],
-        )
+    async def on_boot(self) -> None:  # register routes and subscriptions here
+        self.http.add_endpoint("/orders/{order_id:int}/archive", "POST", self.execute)
 
-    async def execute(self, data, context):  # data: the validated request_model
+    async def execute(self, data: OrderId, context: Context) -> Order:
+        \"\"\"Archive an order\"\"\"  # first line: the endpoint's summary
+        row = await self.db.query_one("SELECT * FROM orders WHERE id = ?", (data.order_id,))
+        if row is None:
+            raise NotFound(f"order {data.order_id} does not exist")
         await self.db.execute("UPDATE orders SET archived = 1 WHERE id = ?", (data.order_id,))
         await self.bus.publish("order.archived", {"id": data.order_id})
-        return {"success": True}
+        return Order(**row)
 ```
 
-Rules: every hook and handler is `async`. A plugin imports only `microcore` (`Plugin`, `Event`,
-errors) and its own domain (`domains.<domain>.models`), never another plugin or the kernel;
-plugins talk over the event bus. Event handlers are `async def on_x(self, event)` (`event.name`,
-`.payload`, `.id`, `.correlation_id`, `.source`); a handler's non-None return value answers a
-`request`. HTTP handlers return a dict, list, Struct or None (204); `{"success": False, ...}`
-answers 400; `context.set_status(404)` picks the status. Schema changes are new files
+Rules: every hook and handler is `async`. A plugin imports `microcore` (`Plugin`, `Event`,
+errors), the public types of tool packages (`from tools.<tool> import ...`, never a private
+`tools.<tool>._x`) and its own domain (`domains.<domain>.models`); never another plugin or the
+kernel: plugins talk over the event bus. A handler's `data` annotation (a Struct, decoded from
+path, query and JSON body) is its request model, validated before it runs (422 naming the field);
+its return annotation (a Struct or `list[Struct]`) is the response model; `request_model=` and
+`response_model=` override them. Return a Struct, dict, list or None (204); raise an error from
+the table below for a 4xx. Event handlers are `async def on_x(self, event: Event)`; a handler's
+non-None return value answers a `request`. Schema changes are new files
 `domains/<domain>/migrations/NNN_<name>.sql`. Tests: construct the plugin with mocks
 (`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`) in
 `tests/domains/<domain>/test_<feature>_plugin.py`, or end to end with the `client` and `events`
@@ -388,14 +412,44 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
     lines = [
         "## Tools",
         "",
-        "A plugin receives a tool by naming it in `__init__`; these are the methods it can call.",
+        "A plugin receives a tool by naming it in `__init__`, annotated with the type shown "
+        "(`def __init__(self, http: Http)`); these are the methods it can call.",
     ]
     for tool in tools:
-        lines += ["", f"### {tool.name}" + (f": {tool.doc}" if tool.doc else "")]
+        typed = f" `{tool.type_name}` (`from {tool.module} import {tool.type_name}`)"
+        lines += ["", f"### {tool.name}" + (typed if tool.type_name else "")]
+        if tool.doc:
+            lines.append(tool.doc)
         if tool.error is not None:
             lines.append(f"FAILED: {tool.error}")
         for method in tool.methods:
             lines.append(f"- `{method.signature}`" + (f": {method.doc}" if method.doc else ""))
+    return lines
+
+
+def _render_types(types: list[TypeInfo]) -> list[str]:
+    lines = ["## Types", "", "Every type named above, importable from the module shown."]
+    for info in (t for t in types if t.kind != "error"):
+        where = f"- `{info.name}` (`{info.module}`)"
+        if info.kind == "alias":
+            lines.append(f"{where} = `{info.alias}`")
+            continue
+        members = "; ".join(f"`{m.signature.replace(' (property)', '')}`" for m in info.members)
+        lines.append(
+            where + (f": {info.doc}" if info.doc else "") + (f" {members}" if members else "")
+        )
+    errors: dict[str, list[str]] = {}
+    for info in (t for t in types if t.kind == "error"):
+        caller = info.code.startswith("(")  # HttpError: the status and code are the caller's
+        answer = info.code if caller else f"{info.status or 500} `{info.code}`"
+        errors.setdefault(info.module, []).append(f"`{info.name}` {answer}")
+    if errors:
+        lines += [
+            "",
+            "Errors: raise one from a handler and it answers that status and code in the "
+            'one error shape (`{"success": false, "error": {"code", "message"}}`).',
+        ]
+        lines += [f"- `{module}`: " + ", ".join(names) for module, names in sorted(errors.items())]
     return lines
 
 
@@ -481,6 +535,7 @@ def render(manifest: Manifest) -> str:
         ],
         ["## Write a feature", "", RECIPE],
         _render_tools(manifest.tools),
+        _render_types(manifest.types),
         _render_domains(manifest),
         _render_routes(manifest.routes, plugins),
         _render_flows("## Events", manifest.events, "published by", "handled by"),

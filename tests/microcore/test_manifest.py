@@ -11,14 +11,8 @@ import msgspec
 
 from microcore import Tool
 from microcore._core.ownership import Owner
-from microcore._dev.manifest import (
-    compact_schema,
-    describe_project,
-    generate,
-    public_members,
-    render,
-    signature_of,
-)
+from microcore._dev.introspect import compact_schema, public_members, signature_of
+from microcore._dev.manifest import describe_project, generate, render
 from microcore.testing import start_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -273,10 +267,10 @@ def test_manifest_tools_show_what_plugins_call(make_project: Any) -> None:
     """Tools list public methods with signatures and first doc paragraphs (handles for bind)."""
     text = anyio.run(generate, shop(make_project))
     tools = text[text.index("## Tools") : text.index("## Domains")]
-    assert "### web: Register routes (a fake http tool)." in tools
+    assert "### web\nRegister routes (a fake http tool).\n" in tools
     assert "- `add(method: str, path: str) -> None`: Serve `method path`." in tools
     assert "routes()" not in tools and "Not in the manifest" not in tools
-    assert "### kit: A kit of small things.\n" in tools
+    assert "### kit\nA kit of small things.\n" in tools
     assert "- `ready (property)`: Whether it is ready." in tools
     assert "- `make(size: int = 1) -> KitTool`: Make one." in tools
     assert "- `build(*, fast=False)`: Build one." in tools

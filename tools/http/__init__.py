@@ -20,7 +20,9 @@ The tool itself (``HttpTool``) lives in ``tools/http/http_tool.py``; the rest ar
 
 from __future__ import annotations
 
-from ._context import Context
+from microcore.tooling import Registration
+
+from ._context import Context, SameSite, ServerSentEvent
 from ._errors import BadRequest, Conflict, Forbidden, HttpError, NotFound, Unauthorized
 from ._handle import Http
 
@@ -32,5 +34,8 @@ __all__ = (
     "Http",
     "HttpError",
     "NotFound",
+    "Registration",
+    "SameSite",
+    "ServerSentEvent",
     "Unauthorized",
 )

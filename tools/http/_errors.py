@@ -13,8 +13,6 @@ in the log line that carries the traceback).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import msgspec
 
 from microcore.tooling import MicroCoreError
@@ -84,15 +82,17 @@ class HttpError(MicroCoreError):
 
 
 class _Status(HttpError):
-    """An :class:`HttpError` whose status and code the class fixes."""
+    """An :class:`HttpError` whose status and code the class fixes (``http_status``, ``code``,
+    the same class attributes every ``MicroCoreError`` carries)."""
 
-    status: ClassVar[int]
-    error_code: ClassVar[str]
+    http_status: int
+    code: str
 
     def __init__(
         self, message: str, *, path: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(self.status, self.error_code, message, path=path, headers=headers)
+        cls = type(self)
+        super().__init__(cls.http_status, cls.code, message, path=path, headers=headers)
 
 
 class BadRequest(_Status):
@@ -101,7 +101,7 @@ class BadRequest(_Status):
     >>> raise BadRequest("start must be before end", path="$.start")
     """
 
-    status, error_code = 400, "bad_request"
+    http_status, code = 400, "bad_request"
 
 
 class Unauthorized(_Status):
@@ -110,7 +110,7 @@ class Unauthorized(_Status):
     >>> raise Unauthorized("the session has expired; log in again")
     """
 
-    status, error_code = 401, "unauthorized"
+    http_status, code = 401, "unauthorized"
 
 
 class Forbidden(_Status):
@@ -119,7 +119,7 @@ class Forbidden(_Status):
     >>> raise Forbidden("only the owner may delete an order")
     """
 
-    status, error_code = 403, "forbidden"
+    http_status, code = 403, "forbidden"
 
 
 class NotFound(_Status):
@@ -128,7 +128,7 @@ class NotFound(_Status):
     >>> raise NotFound(f"product {data.product_id} does not exist")
     """
 
-    status, error_code = 404, "not_found"
+    http_status, code = 404, "not_found"
 
 
 class Conflict(_Status):
@@ -137,7 +137,7 @@ class Conflict(_Status):
     >>> raise Conflict(f"a product named {data.name!r} already exists")
     """
 
-    status, error_code = 409, "conflict"
+    http_status, code = 409, "conflict"
 
 
 def error_json(
