@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from ._errors import ProgrammingError
 from ._sql import first_line
 
 __all__ = ("Driver", "Params", "Row", "Session", "check_params")
 
-Row = dict[str, Any]
-Params = Sequence[Any] | Mapping[str, Any]
+Row: TypeAlias = dict[str, Any]
+"""One result row: column name -> value (``int``, ``float``, ``str``, ``bytes`` or ``None``;
+PostgreSQL also answers its own types: ``datetime``, ``Decimal``, ``UUID``, lists, ...)."""
+
+Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
+"""A statement's parameters: a tuple or a list with one value per ``?`` (``(value,)`` for
+one); a dict of ``:name`` values works on SQLite only."""
 
 
 class Session(Protocol):

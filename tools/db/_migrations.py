@@ -33,7 +33,7 @@ LEDGER = "_microcore_migrations"
 
 _NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)(?:\.(sqlite|postgresql))?\.sql$")
 
-_log = structlog.get_logger("microcore").bind(tool="db")
+_log = structlog.get_logger("microcore.db", tool="db")
 
 _CREATE_LEDGER = f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
     domain TEXT NOT NULL,

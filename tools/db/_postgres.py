@@ -51,7 +51,7 @@ __all__ = ("ISOLATION_LEVELS", "PostgresDriver", "PostgresOptions", "PostgresSes
 
 ISOLATION_LEVELS = ("read committed", "repeatable read", "serializable")
 
-_log = structlog.get_logger("microcore").bind(tool="db")
+_log = structlog.get_logger("microcore.db", tool="db")
 
 _CONNECT_TIMEOUT = 10.0  # seconds to open one connection
 _CLOSE_TIMEOUT = 5.0  # seconds for the pool to close gracefully before it is terminated

@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-_log = structlog.get_logger("microcore").bind(tool="db")
+_log = structlog.get_logger("microcore.db", tool="db")
 
 
 class SqliteOptions(msgspec.Struct, frozen=True):

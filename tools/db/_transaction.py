@@ -28,7 +28,7 @@ from ._sql import first_line
 
 __all__ = ("Transaction", "TransactionScope")
 
-_log = structlog.get_logger("microcore").bind(tool="db")
+_log = structlog.get_logger("microcore.db", tool="db")
 
 
 class Transaction:
@@ -61,28 +61,48 @@ class Transaction:
             )
 
     async def query(self, sql: str, params: Params = ()) -> list[Row]:
-        """Every row the statement returns, each a dict keyed by column name."""
+        """Every row the statement returns, each a dict keyed by column name.
+
+        >>> await tx.query("SELECT id FROM lines WHERE order_id = ?", (order_id,))
+        [{'id': 3}, {'id': 4}]
+        """
         self._check(sql)
         return await self._session.query(sql, check_params(params, sql), one=False)
 
     async def query_one(self, sql: str, params: Params = ()) -> Row | None:
-        """The first row the statement returns, or ``None``."""
+        """The first row the statement returns, or ``None``.
+
+        >>> await tx.query_one("SELECT balance FROM accounts WHERE id = ?", (a,))
+        {'balance': 95}
+        """
         self._check(sql)
         rows = await self._session.query(sql, check_params(params, sql), one=True)
         return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement: the new row id for an INSERT, else the number of rows affected."""
+        """Run one statement: the new row id for an INSERT, else the number of rows affected.
+
+        >>> await tx.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (5, a))
+        1
+        """
         self._check(sql)
         return await self._session.execute(sql, check_params(params, sql))
 
     async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
-        """Run one statement for every parameter row; the total number of rows affected."""
+        """Run one statement for every parameter row; the total number of rows affected.
+
+        >>> await tx.execute_many("INSERT INTO lines (order_id, sku) VALUES (?, ?)", rows)
+        2
+        """
         self._check(sql)
         return await self._session.execute_many(sql, [check_params(r, sql) for r in rows])
 
-    def transaction(self) -> TransactionScope:
-        """A nested transaction (a savepoint): its failure rolls back only its own work."""
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A nested transaction (a savepoint): its failure rolls back only its own work.
+
+        >>> async with tx.transaction() as inner:
+        ...     await inner.execute("INSERT INTO tags (name) VALUES (?)", (name,))
+        """
         return TransactionScope(parent=self)
 
     def _child(self) -> tuple[Transaction, str]:

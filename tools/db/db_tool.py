@@ -9,55 +9,27 @@ Settings: ``DATABASE_URL`` (default ``sqlite:///data/app.db``, relative to the p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextvars import ContextVar
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from microcore import Tool
-from microcore.tooling import ConfigurationError, Owner
+from microcore.tooling import ConfigurationError, KernelView, Owner
+from tools.config import Config
 
-from ._driver import Driver, Params, Row, check_params
-from ._errors import (
-    DatabaseError,
-    IntegrityError,
-    MigrationError,
-    OperationalError,
-    ProgrammingError,
-)
+from ._db import Db
+from ._driver import Driver
+from ._errors import MigrationError
 from ._migrations import apply_migrations
 from ._sqlite import SYNCHRONOUS_MODES, SqliteDriver, SqliteOptions
-from ._transaction import Transaction, TransactionScope
 from ._url import DatabaseURL, parse_url
 
-__all__ = (
-    "DatabaseError",
-    "DbTool",
-    "IntegrityError",
-    "MigrationError",
-    "OperationalError",
-    "ProgrammingError",
-    "Transaction",
-)
+__all__ = ("DbTool",)
 
-_log = structlog.get_logger("microcore").bind(tool="db")
+_log = structlog.get_logger("microcore.db", tool="db")
 
 
-class _Config(Protocol):
-    def get(self, key: str, default: str | None = None) -> str | None: ...
-
-    def get_int(self, key: str, default: int) -> int: ...
-
-    def get_float(self, key: str, default: float) -> float: ...
-
-
-class _Project(Protocol):
-    root: Path
-
-
-class DbTool(Tool):
+class DbTool(Tool, Db):
     """SQLite (WAL, concurrent readers, one serialized writer) or PostgreSQL (a pool), with
     ``?`` placeholders on both.
 
@@ -74,11 +46,10 @@ class DbTool(Tool):
 
     name = "db"
 
-    def __init__(self, config: _Config, kernel: _Project) -> None:
+    def __init__(self, config: Config, kernel: KernelView) -> None:
+        Db.__init__(self)
         self._config = config
         self._root = kernel.root
-        self._driver: Driver | None = None
-        self._current: ContextVar[Transaction | None] = ContextVar("db_transaction", default=None)
         self._migration_errors: dict[str, MigrationError] = {}
         self._pool = (0, 0)  # PostgreSQL pool bounds, for the boot log
 
@@ -173,7 +144,7 @@ class DbTool(Tool):
 
     # -- ownership ---------------------------------------------------------------------
 
-    def bind(self, owner: Owner) -> object:
+    def bind(self, owner: Owner) -> Db:
         """Every plugin shares the tool, except in a domain whose migrations failed."""
         domain = owner.identity.split(".", 1)[0]
         error = self._migration_errors.get(domain)
@@ -189,71 +160,3 @@ class DbTool(Tool):
     def migration_errors(self) -> dict[str, MigrationError]:
         """Domains whose migrations failed at boot, with the error (their plugins fail)."""
         return dict(self._migration_errors)
-
-    # -- statements ------------------------------------------------------------------
-
-    def _db(self) -> Driver:
-        if self._driver is None:
-            raise OperationalError("the database is not open (the db tool is not set up)")
-        return self._driver
-
-    def _joined(self) -> Transaction | None:
-        tx = self._current.get()
-        return tx if tx is not None and tx.open else None
-
-    async def query(self, sql: str, params: Params = ()) -> list[Row]:
-        """Every row the statement returns, each a dict keyed by column name.
-
-        >>> await self.db.query("SELECT id, name FROM products WHERE price < ?", (10,))
-        [{'id': 1, 'name': 'Pen'}]
-        """
-        tx = self._joined()
-        if tx is not None:
-            return await tx.query(sql, params)
-        return await self._db().query(sql, check_params(params, sql), one=False)
-
-    async def query_one(self, sql: str, params: Params = ()) -> Row | None:
-        """The first row the statement returns, or ``None`` when there is none."""
-        tx = self._joined()
-        if tx is not None:
-            return await tx.query_one(sql, params)
-        rows = await self._db().query(sql, check_params(params, sql), one=True)
-        return rows[0] if rows else None
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement: the new row id for an INSERT, else the number of rows affected.
-
-        An INSERT that inserted nothing (``ON CONFLICT DO NOTHING``) answers 0.
-        """
-        tx = self._joined()
-        if tx is not None:
-            return await tx.execute(sql, params)
-        return await self._db().execute(sql, check_params(params, sql))
-
-    async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
-        """Run one statement per parameter row, all or none; the total number of rows affected.
-
-        >>> await self.db.execute_many("INSERT INTO tags (name) VALUES (?)", [("a",), ("b",)])
-        2
-        """
-        tx = self._joined()
-        if tx is not None:
-            return await tx.execute_many(sql, rows)
-        return await self._db().execute_many(sql, [check_params(r, sql) for r in rows])
-
-    def transaction(self) -> TransactionScope:
-        """``async with db.transaction() as tx:`` commit on success, roll back on any exception;
-        to go on after a failed statement, run it in a nested block and catch outside it.
-
-        ``tx`` has the same methods. Inside the block, ``db`` calls of the same task join
-        the transaction and a nested ``db.transaction()`` (or ``tx.transaction()``) is a
-        savepoint that rolls back alone. A failed statement outside a nested block fails
-        the whole transaction on PostgreSQL: the block then raises instead of committing.
-        Nested blocks of one transaction must not overlap across tasks (refused). A
-        transaction holds the writer: keep it short, no network calls inside.
-
-        >>> async with self.db.transaction() as tx:
-        ...     await tx.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (5, a))
-        ...     await tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (5, b))
-        """
-        return TransactionScope(driver=self._db(), current=self._current)

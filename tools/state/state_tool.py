@@ -1,6 +1,6 @@
 """The ``state`` tool: a namespaced key-value store with TTLs and atomic counters.
 
-``STATE_URL`` picks the store: ``memory://`` (the default, this process only) or
+``STATE_URL`` picks the backend: ``memory://`` (the default, this process only) or
 ``redis://[user:password@]host:6379/0`` (``rediss://`` for TLS), shared by every replica;
 ``STATE_PREFIX`` (default ``microcore``) starts every Redis key name.
 State is not owned by plugins: it survives hot reloads of the plugins that wrote it.
@@ -8,51 +8,27 @@ State is not owned by plugins: it survives hot reloads of the plugins that wrote
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import structlog
 
 from microcore import Tool
-from microcore.tooling import ConfigurationError
+from microcore.tooling import ConfigurationError, Owner
+from tools.config import Config
 
-from ._errors import StateError
-from ._memory import MemoryStore
+from ._backend import StateBackend
+from ._state import State
+from .memory import MemoryBackend
 
-__all__ = ("StateError", "StateTool")
+__all__ = ("StateTool", "create_backend")
 
-_log = structlog.get_logger("microcore").bind(tool="state")
+_log = structlog.get_logger("microcore.state", tool="state")
 
 DEFAULT_URL = "memory://"
 DEFAULT_PREFIX = "microcore"
 SUPPORTED = "memory:// (built in), redis://host:6379/0, rediss:// (TLS)"
 
 
-class Store(Protocol):
-    """What a state backend provides: ``_memory.MemoryStore``, ``_redis.RedisStore``."""
-
-    description: str
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def get(self, namespace: str, key: str, default: Any = None) -> Any: ...
-
-    async def set(self, namespace: str, key: str, value: Any, ttl: float | None = None) -> None: ...
-
-    async def delete(self, namespace: str, key: str) -> bool: ...
-
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int: ...
-
-    async def keys(self, namespace: str) -> list[str]: ...
-
-
-class _Config(Protocol):
-    def get(self, key: str, default: str | None = None) -> str | None: ...
-
-
-def create_store(url: str | None, *, prefix: str = DEFAULT_PREFIX) -> Store:
-    """The store ``STATE_URL`` names; an unknown scheme is refused, naming the supported ones.
+def create_backend(url: str | None, *, prefix: str = DEFAULT_PREFIX) -> StateBackend:
+    """The backend ``STATE_URL`` names; an unknown scheme is refused, naming the supported ones.
 
     ``prefix`` starts every Redis key name (``STATE_PREFIX``).
     """
@@ -64,29 +40,22 @@ def create_store(url: str | None, *, prefix: str = DEFAULT_PREFIX) -> Store:
     if scheme == "memory":
         if rest.strip("/"):
             raise ConfigurationError(f"STATE_URL {raw!r}: memory:// takes no host or path")
-        return MemoryStore()
+        return MemoryBackend()
     if scheme in ("redis", "rediss"):
         try:
-            from . import _redis  # redis is optional: imported only when used
+            from .redis import RedisBackend  # redis is optional: imported only when used
         except ImportError as exc:
             raise ConfigurationError(
                 f"STATE_URL uses {scheme}://, which needs the redis package ({exc}); "
                 "install it: pip install 'microcore[redis]'"
             ) from exc
-        return _redis.RedisStore(raw, prefix=prefix)
+        return RedisBackend(raw, prefix=prefix)
     raise ConfigurationError(
         f"STATE_URL scheme {scheme!r} is not supported; supported: {SUPPORTED}"
     )
 
 
-def _check(namespace: object, key: object) -> None:
-    if not isinstance(namespace, str) or not namespace:
-        raise StateError(f"the namespace must be a non-empty string, got {namespace!r}")
-    if not isinstance(key, str):
-        raise StateError(f"the key must be a string, got {key!r}")
-
-
-class StateTool(Tool):
+class StateTool(Tool, State):
     """Shared state by namespace and key; values are plain data (msgpack-able), copied in and out.
 
     >>> await self.state.set("carts", user_id, {"items": [1, 2]}, ttl=3600)
@@ -97,9 +66,9 @@ class StateTool(Tool):
 
     name = "state"
 
-    def __init__(self, config: _Config) -> None:
+    def __init__(self, config: Config) -> None:
+        State.__init__(self)
         self._config = config
-        self._store: Store | None = None
 
     async def setup(self) -> None:
         prefix = (self._config.get("STATE_PREFIX") or DEFAULT_PREFIX).strip()
@@ -107,7 +76,7 @@ class StateTool(Tool):
             raise ConfigurationError(
                 f"STATE_PREFIX must be a non-empty name without spaces, got {prefix!r}"
             )
-        store = create_store(self._config.get("STATE_URL"), prefix=prefix)
+        store = create_backend(self._config.get("STATE_URL"), prefix=prefix)
         await store.open()
         self._store = store
         _log.info("state_ready", store=store.description)
@@ -117,35 +86,6 @@ class StateTool(Tool):
         if store is not None:
             await store.close()
 
-    def _backend(self) -> Store:
-        if self._store is None:
-            raise StateError("the state store is not open (the state tool is not set up)")
-        return self._store
-
-    async def get(self, namespace: str, key: str, default: Any = None) -> Any:
-        """The value under ``namespace``/``key``, or ``default`` when unset or expired."""
-        _check(namespace, key)
-        return await self._backend().get(namespace, key, default)
-
-    async def set(self, namespace: str, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value``; with ``ttl`` (seconds) it expires, else it stays until deleted."""
-        _check(namespace, key)
-        await self._backend().set(namespace, key, value, ttl)
-
-    async def delete(self, namespace: str, key: str) -> bool:
-        """Remove the key; whether it existed."""
-        _check(namespace, key)
-        return await self._backend().delete(namespace, key)
-
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int:
-        """Add ``by`` atomically (an unset key counts from 0) and return the new value.
-
-        The key keeps its TTL, if it has one.
-        """
-        _check(namespace, key)
-        return await self._backend().incr(namespace, key, by)
-
-    async def keys(self, namespace: str) -> list[str]:
-        """The live keys of ``namespace``, sorted."""
-        _check(namespace, "")
-        return await self._backend().keys(namespace)
+    def bind(self, owner: Owner) -> State:
+        """Every plugin shares the tool itself: state is not owned by plugins."""
+        return self

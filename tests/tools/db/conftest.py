@@ -119,5 +119,5 @@ async def db(booted: RunningApp, dialect: Dialect) -> Any:
 
 @pytest.fixture
 def errors(db: Any) -> ModuleType:
-    """The running tool's module: its error classes (the project's copy, not this repo's)."""
-    return sys.modules[type(db).__module__]
+    """The running project's ``tools.db`` facade (its copy, not this repo's): the errors."""
+    return sys.modules["tools.db"]

@@ -25,7 +25,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     import anyio
-    from microcore.tooling import Kernel
+    from microcore.testing import Kernel
 
     INSERT = "INSERT INTO acks (tag, pad) VALUES (?, ?)"
 

@@ -32,7 +32,7 @@ async def pg(make_project: Callable[..., Path], postgres_url: str) -> AsyncItera
 @pytest.fixture
 def errors(pg: Any) -> ModuleType:
     """The running tool's module: its error classes."""
-    return sys.modules[type(pg).__module__]
+    return sys.modules["tools.db"]
 
 
 async def _boot(make_project: Callable[..., Path], url: str, **settings: str) -> RunningApp:
@@ -175,7 +175,7 @@ async def test_postgres_lock_wait_is_bounded_by_busy_timeout(
     running = await _boot(make_project, postgres_url, DATABASE_BUSY_TIMEOUT="0.1")
     try:
         db: Any = running.kernel.tool("db")
-        error = sys.modules[type(db).__module__].OperationalError
+        error = sys.modules["tools.db"].OperationalError
         await db.execute("CREATE TABLE t (n INT)")
         await db.execute("INSERT INTO t VALUES (0)")
         assert await db.query_one("SHOW lock_timeout") == {"lock_timeout": "100ms"}
@@ -282,7 +282,7 @@ async def test_postgres_pool_replaces_connections_the_server_dropped(
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
         await admin.close()
-    error = sys.modules[type(pg).__module__].OperationalError
+    error = sys.modules["tools.db"].OperationalError
     with anyio.fail_after(10):
         for _ in range(3):  # at most one call per dropped connection may fail
             try:

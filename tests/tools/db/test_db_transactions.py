@@ -216,7 +216,7 @@ def sys_error(running: Any, name: str) -> Any:
     """An error class of the running project's db tool."""
     import sys
 
-    return getattr(sys.modules[type(running.kernel.tool("db")).__module__], name)
+    return getattr(sys.modules["tools.db"], name)
 
 
 async def test_tasks_started_inside_a_block_join_it(db: Any) -> None:
@@ -306,7 +306,7 @@ async def test_sqlite_ending_the_transaction_itself_fails_the_block(
     )
     try:
         db: Any = running.kernel.tool("db")
-        errors = sys.modules[type(db).__module__]
+        errors = sys.modules["tools.db"]
         await db.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
         await db.execute("INSERT INTO products (name) VALUES ('Pen')")
         with pytest.raises(errors.OperationalError, match="rolled back"):

@@ -13,7 +13,8 @@ from tests.support import eventually
 
 
 def _error(state: Any) -> Any:
-    return sys.modules[type(state).__module__].StateError
+    """The running project's StateError (its copy of ``tools.state``, not this repo's)."""
+    return sys.modules["tools.state"].StateError
 
 
 async def _wait_gone(state: Any, namespace: str, key: str) -> None:

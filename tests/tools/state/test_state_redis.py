@@ -131,7 +131,7 @@ async def test_redis_keys_forget_values_removed_behind_the_store(
 
 async def test_redis_counter_past_exact_range_is_refused(state_on_redis: Any) -> None:
     """Redis scripts count in doubles: a counter reaching 2**53 is refused, not rounded."""
-    error = sys.modules[type(state_on_redis).__module__].StateError
+    error = sys.modules["tools.state"].StateError
     await state_on_redis.set("c", "n", 2**53 - 1)
     with pytest.raises(error, match="would reach 2\\*\\*53"):
         await state_on_redis.incr("c", "n")
@@ -143,10 +143,10 @@ async def test_redis_counter_past_exact_range_is_refused(state_on_redis: Any) ->
 async def test_redis_unreachable_mid_run_is_a_state_error() -> None:
     """Every call to a Redis that stopped answering fails at once with a StateError naming
     the call and the server (the tool checks the server at boot; this is after)."""
-    from tools.state._errors import StateError
-    from tools.state._redis import RedisStore
+    from tools.state import StateError
+    from tools.state.redis import RedisBackend
 
-    store = RedisStore("redis://app:s3cret@127.0.0.1:1/0", prefix="gone")
+    store = RedisBackend("redis://app:s3cret@127.0.0.1:1/0", prefix="gone")
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "get": lambda: store.get("ns", "k"),
         "set": lambda: store.set("ns", "k", 1, ttl=5),

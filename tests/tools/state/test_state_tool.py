@@ -37,7 +37,9 @@ async def test_state_tool_serves_plugins_and_survives_plugin_reload(
         assert kernel.plugins["a.CounterPlugin"].instance.state is state  # type: ignore[union-attr]
         assert await state.get("boots", "counter") == 1
         await kernel.unload("a.CounterPlugin")
-        await kernel.load_file(root / "domains/a/plugins/counter_plugin.py")
+        batch = await kernel.stage([root / "domains/a/plugins/counter_plugin.py"])
+        kernel.commit(batch)
+        kernel.retire(batch)
         assert await state.get("boots", "counter") == 2
     finally:
         await running.stop()
@@ -63,7 +65,7 @@ async def test_state_tool_ttl_with_swapped_store(make_project: Callable[..., Pat
     running = await start_app(make_project({}, tools=TOOLS))
     try:
         state: Any = running.kernel.tool("state")
-        memory = sys.modules[type(state).__module__].MemoryStore
+        memory = sys.modules["tools.state.memory"].MemoryBackend
         now = [0.0]
         state._store = memory(clock=lambda: now[0])  # the clock is the store's, not a setting
         await state.set("s", "k", "v", ttl=10)
@@ -78,7 +80,7 @@ async def test_state_tool_refuses_bad_names(make_project: Callable[..., Path]) -
     running = await start_app(make_project({}, tools=TOOLS))
     try:
         state: Any = running.kernel.tool("state")
-        error = sys.modules[type(state).__module__].StateError
+        error = sys.modules["tools.state"].StateError
         with pytest.raises(error, match="namespace must be a non-empty string"):
             await state.get("", "k")
         with pytest.raises(error, match="key must be a string"):

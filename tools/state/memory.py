@@ -15,9 +15,10 @@ from typing import Any
 
 import msgspec
 
+from ._backend import encode
 from ._errors import StateError
 
-__all__ = ("MemoryStore",)
+__all__ = ("MemoryBackend",)
 
 Clock = Callable[[], float]
 
@@ -38,17 +39,7 @@ class _Entry:
         self.expires_at = expires_at
 
 
-def _encode(namespace: str, key: str, value: object) -> bytes:
-    try:
-        return _encoder.encode(value)
-    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
-        raise StateError(
-            f"state value for {namespace!r}/{key!r} cannot be stored: {exc}; store str, int, "
-            "float, bool, None, bytes, lists, dicts or msgspec Structs"
-        ) from exc
-
-
-class MemoryStore:
+class MemoryBackend:
     """State in this process's memory (lost on restart, kept across plugin reloads).
 
     ``clock`` is a monotonic clock in seconds; tests pass a controllable one.
@@ -120,7 +111,7 @@ class MemoryStore:
         return default if entry is None else _decoder.decode(entry.value)
 
     async def set(self, namespace: str, key: str, value: Any, ttl: float | None = None) -> None:
-        encoded = _encode(namespace, key, value)
+        encoded = encode(namespace, key, value)
         expires_at = self._expires_at(ttl)
         self._sweep(self._clock())
         self._store(namespace, key, _Entry(encoded, expires_at))

@@ -25,10 +25,10 @@ import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from ._backend import encode
 from ._errors import StateError
-from ._memory import _encode
 
-__all__ = ("RedisStore",)
+__all__ = ("RedisBackend",)
 
 _decoder = msgspec.msgpack.Decoder()
 
@@ -144,7 +144,7 @@ def _ttl_ms(ttl: float | None) -> str:
     return str(max(1, round(ttl * 1000)))
 
 
-class RedisStore:
+class RedisBackend:
     """State in Redis: survives restarts, shared by every process using the same URL."""
 
     def __init__(self, url: str, *, prefix: str = "microcore") -> None:
@@ -205,7 +205,7 @@ class RedisStore:
         return default if raw is None else _decoder.decode(raw)
 
     async def set(self, namespace: str, key: str, value: Any, ttl: float | None = None) -> None:
-        encoded = _encode(namespace, key, value)
+        encoded = encode(namespace, key, value)
         keys = [self._value_key(namespace, key), self._index_key(namespace)]
         await self._call("set", namespace, self._set(keys, [encoded, _ttl_ms(ttl), key]))
 
