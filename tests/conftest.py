@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -13,7 +14,11 @@ from microcore._core import logs as _logging
 
 REPO = Path(__file__).resolve().parents[1]
 
-ProjectFactory = Callable[..., Path]
+
+class ProjectFactory(Protocol):
+    """The ``make_project`` fixture: write the files, copy the tools, return the root."""
+
+    def __call__(self, files: dict[str, str], *, tools: list[str] | None = None) -> Path: ...
 
 
 @pytest.fixture(autouse=True)

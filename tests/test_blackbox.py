@@ -11,7 +11,7 @@ from tests.support import poll_url, serve
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_products_api_over_a_real_server(tmp_path):
+def test_products_api_over_a_real_server(tmp_path: Path) -> None:
     """Create, list, get, count (via events), delete and 404 through uvicorn on loopback."""
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "MICROCORE_ENV": "development"}
     with serve(REPO, env) as base, httpx.Client(base_url=base, timeout=10) as http:
@@ -42,7 +42,7 @@ def test_products_api_over_a_real_server(tmp_path):
         assert http.get("/system/health").status_code == 200
 
 
-def test_system_routes_need_the_token_outside_development(tmp_path):
+def test_system_routes_need_the_token_outside_development(tmp_path: Path) -> None:
     """In production /system/status needs SYSTEM_TOKEN; /system/health stays open."""
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",

@@ -14,12 +14,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.support import serve
+
+if TYPE_CHECKING:  # the package is optional at run time: the tests skip without it
+    from playwright.sync_api import Browser, Page
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -55,7 +58,7 @@ def require_browser() -> None:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     """A headless system Chromium, closed after the test."""
     require_browser()
     from playwright.sync_api import sync_playwright
@@ -71,7 +74,7 @@ def browser() -> Iterator[Any]:
 
 
 @contextmanager
-def open_page(browser: Any, url: str) -> Iterator[tuple[Any, list[str]]]:
+def open_page(browser: Browser, url: str) -> Iterator[tuple[Page, list[str]]]:
     """A page at ``url`` and the list its script errors go to; closed on exit.
 
     Close it before the server stops: uvicorn lets open responses finish before it
@@ -88,7 +91,7 @@ def open_page(browser: Any, url: str) -> Iterator[tuple[Any, list[str]]]:
         page.close()
 
 
-def test_dashboard_lists_plugins_and_shows_events_live(browser, tmp_path):
+def test_dashboard_lists_plugins_and_shows_events_live(browser: Browser, tmp_path: Path) -> None:
     """The page lists plugins, draws the graph and shows a new product's event without a reload."""
     from playwright.sync_api import expect
 
@@ -117,7 +120,9 @@ def test_dashboard_lists_plugins_and_shows_events_live(browser, tmp_path):
         assert errors == []
 
 
-def test_dashboard_outside_development_opens_with_the_token_cookie(browser, tmp_path):
+def test_dashboard_outside_development_opens_with_the_token_cookie(
+    browser: Browser, tmp_path: Path
+) -> None:
     """In production the page asks for SYSTEM_TOKEN, keeps it as a cookie, then goes live."""
     from playwright.sync_api import expect
 

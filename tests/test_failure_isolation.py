@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from microcore.testing import start_app
+from tests.conftest import ProjectFactory
 
 WORKING = """
 from microcore import Plugin
@@ -74,7 +75,7 @@ class FlakyUserPlugin(Plugin):
 """
 
 
-async def test_failures_are_visible_and_isolated(make_project):
+async def test_failures_are_visible_and_isolated(make_project: ProjectFactory) -> None:
     """Missing tool, on_boot raising after a route, failed tool setup: each failed, rest serves."""
     root = make_project(
         {

@@ -241,8 +241,8 @@ def eventually(check: Any, *, timeout: float = 20.0, what: str = "condition") ->
 
 
 def test_replicas_handle_each_event_once_per_plugin_and_answer_each_others_requests(
-    tmp_path, shared
-):
+    tmp_path: Path, shared: dict[str, str]
+) -> None:
     """Products made through both replicas: each product.created is handled once per plugin."""
     names = [f"pen-{i}" for i in range(24)]
     with fleet(tmp_path, shared) as (a, b), httpx.Client(timeout=10) as http:
@@ -278,7 +278,9 @@ def test_replicas_handle_each_event_once_per_plugin_and_answer_each_others_reque
     assert "probe.WhoamiPlugin" not in status_a["plugins"]
 
 
-def test_replicas_killed_replica_loses_no_acknowledged_event(tmp_path, shared):
+def test_replicas_killed_replica_loses_no_acknowledged_event(
+    tmp_path: Path, shared: dict[str, str]
+) -> None:
     """Replica B is killed (SIGKILL) mid-stream: every acknowledged product is still handled."""
     env = {**shared, "EVENT_BUS_ACK_WAIT": "1"}
     acknowledged: list[str] = []

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Protocol
+
 import pytest
+
+from tests.conftest import ProjectFactory
 
 RECORDER_TOOL = '''
 from microcore import Tool
@@ -72,11 +77,19 @@ class RegistryTool(Tool):
 '''
 
 
+class KernelProjectFactory(Protocol):
+    """The ``kernel_project`` fixture: a project with the recorder and registry tools."""
+
+    def __call__(
+        self, files: dict[str, str] | None = None, *, tools: list[str] | None = None
+    ) -> Path: ...
+
+
 @pytest.fixture
-def kernel_project(make_project):
+def kernel_project(make_project: ProjectFactory) -> KernelProjectFactory:
     """A project with the recorder and registry tools plus the given files."""
 
-    def factory(files=None, *, tools=None):
+    def factory(files: dict[str, str] | None = None, *, tools: list[str] | None = None) -> Path:
         base = {
             "tools/recorder/recorder_tool.py": RECORDER_TOOL,
             "tools/registry/registry_tool.py": REGISTRY_TOOL,

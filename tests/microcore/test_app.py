@@ -10,6 +10,7 @@ import anyio
 import microcore
 from microcore import create_app
 from microcore._app import MicroCoreApp
+from tests.conftest import ProjectFactory
 
 ECHO_TOOL = """
 from microcore import Tool
@@ -60,7 +61,9 @@ async def call(app: MicroCoreApp, scope_type: str = "http", path: str = "/x") ->
     return sent
 
 
-async def test_lifespan_boots_and_forwards_requests_to_the_serving_tool(make_project):
+async def test_lifespan_boots_and_forwards_requests_to_the_serving_tool(
+    make_project: ProjectFactory,
+) -> None:
     """Startup boots the kernel, requests reach the tool's ASGI app, shutdown completes."""
     root = make_project({"tools/echo/echo_tool.py": ECHO_TOOL}, tools=["config", "logger"])
     app = create_app(root, environ={})
@@ -74,7 +77,9 @@ async def test_lifespan_boots_and_forwards_requests_to_the_serving_tool(make_pro
     assert replies[1]["body"] == b"/hello"
 
 
-async def test_lifespan_reports_a_configuration_error_as_startup_failed(make_project):
+async def test_lifespan_reports_a_configuration_error_as_startup_failed(
+    make_project: ProjectFactory,
+) -> None:
     """A project the app cannot start with fails startup with the reason."""
     root = make_project(
         {
@@ -88,7 +93,7 @@ async def test_lifespan_reports_a_configuration_error_as_startup_failed(make_pro
     assert sent[0]["message"].startswith("ConfigurationError: two tools are named 'x'")
 
 
-async def test_two_serving_tools_refuse_to_start(make_project):
+async def test_two_serving_tools_refuse_to_start(make_project: ProjectFactory) -> None:
     """Only one tool may serve ASGI."""
     second = ECHO_TOOL.replace("EchoTool", "Echo2").replace('"echo"', '"echo2"')
     root = make_project(
@@ -98,7 +103,7 @@ async def test_two_serving_tools_refuse_to_start(make_project):
     assert "more than one tool serves ASGI (echo, echo2)" in sent[0]["message"]
 
 
-async def test_requests_without_a_serving_tool_get_503(make_project):
+async def test_requests_without_a_serving_tool_get_503(make_project: ProjectFactory) -> None:
     """Before boot (or with no http tool) HTTP gets a JSON 503 and websockets are closed."""
     app = create_app(make_project({}, tools=[]), environ={})
     start, body = await call(app)
@@ -107,13 +112,13 @@ async def test_requests_without_a_serving_tool_get_503(make_project):
     assert await call(app, "websocket") == [{"type": "websocket.close", "code": 1013}]
 
 
-def test_create_app_defaults_to_the_callers_folder():
+def test_create_app_defaults_to_the_callers_folder() -> None:
     """create_app() in app.py serves the folder app.py lives in."""
     app = create_app()
     assert app.kernel.root == Path(__file__).resolve().parent
 
 
-def test_public_names_are_exported():
+def test_public_names_are_exported() -> None:
     """The facade exports exactly the public API, each name importable."""
     assert microcore.__all__ == (
         "Event",

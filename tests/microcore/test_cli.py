@@ -50,9 +50,12 @@ def test_dev_serves_app_with_reload(make_project: Any, monkeypatch: Any, capsys:
     """dev serves the project through the dev supervisor, creating .env from the example."""
     root = make_project({"app.py": "app = None\n", ".env.example": "A=1\n"}, tools=["config"])
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(
-        "microcore._dev.devserver.serve_dev", lambda root, **kw: calls.append((root, kw)) or 0
-    )
+
+    def serve_dev(root: Path, **kw: object) -> int:
+        calls.append((root, kw))
+        return 0
+
+    monkeypatch.setattr("microcore._dev.devserver.serve_dev", serve_dev)
     assert main(["dev", "--root", str(root), "--port", "9001"]) == 0
     assert calls == [(root, {"host": "127.0.0.1", "port": 9001})]
     assert (root / ".env").read_text() == "A=1\n"

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from watchfiles import Change
 
 from microcore._dev.devserver import dev_command, restart_paths, restarts_for, serve_dev
+from tests.conftest import ProjectFactory
 from tests.support import free_port, poll_url, wait_until_serving
 
 PLUGIN = """
@@ -37,11 +39,13 @@ serve_dev(Path.cwd(), port=int(sys.argv[1]))
 """
 
 
-def test_serve_dev_without_restart_paths_runs_uvicorn_directly(tmp_path, monkeypatch):
+def test_serve_dev_without_restart_paths_runs_uvicorn_directly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With nothing to watch for restarts, the dev server is uvicorn with reload settings."""
     seen: dict[str, object] = {}
 
-    def fake_call(command, cwd, env):
+    def fake_call(command: list[str], cwd: Path, env: dict[str, str]) -> int:
         seen.update(command=command, cwd=cwd, env=env)
         return 0
 
@@ -52,7 +56,7 @@ def test_serve_dev_without_restart_paths_runs_uvicorn_directly(tmp_path, monkeyp
     assert (env["MICROCORE_ENV"], env["MICROCORE_RELOAD"]) == ("development", "1")  # type: ignore[index]
 
 
-def test_restart_paths_and_command(tmp_path):
+def test_restart_paths_and_command(tmp_path: Path) -> None:
     """The supervisor watches what exists of tools/, app.py, .env, microcore/ and domains/;
     the command runs uvicorn."""
     (tmp_path / "tools").mkdir()
@@ -73,7 +77,7 @@ def test_restart_paths_and_command(tmp_path):
     ]
 
 
-def test_restart_filter_passes_what_cannot_reload_in_process(tmp_path):
+def test_restart_filter_passes_what_cannot_reload_in_process(tmp_path: Path) -> None:
     """Tools, kernel, app.py, .env and migrations restart; plugins, helpers and noise do not."""
     restarts = restarts_for(tmp_path)
     for rel in (
@@ -97,7 +101,9 @@ def test_restart_filter_passes_what_cannot_reload_in_process(tmp_path):
     assert not restarts(Change.modified, "/elsewhere/tools/x.py")
 
 
-def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(make_project):
+def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(
+    make_project: ProjectFactory,
+) -> None:
     """A plugin edit keeps the PID; a tool edit and a new migration restart the server."""
     root = make_project(
         {

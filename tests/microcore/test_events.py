@@ -24,7 +24,7 @@ def _trie(*patterns: str) -> SubjectTrie[str]:
         ("order.paid", {">", "*.paid"}),
     ],
 )
-def test_trie_matches_exact_one_token_and_trailing_wildcards(name, expected):
+def test_trie_matches_exact_one_token_and_trailing_wildcards(name: str, expected: set[str]) -> None:
     """``*`` matches exactly one token, ``>`` one or more trailing tokens."""
     trie = _trie(
         "product.created", "product.*", "*.created", ">", "product.>", "product.*.b", "*.paid"
@@ -32,12 +32,12 @@ def test_trie_matches_exact_one_token_and_trailing_wildcards(name, expected):
     assert set(trie.match(name)) == expected
 
 
-def test_trie_rest_wildcard_needs_at_least_one_token():
+def test_trie_rest_wildcard_needs_at_least_one_token() -> None:
     """``order.>`` does not match ``order`` itself."""
     assert _trie("order.>").match("order") == ()
 
 
-def test_trie_overlapping_patterns_each_match():
+def test_trie_overlapping_patterns_each_match() -> None:
     """Two subscriptions with overlapping patterns both receive a matching name."""
     trie: SubjectTrie[str] = SubjectTrie()
     trie.add("a.*", "x")
@@ -45,7 +45,7 @@ def test_trie_overlapping_patterns_each_match():
     assert sorted(trie.match("a.b")) == ["x", "y"]
 
 
-def test_trie_cache_is_invalidated_by_add_and_remove():
+def test_trie_cache_is_invalidated_by_add_and_remove() -> None:
     """A cached lookup reflects subscriptions added or removed afterwards."""
     trie = _trie("a.b")
     first = trie.match("a.b")
@@ -59,14 +59,14 @@ def test_trie_cache_is_invalidated_by_add_and_remove():
     assert len(trie) == 1
 
 
-def test_trie_remove_prunes_empty_branches():
+def test_trie_remove_prunes_empty_branches() -> None:
     """Removing the last value under a branch leaves no empty nodes behind."""
     trie = _trie("a.b.c")
     trie.remove("a.b.c", "a.b.c")
     assert trie._root.children == {}
 
 
-def test_trie_with_thousands_of_patterns_matches_only_the_relevant_ones():
+def test_trie_with_thousands_of_patterns_matches_only_the_relevant_ones() -> None:
     """5000 subscriptions: a publish finds exactly its own, and repeats hit the cache."""
     trie: SubjectTrie[int] = SubjectTrie()
     for i in range(5000):
@@ -77,19 +77,19 @@ def test_trie_with_thousands_of_patterns_matches_only_the_relevant_ones():
 
 
 @pytest.mark.parametrize("name", ["", "a..b", ".a", "a.", "a.*", "a.>", "a b", "a.b*"])
-def test_check_name_refuses_malformed_names(name):
+def test_check_name_refuses_malformed_names(name: str) -> None:
     """Published names are concrete dot-separated tokens without whitespace."""
     with pytest.raises(MicroCoreError):
         check_name(name)
 
 
 @pytest.mark.parametrize("pattern", ["", "a..b", "a.>.b", "a.b*", "a.>x", "a\tb"])
-def test_check_pattern_refuses_malformed_patterns(pattern):
+def test_check_pattern_refuses_malformed_patterns(pattern: str) -> None:
     """``>`` only last; wildcards are whole tokens; no empty tokens."""
     with pytest.raises(RegistrationError):
         check_pattern(pattern)
 
 
-def test_check_pattern_accepts_wildcards():
+def test_check_pattern_accepts_wildcards() -> None:
     """Valid patterns come back as tokens."""
     assert check_pattern("a.*.>") == ["a", "*", ">"]

@@ -6,6 +6,7 @@ import pytest
 
 from microcore.testing import Kernel
 from microcore.tooling import ConfigurationError, DependencyError
+from tests.microcore.conftest import KernelProjectFactory
 from tests.support import eventually
 
 GOOD = """
@@ -24,12 +25,7 @@ class GoodPlugin(Plugin):
 """
 
 
-async def boot(root):
-    kernel = Kernel(root, environ={})
-    return kernel
-
-
-async def test_lifecycle_runs_in_contract_order(kernel_project):
+async def test_lifecycle_runs_in_contract_order(kernel_project: KernelProjectFactory) -> None:
     """Tools set up, plugins boot, tools complete; shutdown drains, stops plugins, then tools."""
     root = kernel_project({"domains/a/plugins/good_plugin.py": GOOD})
     kernel = Kernel(root, environ={})
@@ -47,7 +43,7 @@ async def test_lifecycle_runs_in_contract_order(kernel_project):
     ]
 
 
-async def test_plugin_identity_is_domain_and_class(kernel_project):
+async def test_plugin_identity_is_domain_and_class(kernel_project: KernelProjectFactory) -> None:
     """A plugin is known as <domain>.<ClassName> with its file and injected tools."""
     root = kernel_project({"domains/shop/plugins/good_plugin.py": GOOD})
     kernel = Kernel(root, environ={})
@@ -59,7 +55,9 @@ async def test_plugin_identity_is_domain_and_class(kernel_project):
         assert plugin["items"] == ["good"]
 
 
-async def test_discovery_ignores_imported_classes_and_other_files(kernel_project):
+async def test_discovery_ignores_imported_classes_and_other_files(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Only Plugin subclasses defined in *_plugin.py files under domains/*/plugins load."""
     root = kernel_project(
         {
@@ -74,7 +72,9 @@ async def test_discovery_ignores_imported_classes_and_other_files(kernel_project
         assert list(kernel.status()["plugins"]) == ["a.GoodPlugin"]
 
 
-async def test_duplicate_class_name_fails_under_its_file_name(kernel_project):
+async def test_duplicate_class_name_fails_under_its_file_name(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A class name defined in two files of a domain: the first serves, the second shows
     as failed under <domain>.<file stem> in status and health, naming the first file."""
     root = kernel_project(
@@ -93,7 +93,7 @@ async def test_duplicate_class_name_fails_under_its_file_name(kernel_project):
     assert "already defined in domains/a/plugins/first_plugin.py" in second["error"]["message"]
 
 
-async def test_missing_tool_fails_only_that_plugin(kernel_project):
+async def test_missing_tool_fails_only_that_plugin(kernel_project: KernelProjectFactory) -> None:
     """A plugin asking for an unknown tool fails naming it and the available tools."""
     root = kernel_project(
         {
@@ -121,7 +121,9 @@ async def test_missing_tool_fails_only_that_plugin(kernel_project):
         assert kernel.failures() == {"tools": [], "plugins": ["a.PayPlugin"]}
 
 
-async def test_optional_parameter_gets_tool_or_default(kernel_project):
+async def test_optional_parameter_gets_tool_or_default(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A parameter with a default is injected when the tool exists, else keeps its default."""
     root = kernel_project(
         {
@@ -147,7 +149,9 @@ async def test_optional_parameter_gets_tool_or_default(kernel_project):
         ("recorder, /", "constructor parameter 'recorder' is positional-only"),
     ],
 )
-async def test_uninjectable_signature_is_refused(kernel_project, signature, message):
+async def test_uninjectable_signature_is_refused(
+    kernel_project: KernelProjectFactory, signature: str, message: str
+) -> None:
     """*args, **kwargs and positional-only parameters fail the plugin with a fix hint."""
     root = kernel_project(
         {
@@ -166,7 +170,7 @@ async def test_uninjectable_signature_is_refused(kernel_project, signature, mess
         assert message in error["message"]
 
 
-async def test_sync_hook_is_refused(kernel_project):
+async def test_sync_hook_is_refused(kernel_project: KernelProjectFactory) -> None:
     """A plugin with a sync on_boot fails with an error pointing at the hook."""
     root = kernel_project(
         {
@@ -189,7 +193,9 @@ async def test_sync_hook_is_refused(kernel_project):
         assert error["line"] == 5
 
 
-async def test_import_error_is_isolated_with_file_and_line(kernel_project):
+async def test_import_error_is_isolated_with_file_and_line(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A plugin file that fails to import is recorded failed; the others boot."""
     root = kernel_project(
         {
@@ -212,7 +218,7 @@ async def test_import_error_is_isolated_with_file_and_line(kernel_project):
         assert status["a.syntax_plugin"]["error"]["line"] == 1
 
 
-async def test_raising_init_is_isolated(kernel_project):
+async def test_raising_init_is_isolated(kernel_project: KernelProjectFactory) -> None:
     """A plugin whose __init__ raises is failed with the raising line; nothing registered."""
     root = kernel_project(
         {
@@ -233,7 +239,9 @@ async def test_raising_init_is_isolated(kernel_project):
         assert kernel.tool("registry").visible() == ["good"]  # type: ignore[attr-defined]
 
 
-async def test_on_boot_failing_halfway_leaves_nothing_registered(kernel_project):
+async def test_on_boot_failing_halfway_leaves_nothing_registered(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Registrations made before on_boot raised are released; the plugin is failed."""
     root = kernel_project(
         {
@@ -262,7 +270,9 @@ async def test_on_boot_failing_halfway_leaves_nothing_registered(kernel_project)
         assert (plugin["error"]["message"], plugin["error"]["line"]) == ("boot failed", 11)
 
 
-async def test_pending_registrations_are_invisible_until_commit(kernel_project):
+async def test_pending_registrations_are_invisible_until_commit(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """During on_boot the plugin's items exist but are not visible; commit shows them."""
     root = kernel_project(
         {
@@ -285,7 +295,9 @@ async def test_pending_registrations_are_invisible_until_commit(kernel_project):
         assert kernel.tool("registry").visible() == ["peek"]  # type: ignore[attr-defined]
 
 
-async def test_unload_removes_everything_the_plugin_registered(kernel_project):
+async def test_unload_removes_everything_the_plugin_registered(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Unloading a plugin calls its shutdown and releases all of its registrations."""
     root = kernel_project({"domains/a/plugins/good_plugin.py": GOOD})
     kernel = Kernel(root, environ={})
@@ -300,7 +312,7 @@ async def test_unload_removes_everything_the_plugin_registered(kernel_project):
         await kernel.unload("a.GoodPlugin")  # unknown now: a no-op
 
 
-async def test_unload_of_failed_plugin_forgets_it(kernel_project):
+async def test_unload_of_failed_plugin_forgets_it(kernel_project: KernelProjectFactory) -> None:
     """A failed plugin's record disappears when it is unloaded."""
     root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
     kernel = Kernel(root, environ={})
@@ -309,7 +321,9 @@ async def test_unload_of_failed_plugin_forgets_it(kernel_project):
         assert kernel.plugins == {}
 
 
-async def test_failed_tool_setup_fails_dependents_only(kernel_project):
+async def test_failed_tool_setup_fails_dependents_only(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A tool whose setup raises is failed; plugins needing it fail naming it; others boot."""
     root = kernel_project(
         {
@@ -358,7 +372,9 @@ async def test_failed_tool_setup_fails_dependents_only(kernel_project):
             kernel.tool("nope")
 
 
-async def test_broken_tool_file_and_bad_tool_shapes_are_isolated(kernel_project):
+async def test_broken_tool_file_and_bad_tool_shapes_are_isolated(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Tool import errors, raising constructors, sync hooks and unknown deps fail one tool each."""
     root = kernel_project(
         {
@@ -404,7 +420,9 @@ async def test_broken_tool_file_and_bad_tool_shapes_are_isolated(kernel_project)
         assert tools["recorder"]["status"] == "ok"
 
 
-async def test_failing_boot_complete_marks_tool_failed(kernel_project):
+async def test_failing_boot_complete_marks_tool_failed(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A tool whose on_boot_complete raises is reported failed; the app still runs."""
     root = kernel_project(
         {
@@ -424,7 +442,9 @@ async def test_failing_boot_complete_marks_tool_failed(kernel_project):
         assert kernel.failures()["tools"] == ["late"]
 
 
-async def test_two_tools_with_one_name_refuse_to_start(kernel_project):
+async def test_two_tools_with_one_name_refuse_to_start(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Two tools named alike is a configuration error naming both files."""
     root = kernel_project(
         {
@@ -446,7 +466,7 @@ async def test_two_tools_with_one_name_refuse_to_start(kernel_project):
     )
 
 
-async def test_tool_without_name_refuses_to_start(kernel_project):
+async def test_tool_without_name_refuses_to_start(kernel_project: KernelProjectFactory) -> None:
     """A Tool subclass without a name is a configuration error saying how to fix it."""
     root = kernel_project(
         {"tools/anon/anon_tool.py": "from microcore import Tool\nclass Anon(Tool):\n    pass\n"}
@@ -456,7 +476,7 @@ async def test_tool_without_name_refuses_to_start(kernel_project):
             pass  # pragma: no cover - boot refuses
 
 
-async def test_tool_dependency_cycle_refuses_to_start(kernel_project):
+async def test_tool_dependency_cycle_refuses_to_start(kernel_project: KernelProjectFactory) -> None:
     """Tools that need each other in a cycle stop the boot naming the cycle."""
     cyc = """
     from microcore import Tool
@@ -478,7 +498,7 @@ async def test_tool_dependency_cycle_refuses_to_start(kernel_project):
             pass  # pragma: no cover - boot refuses
 
 
-async def test_independent_tools_set_up_concurrently(kernel_project):
+async def test_independent_tools_set_up_concurrently(kernel_project: KernelProjectFactory) -> None:
     """Two tools whose setups wait for each other both finish: they run at the same time."""
     tool = """
     import anyio
@@ -509,7 +529,7 @@ async def test_independent_tools_set_up_concurrently(kernel_project):
         assert kernel.failures() == {"tools": [], "plugins": []}
 
 
-async def test_hook_timeout_fails_a_hanging_on_boot(kernel_project):
+async def test_hook_timeout_fails_a_hanging_on_boot(kernel_project: KernelProjectFactory) -> None:
     """An on_boot that never returns is failed after MICROCORE_HOOK_TIMEOUT."""
     root = kernel_project(
         {
@@ -528,7 +548,9 @@ async def test_hook_timeout_fails_a_hanging_on_boot(kernel_project):
         assert kernel.status()["plugins"]["a.HangPlugin"]["error"]["type"] == "TimeoutError"
 
 
-async def test_bad_hook_timeout_setting_is_a_clear_error(kernel_project):
+async def test_bad_hook_timeout_setting_is_a_clear_error(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A malformed MICROCORE_HOOK_TIMEOUT names the key and the value."""
     kernel = Kernel(kernel_project(), environ={"MICROCORE_HOOK_TIMEOUT": "soon"})
     with pytest.raises(ConfigurationError, match="MICROCORE_HOOK_TIMEOUT must be a number"):
@@ -536,7 +558,9 @@ async def test_bad_hook_timeout_setting_is_a_clear_error(kernel_project):
             pass  # pragma: no cover - boot refuses
 
 
-async def test_failing_plugin_shutdown_and_release_are_isolated(kernel_project):
+async def test_failing_plugin_shutdown_and_release_are_isolated(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A raising shutdown or release is logged; the other plugins still shut down."""
     root = kernel_project(
         {
@@ -566,7 +590,7 @@ async def test_failing_plugin_shutdown_and_release_are_isolated(kernel_project):
     assert recorder.calls[-1] == "recorder.shutdown"  # type: ignore[attr-defined]
 
 
-async def test_start_background_runs_until_shutdown(kernel_project):
+async def test_start_background_runs_until_shutdown(kernel_project: KernelProjectFactory) -> None:
     """Tools can start background tasks that are cancelled at shutdown."""
     import anyio
 
@@ -585,7 +609,7 @@ async def test_start_background_runs_until_shutdown(kernel_project):
             await started.wait()
 
 
-async def test_staged_batch_serves_only_after_commit(kernel_project):
+async def test_staged_batch_serves_only_after_commit(kernel_project: KernelProjectFactory) -> None:
     """stage boots a new version under a pending owner; only commit makes it serve, and
     retire shuts the version it replaced down."""
     root = kernel_project({"domains/a/plugins/one_plugin.py": GOOD.replace("Good", "One")})
@@ -604,7 +628,7 @@ async def test_staged_batch_serves_only_after_commit(kernel_project):
         await eventually(lambda: calls.count("good.shutdown") == 1)
 
 
-async def test_plugin_file_without_plugin_is_skipped(kernel_project):
+async def test_plugin_file_without_plugin_is_skipped(kernel_project: KernelProjectFactory) -> None:
     """A *_plugin.py without a Plugin class loads nothing (and warns)."""
     root = kernel_project({"domains/a/plugins/empty_plugin.py": "X = 1\n"})
     kernel = Kernel(root, environ={})
@@ -612,7 +636,7 @@ async def test_plugin_file_without_plugin_is_skipped(kernel_project):
         assert kernel.plugins == {}
 
 
-async def test_a_tool_refresh_error_is_isolated(kernel_project):
+async def test_a_tool_refresh_error_is_isolated(kernel_project: KernelProjectFactory) -> None:
     """A tool whose on_plugins_changed raises does not stop a commit."""
     root = kernel_project(
         {
@@ -633,7 +657,7 @@ async def test_a_tool_refresh_error_is_isolated(kernel_project):
         assert kernel.plugins["a.GoodPlugin"].owner.active
 
 
-async def test_settings_read_dotenv_under_environment(kernel_project):
+async def test_settings_read_dotenv_under_environment(kernel_project: KernelProjectFactory) -> None:
     """.env values apply unless the environment sets the same key."""
     root = kernel_project({".env": "A=from-dotenv\nB=from-dotenv\n"})
     kernel = Kernel(root, environ={"B": "from-env"}, overrides={"C": "override"})
@@ -644,7 +668,9 @@ async def test_settings_read_dotenv_under_environment(kernel_project):
         assert kernel.tool("config").get("A") == "from-dotenv"  # type: ignore[attr-defined]
 
 
-async def test_a_tools_bind_error_fails_only_that_plugin(kernel_project):
+async def test_a_tools_bind_error_fails_only_that_plugin(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A tool whose bind() raises for a plugin fails that plugin with the tool's error."""
     root = kernel_project(
         {
@@ -674,7 +700,9 @@ async def test_a_tools_bind_error_fails_only_that_plugin(kernel_project):
         assert kernel.plugins["a.GoodPlugin"].status == "ok"
 
 
-async def test_errors_in_drain_and_shutdown_hooks_are_logged_not_fatal(kernel_project):
+async def test_errors_in_drain_and_shutdown_hooks_are_logged_not_fatal(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A tool raising in drain or shutdown does not stop the others from shutting down."""
     root = kernel_project(
         {
@@ -699,7 +727,9 @@ async def test_errors_in_drain_and_shutdown_hooks_are_logged_not_fatal(kernel_pr
     assert kernel.tools["messy"].status == "ok"
 
 
-async def test_several_background_failures_surface_together(kernel_project):
+async def test_several_background_failures_surface_together(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Two background tasks failing at once surface as one exception group."""
     import anyio
 
@@ -715,7 +745,9 @@ async def test_several_background_failures_surface_together(kernel_project):
     assert sorted(str(e) for e in info.value.exceptions) == ["one", "two"]
 
 
-async def test_unloading_a_plugin_that_never_booted_only_forgets_it(kernel_project):
+async def test_unloading_a_plugin_that_never_booted_only_forgets_it(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Unloading a failed plugin removes it from status and calls no shutdown hook."""
     root = kernel_project({"domains/a/plugins/broken_plugin.py": "raise ValueError('x')\n"})
     kernel = Kernel(root, environ={})
@@ -728,7 +760,7 @@ async def test_unloading_a_plugin_that_never_booted_only_forgets_it(kernel_proje
         assert not [c for c in calls if "shutdown" in c]
 
 
-def test_line_of_a_class_without_source_is_unknown():
+def test_line_of_a_class_without_source_is_unknown() -> None:
     """Classes made at run time have no source line; errors then carry none."""
     from microcore._core.lifecycle import _line_of
 
@@ -736,7 +768,9 @@ def test_line_of_a_class_without_source_is_unknown():
     assert _line_of(made, RuntimeError("x")) is None
 
 
-async def test_a_failing_tools_package_fails_every_tool_import(kernel_project):
+async def test_a_failing_tools_package_fails_every_tool_import(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A tools/__init__.py that raises fails the tool files, and is not left half-imported."""
     import sys
 

@@ -8,7 +8,7 @@ import pytest
 from microcore.tooling import Owner, OwnerState, RegistrationError
 
 
-async def test_owner_releases_newest_first():
+async def test_owner_releases_newest_first() -> None:
     """release() undoes registrations in reverse order, sync and async alike."""
     owner = Owner("a.P")
     undone: list[str] = []
@@ -26,7 +26,7 @@ async def test_owner_releases_newest_first():
     assert owner.released
 
 
-async def test_registration_release_is_idempotent():
+async def test_registration_release_is_idempotent() -> None:
     """A registration released early (unsubscribe) is gone and not undone again."""
     owner = Owner("a.P")
     calls: list[int] = []
@@ -39,7 +39,7 @@ async def test_registration_release_is_idempotent():
     assert "subscription" in repr(registration)
 
 
-async def test_release_errors_are_isolated_and_returned():
+async def test_release_errors_are_isolated_and_returned() -> None:
     """One failing release does not stop the others; the errors are returned."""
     owner = Owner("a.P")
     done: list[str] = []
@@ -54,7 +54,7 @@ async def test_release_errors_are_isolated_and_returned():
     assert done == ["first"]
 
 
-async def test_owner_states_move_forward_only():
+async def test_owner_states_move_forward_only() -> None:
     """pending -> active -> released; activating twice or registering after release fails."""
     owner = Owner("a.P")
     assert owner.pending and owner.state is OwnerState.PENDING
@@ -69,14 +69,14 @@ async def test_owner_states_move_forward_only():
     assert repr(owner) == "<Owner a.P released (0 registrations)>"
 
 
-async def test_owner_knows_what_it_replaces():
+async def test_owner_knows_what_it_replaces() -> None:
     """A reloaded plugin's owner points at the previous version's owner."""
     old = Owner("a.P")
     new = Owner("a.P", replaces=old)
     assert new.replaces is old
 
 
-async def test_wait_idle_returns_once_every_call_into_the_plugin_left():
+async def test_wait_idle_returns_once_every_call_into_the_plugin_left() -> None:
     """wait_idle() wakes every waiter when the last call leaves, not before."""
     owner = Owner("a.P")
     await owner.wait_idle()  # nothing in progress: returns at once

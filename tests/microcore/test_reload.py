@@ -14,6 +14,7 @@ import pytest
 from microcore._app import running
 from microcore._dev.reload import Reloader
 from microcore.testing import Kernel
+from tests.microcore.conftest import KernelProjectFactory
 from tests.support import eventually
 
 PLUGIN = """
@@ -39,7 +40,7 @@ def write(root: Path, rel: str, text: str) -> Path:
 
 
 @pytest.fixture
-def project(kernel_project):
+def project(kernel_project: KernelProjectFactory) -> Path:
     return kernel_project(
         {
             "domains/a/plugins/one_plugin.py": PLUGIN.format(cls="OnePlugin", item="one-v1"),
@@ -48,7 +49,7 @@ def project(kernel_project):
     )
 
 
-async def test_changed_plugin_swaps_to_new_version(project):
+async def test_changed_plugin_swaps_to_new_version(project: Path) -> None:
     """A changed file's plugin is rebooted and swapped; others and tools are untouched."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -70,7 +71,7 @@ async def test_changed_plugin_swaps_to_new_version(project):
         await eventually(lambda: "OnePlugin.shutdown:one-v1" in calls)
 
 
-async def test_new_and_deleted_files_load_and_unload(project):
+async def test_new_and_deleted_files_load_and_unload(project: Path) -> None:
     """A new plugin file is loaded; a deleted one is unloaded with all it registered."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -86,7 +87,7 @@ async def test_new_and_deleted_files_load_and_unload(project):
         assert kernel.tool("registry").visible() == ["one-v1", "three"]  # type: ignore[attr-defined]
 
 
-async def test_renamed_class_replaces_the_old_identity(project):
+async def test_renamed_class_replaces_the_old_identity(project: Path) -> None:
     """Renaming the class unloads the old identity and loads the new one."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -100,7 +101,7 @@ async def test_renamed_class_replaces_the_old_identity(project):
         assert sorted(kernel.plugins) == ["a.FirstPlugin", "a.TwoPlugin"]
 
 
-async def test_moved_file_keeps_its_identity(project):
+async def test_moved_file_keeps_its_identity(project: Path) -> None:
     """Moving a plugin to another file in one batch does not clash with itself."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -115,7 +116,7 @@ async def test_moved_file_keeps_its_identity(project):
         assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
 
 
-async def test_duplicate_identity_in_another_file_fails(project):
+async def test_duplicate_identity_in_another_file_fails(project: Path) -> None:
     """A second file defining an existing <domain>.<Class> fails naming the first file; the
     failure shows under the file's own name (<domain>.<file stem>)."""
     kernel = Kernel(project, environ={})
@@ -141,7 +142,9 @@ async def test_duplicate_identity_in_another_file_fails(project):
         assert "a.copy_plugin" not in kernel.plugins
 
 
-async def test_duplicate_class_that_fails_in_a_batch_shows_under_its_file_name(project):
+async def test_duplicate_class_that_fails_in_a_batch_shows_under_its_file_name(
+    project: Path,
+) -> None:
     """One batch reloads a file and adds another defining the same class, which fails to
     boot: the failure stays visible as <domain>.<file stem>, the first file serves on."""
     kernel = Kernel(project, environ={})
@@ -164,7 +167,9 @@ async def test_duplicate_class_that_fails_in_a_batch_shows_under_its_file_name(p
         assert kernel.tool("registry").visible() == ["one-v2", "two-v1"]  # type: ignore[attr-defined]
 
 
-async def test_helper_module_change_reloads_its_dependents_only(kernel_project):
+async def test_helper_module_change_reloads_its_dependents_only(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Changing models.py reloads the plugins importing it (even indirectly), not the others."""
     uses = """
     from microcore import Plugin
@@ -216,7 +221,7 @@ async def test_helper_module_change_reloads_its_dependents_only(kernel_project):
         ),
     ],
 )
-async def test_broken_new_version_keeps_old_serving(project, broken, kind):
+async def test_broken_new_version_keeps_old_serving(project: Path, broken: str, kind: str) -> None:
     """A file that fails to import or boot keeps the old version; the error shows until fixed."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -243,7 +248,7 @@ async def test_broken_new_version_keeps_old_serving(project, broken, kind):
         assert kernel.tool("registry").visible() == ["one-v3", "two-v1"]  # type: ignore[attr-defined]
 
 
-async def test_failed_file_at_boot_loads_once_fixed(kernel_project):
+async def test_failed_file_at_boot_loads_once_fixed(kernel_project: KernelProjectFactory) -> None:
     """A plugin broken at boot is replaced by its fixed version on the next save."""
     root = kernel_project({"domains/a/plugins/one_plugin.py": "raise ValueError('early')\n"})
     kernel = Kernel(root, environ={})
@@ -261,7 +266,7 @@ async def test_failed_file_at_boot_loads_once_fixed(kernel_project):
         assert kernel.failures() == {"tools": [], "plugins": []}
 
 
-async def test_unchanged_empty_and_unrelated_files_do_nothing(project):
+async def test_unchanged_empty_and_unrelated_files_do_nothing(project: Path) -> None:
     """Same content, a truncated (empty) file, data files and outside paths are ignored."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -276,7 +281,7 @@ async def test_unchanged_empty_and_unrelated_files_do_nothing(project):
         assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
 
 
-async def test_kernel_and_tool_changes_ask_for_a_restart(project):
+async def test_kernel_and_tool_changes_ask_for_a_restart(project: Path) -> None:
     """Changes under tools/, app.py, .env, microcore/ or a domain's migrations are reported
     as needing a restart, each with its reason."""
     kernel = Kernel(project, environ={})
@@ -298,7 +303,7 @@ async def test_kernel_and_tool_changes_ask_for_a_restart(project):
         assert report.loaded == []
 
 
-async def test_reload_listeners_run_after_a_reload(project):
+async def test_reload_listeners_run_after_a_reload(project: Path) -> None:
     """Listeners (sync or async) run after each reload; a failing one is isolated."""
     kernel = Kernel(project, environ={})
     calls: list[str] = []
@@ -320,7 +325,7 @@ async def test_reload_listeners_run_after_a_reload(project):
     assert calls == ["sync", "async"]
 
 
-async def test_watcher_applies_real_file_edits(project):
+async def test_watcher_applies_real_file_edits(project: Path) -> None:
     """With MICROCORE_RELOAD=1 a saved file is picked up by the watcher in the running kernel."""
     kernel = Kernel(project, environ={"MICROCORE_RELOAD": "1"})
     async with running(kernel):
@@ -339,7 +344,9 @@ async def test_watcher_applies_real_file_edits(project):
         assert kernel.status()["reload_ms"] is not None
 
 
-async def test_half_failing_file_keeps_every_old_class(kernel_project):
+async def test_half_failing_file_keeps_every_old_class(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """If one class of a file fails, the file's other new classes are dropped too."""
     two = PLUGIN.format(cls="OnePlugin", item="one-{v}") + PLUGIN.format(
         cls="SecondPlugin", item="second-{v}"
@@ -356,7 +363,9 @@ async def test_half_failing_file_keeps_every_old_class(kernel_project):
         assert kernel.tool("registry").visible() == ["one-1", "second-1"]  # type: ignore[attr-defined]
 
 
-async def test_plugin_failing_on_boot_serves_once_fixed(kernel_project):
+async def test_plugin_failing_on_boot_serves_once_fixed(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """A plugin whose on_boot failed at boot is replaced by its fixed version in place."""
     failing = PLUGIN.format(cls="OnePlugin", item="x").replace(
         'self.registry.add("x")', 'raise RuntimeError("not yet")'
@@ -373,7 +382,9 @@ async def test_plugin_failing_on_boot_serves_once_fixed(kernel_project):
         assert kernel.tool("registry").visible() == ["fixed"]  # type: ignore[attr-defined]
 
 
-async def test_dependents_follow_plain_imports_and_survive_broken_helpers(kernel_project):
+async def test_dependents_follow_plain_imports_and_survive_broken_helpers(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """`import domains.x.models` counts as a dependency; a helper with a syntax error is skipped."""
     plugin = """
     import domains.a.models
@@ -401,7 +412,7 @@ async def test_dependents_follow_plain_imports_and_survive_broken_helpers(kernel
         assert kernel.tool("registry").visible() == ["v2"]  # type: ignore[attr-defined]
 
 
-async def test_context_is_written_only_when_it_changes(project):
+async def test_context_is_written_only_when_it_changes(project: Path) -> None:
     """AI_CONTEXT.md is rewritten after a reload only if its text differs."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
@@ -415,7 +426,9 @@ async def test_context_is_written_only_when_it_changes(project):
         assert context.stat().st_mtime_ns == touched >= first
 
 
-async def test_edit_keeping_size_and_mtime_is_served(project, monkeypatch):
+async def test_edit_keeping_size_and_mtime_is_served(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A one-character fix saved within the same second (same size, same mtime) serves the
     new code, three quick rewrites in a row: a stale bytecode cache never wins."""
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # the trap needs .pyc files
@@ -433,7 +446,7 @@ async def test_edit_keeping_size_and_mtime_is_served(project, monkeypatch):
             assert registry.visible() == [item, "two-v1"]  # type: ignore[attr-defined]
 
 
-async def test_retired_versions_are_freed(project):
+async def test_retired_versions_are_freed(project: Path) -> None:
     """After a handful of reloads the retired versions' classes, instances and modules
     are collectable: nothing in the kernel or the tools keeps them alive."""
     kernel = Kernel(project, environ={})

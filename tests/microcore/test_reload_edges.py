@@ -13,6 +13,8 @@ import structlog.testing
 from microcore._app import running
 from microcore._dev.reload import Reloader
 from microcore.testing import Kernel, start_app
+from tests.conftest import ProjectFactory
+from tests.microcore.conftest import KernelProjectFactory
 from tests.support import eventually
 
 PROBE = """
@@ -52,7 +54,9 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-async def test_discarded_new_version_that_booted_is_shut_down(kernel_project):
+async def test_discarded_new_version_that_booted_is_shut_down(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """When a file's new version is partly broken the old one keeps serving, and the new
     plugins that did boot are shut down (whatever their on_boot started does not leak)."""
     ok = 'probe.calls.append("Other.boot:1")'
@@ -102,7 +106,9 @@ class ServicePlugin(Plugin):
 """
 
 
-async def test_in_flight_request_on_old_version_outlives_its_shutdown(make_project):
+async def test_in_flight_request_on_old_version_outlives_its_shutdown(
+    make_project: ProjectFactory,
+) -> None:
     """A request in flight on the old version finishes on it with its resources still open:
     the old version shuts down only afterwards, and the reload does not wait for it."""
     root = make_project(
@@ -177,7 +183,9 @@ class OnePlugin(Plugin):
 """
 
 
-async def test_reload_in_progress_during_shutdown_is_not_committed_after_it(kernel_project):
+async def test_reload_in_progress_during_shutdown_is_not_committed_after_it(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Shutdown cuts a reload in progress short: nothing it booted is committed or left
     loaded, and the old version is shut down exactly once."""
     project = kernel_project(
@@ -204,7 +212,9 @@ async def test_reload_in_progress_during_shutdown_is_not_committed_after_it(kern
     assert probe.calls.count("shutdown:v1") == 1, probe.calls
 
 
-async def test_old_version_busy_past_the_hook_timeout_is_shut_down_anyway(make_project):
+async def test_old_version_busy_past_the_hook_timeout_is_shut_down_anyway(
+    make_project: ProjectFactory,
+) -> None:
     """A call on the old version that outlasts MICROCORE_HOOK_TIMEOUT does not keep it
     alive forever: it is shut down then, with a warning naming it."""
     root = make_project(
@@ -244,7 +254,9 @@ async def test_old_version_busy_past_the_hook_timeout_is_shut_down_anyway(make_p
         await running.stop()
 
 
-async def test_shutdown_waits_for_a_swapped_out_version_still_serving(make_project):
+async def test_shutdown_waits_for_a_swapped_out_version_still_serving(
+    make_project: ProjectFactory,
+) -> None:
     """Stopping the app right after a reload lets the old version finish its request
     before anything shuts down."""
     root = make_project(
@@ -280,7 +292,7 @@ async def test_shutdown_waits_for_a_swapped_out_version_still_serving(make_proje
     assert events.index("shutdown_started") < events.index("shutdown_complete")
 
 
-async def test_a_closed_reloader_applies_nothing(kernel_project):
+async def test_a_closed_reloader_applies_nothing(kernel_project: KernelProjectFactory) -> None:
     """After close() (shutdown), a late apply() changes nothing."""
     project = kernel_project(
         {

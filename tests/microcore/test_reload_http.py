@@ -9,6 +9,7 @@ import httpx
 
 from microcore._dev.reload import Reloader
 from microcore.testing import start_app
+from tests.conftest import ProjectFactory
 from tests.support import eventually, serve
 
 VERSIONED = """
@@ -31,7 +32,7 @@ APP = "from microcore import create_app\n\napp = create_app()\n"
 TOOLS = ["config", "logger", "http", "state", "system"]
 
 
-def test_saved_plugin_serves_new_code_in_the_same_process(make_project):
+def test_saved_plugin_serves_new_code_in_the_same_process(make_project: ProjectFactory) -> None:
     """Edits are served by the same PID, in-memory state survives, 20 edits fail no request."""
     root = make_project(
         {
@@ -66,7 +67,11 @@ def test_saved_plugin_serves_new_code_in_the_same_process(make_project):
                 tg.start_soon(hammer)
                 for version in range(1, 21):
                     plugin.write_text(VERSIONED.format(version=version, pid=PID))
-                    await eventually(lambda v=version: v in seen, timeout=10)
+
+                    def served(v: int = version) -> bool:
+                        return v in seen
+
+                    await eventually(served, timeout=10)
                 done.set()
             last = (await http.get("/hello")).json()
             status = (await http.get("/system/status")).json()
@@ -82,7 +87,7 @@ def test_saved_plugin_serves_new_code_in_the_same_process(make_project):
         anyio.run(scenario, base)
 
 
-async def test_in_flight_request_finishes_on_the_old_handler(make_project):
+async def test_in_flight_request_finishes_on_the_old_handler(make_project: ProjectFactory) -> None:
     """A request that started before the swap completes on the old code; the next gets the new."""
     slow = """
     import anyio
@@ -128,7 +133,7 @@ async def test_in_flight_request_finishes_on_the_old_handler(make_project):
         await running.stop()
 
 
-async def test_reload_refreshes_routes_openapi_and_ai_context(make_project):
+async def test_reload_refreshes_routes_openapi_and_ai_context(make_project: ProjectFactory) -> None:
     """After a reload the new route serves and AI_CONTEXT.md lists it; the old one is gone."""
     v1 = """
     from microcore import Plugin

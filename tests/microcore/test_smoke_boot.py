@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from microcore.testing import start_app
+from tests.conftest import ProjectFactory
 
 
-async def test_start_app_boots_and_stops(make_project):
+async def test_start_app_boots_and_stops(make_project: ProjectFactory) -> None:
     """A plugin with a logger boots ok and the app stops cleanly."""
     root = make_project(
         {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import structlog
 
@@ -17,7 +19,7 @@ from microcore.tooling import (
 )
 
 
-def test_configure_logging_json_lines(capsys):
+def test_configure_logging_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     """LOG_FORMAT=json writes one JSON object per line with the event and fields."""
     _logging.configure_logging(fmt="json")
     _logging.configure_logging(fmt="json")  # idempotent
@@ -27,7 +29,7 @@ def test_configure_logging_json_lines(capsys):
     assert '"answer": 42' in line
 
 
-def test_configure_logging_console_and_auto(capsys):
+def test_configure_logging_console_and_auto(capsys: pytest.CaptureFixture[str]) -> None:
     """console renders readable lines; no format picks one by whether stderr is a terminal."""
     _logging.configure_logging(fmt="console", level="debug")
     structlog.get_logger("t").debug("dbg_line")
@@ -37,13 +39,13 @@ def test_configure_logging_console_and_auto(capsys):
     assert "auto_line" in capsys.readouterr().err
 
 
-def test_configure_logging_rejects_unknown_format():
+def test_configure_logging_rejects_unknown_format() -> None:
     """An unknown LOG_FORMAT names the allowed values."""
     with pytest.raises(ConfigurationError, match="LOG_FORMAT must be 'console' or 'json'"):
         _logging.configure_logging(fmt="xml")
 
 
-def test_causation_sets_and_restores_context():
+def test_causation_sets_and_restores_context() -> None:
     """causation() scopes the correlation and event ids to a block."""
     assert current_correlation_id() is None
     with causation("corr", "evt"):
@@ -52,11 +54,11 @@ def test_causation_sets_and_restores_context():
     assert len(new_id()) == 32
 
 
-def test_dependencies_of_reads_required_and_optional():
+def test_dependencies_of_reads_required_and_optional() -> None:
     """Parameters without defaults are required, with defaults optional; no __init__ needs none."""
 
     class A:
-        def __init__(self, http, db=None):
+        def __init__(self, http: object, db: object = None) -> None:
             pass
 
     class B(A):
@@ -70,7 +72,7 @@ def test_dependencies_of_reads_required_and_optional():
     assert dependencies_of(C, what="c") == Dependencies((), ())
 
 
-def test_require_coroutine_function_accepts_async_callables():
+def test_require_coroutine_function_accepts_async_callables() -> None:
     """Coroutine functions, bound async methods and async callable objects pass."""
 
     async def fn() -> None: ...
@@ -85,7 +87,7 @@ def test_require_coroutine_function_accepts_async_callables():
     require_coroutine_function(Obj(), what="x")
 
 
-def test_require_coroutine_function_refuses_sync_and_non_callables():
+def test_require_coroutine_function_refuses_sync_and_non_callables() -> None:
     """A sync function gets a fix hint; a non-callable says what it got."""
 
     def handler() -> None: ...
@@ -96,7 +98,7 @@ def test_require_coroutine_function_refuses_sync_and_non_callables():
         require_coroutine_function(3, what="x")
 
 
-def test_error_public_message_defaults_to_the_message():
+def test_error_public_message_defaults_to_the_message() -> None:
     """An HTTP client reads the whole message unless an error class narrows it."""
     from microcore import MicroCoreError, RequestTimeout
 
@@ -104,7 +106,7 @@ def test_error_public_message_defaults_to_the_message():
     assert (RequestTimeout.code, RequestTimeout.http_status) == ("timeout", 504)
 
 
-def test_error_info_picks_the_most_useful_frame(tmp_path):
+def test_error_info_picks_the_most_useful_frame(tmp_path: Path) -> None:
     """Without a frame in the preferred file or the project, the innermost frame is used."""
     from microcore._core.discovery import error_info, file_digest
     from microcore._core.status import relative
