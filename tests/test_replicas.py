@@ -18,10 +18,10 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -29,6 +29,8 @@ import pytest
 
 from tests.support import free_port, wait_until_serving
 from tests.tools.conftest import POSTGRES_URL, REDIS_URL, require_service, with_query
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
@@ -228,7 +230,7 @@ def fleet(
         yield a, b
 
 
-def eventually(check: Any, *, timeout: float = 20.0, what: str = "condition") -> Any:
+def eventually(check: Callable[[], T], *, timeout: float = 20.0, what: str = "condition") -> T:
     """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

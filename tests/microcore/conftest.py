@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import pytest
 
+from microcore._core.ownership import Owner
+from microcore.testing import Kernel
 from tests.conftest import ProjectFactory
 
 RECORDER_TOOL = '''
@@ -75,6 +77,31 @@ class RegistryTool(Tool):
     async def shutdown(self):
         self.recorder.record("registry.shutdown")
 '''
+
+
+class Recorder(Protocol):
+    """What a test reads from the RECORDER_TOOL: the lifecycle calls in order."""
+
+    calls: list[str]
+
+
+class Registry(Protocol):
+    """What a test reads from the REGISTRY_TOOL: every item with its owner, and refreshes."""
+
+    items: list[tuple[Owner, str]]
+    refreshes: int
+
+    def visible(self) -> list[str]: ...
+
+
+def recorder_of(kernel: Kernel) -> Recorder:
+    """The kernel's recorder tool, typed (tool classes of a test project are made at run time)."""
+    return cast(Recorder, kernel.tool("recorder"))
+
+
+def registry_of(kernel: Kernel) -> Registry:
+    """The kernel's registry tool, typed (tool classes of a test project are made at run time)."""
+    return cast(Registry, kernel.tool("registry"))
 
 
 class KernelProjectFactory(Protocol):

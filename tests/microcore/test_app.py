@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ class EchoTool(Tool):
 """
 
 
-async def lifespan(app: MicroCoreApp, body: Any) -> list[dict[str, Any]]:
+async def lifespan(
+    app: MicroCoreApp, body: Callable[[], Awaitable[None]] | None
+) -> list[dict[str, Any]]:
     """Drive the ASGI lifespan protocol around ``body`` and return what the app sent."""
     to_app_send, to_app_receive = anyio.create_memory_object_stream[dict[str, Any]](10)
     sent: list[dict[str, Any]] = []
@@ -43,18 +46,21 @@ async def lifespan(app: MicroCoreApp, body: Any) -> list[dict[str, Any]]:
         with anyio.fail_after(10):
             await started.wait()
         if sent[0]["type"] == "lifespan.startup.complete":
-            await body()
+            if body is not None:
+                await body()
             await to_app_send.send({"type": "lifespan.shutdown"})
     return sent
 
 
-async def call(app: MicroCoreApp, scope_type: str = "http", path: str = "/x") -> list[Any]:
-    sent: list[Any] = []
+async def call(
+    app: MicroCoreApp, scope_type: str = "http", path: str = "/x"
+) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: Any) -> None:
+    async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     await app({"type": scope_type, "path": path}, receive, send)
@@ -67,7 +73,7 @@ async def test_lifespan_boots_and_forwards_requests_to_the_serving_tool(
     """Startup boots the kernel, requests reach the tool's ASGI app, shutdown completes."""
     root = make_project({"tools/echo/echo_tool.py": ECHO_TOOL}, tools=["config", "logger"])
     app = create_app(root, environ={})
-    replies: list[Any] = []
+    replies: list[dict[str, Any]] = []
 
     async def body() -> None:
         replies.extend(await call(app, path="/hello"))

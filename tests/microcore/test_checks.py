@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -15,6 +14,7 @@ from microcore._dev.manifest import describe_project
 from microcore._dev.scan import scan_file
 from microcore.events import matches as pattern_matches
 from microcore.testing import Kernel
+from tests.conftest import ProjectFactory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,7 +109,7 @@ def test_check_example_project_passes() -> None:
     assert plugins >= 5 and tools >= 1
 
 
-def test_check_flags_plugin_imports(make_project: Any) -> None:
+def test_check_flags_plugin_imports(make_project: ProjectFactory) -> None:
     """Imports of another plugin module, the kernel or the app module are flagged at their line."""
     messages = _messages(make_project(BROKEN, tools=[]))
     rel = "domains/shop/plugins/imports_plugin.py"
@@ -123,7 +123,7 @@ def test_check_flags_plugin_imports(make_project: Any) -> None:
     assert all("publish an event" in m for m in messages if "another plugin module" in m)
 
 
-def test_check_flags_tool_importing_domain(make_project: Any) -> None:
+def test_check_flags_tool_importing_domain(make_project: ProjectFactory) -> None:
     """A tool importing a domain is flagged with how to fix it."""
     messages = _messages(make_project(BROKEN, tools=[]))
     flagged = [m for m in messages if m.startswith("tools/bad/bad_tool.py")]
@@ -134,7 +134,7 @@ def test_check_flags_tool_importing_domain(make_project: Any) -> None:
     assert "tools are infrastructure" in flagged[0]
 
 
-def test_check_flags_route_collisions(make_project: Any) -> None:
+def test_check_flags_route_collisions(make_project: ProjectFactory) -> None:
     """Same method and path (parameter names aside) in two plugins: the later one is flagged."""
     messages = _messages(make_project(BROKEN, tools=[]))
     collisions = [m for m in messages if "collides" in m]
@@ -148,7 +148,7 @@ def test_check_flags_route_collisions(make_project: Any) -> None:
     assert any("route WS /ws" in m for m in collisions)
 
 
-def test_check_flags_request_without_responder(make_project: Any) -> None:
+def test_check_flags_request_without_responder(make_project: ProjectFactory) -> None:
     """A request name nothing subscribes to is flagged; one a pattern answers is not."""
     messages = _messages(make_project(BROKEN, tools=[]))
     missing = [m for m in messages if "has no responder" in m]
@@ -157,7 +157,7 @@ def test_check_flags_request_without_responder(make_project: Any) -> None:
     assert "self.bus.subscribe('price.quote'" in missing[0]
 
 
-def test_check_flags_plugin_class_count(make_project: Any) -> None:
+def test_check_flags_plugin_class_count(make_project: ProjectFactory) -> None:
     """A plugin file must hold exactly one plugin class; syntax errors are reported too."""
     root = make_project(BROKEN, tools=[])
     (root / "domains/shop/plugins/latin_plugin.py").write_bytes(b"x = '\xff'\n")
@@ -176,7 +176,9 @@ def test_check_flags_plugin_class_count(make_project: Any) -> None:
     )
 
 
-def test_check_command_exit_status(make_project: Any, capsys: Any) -> None:
+def test_check_command_exit_status(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`microcore check` exits 1 listing each finding, and 0 with a summary on a clean project."""
     root = make_project(BROKEN, tools=[])
     assert main(["check", "--root", str(root)]) == 1
@@ -186,7 +188,7 @@ def test_check_command_exit_status(make_project: Any, capsys: Any) -> None:
     assert capsys.readouterr().out.startswith("ok: ")
 
 
-def test_check_flags_the_kernel_imported_as_a_name(make_project: Any) -> None:
+def test_check_flags_the_kernel_imported_as_a_name(make_project: ProjectFactory) -> None:
     """`from microcore import tooling` hands a plugin the kernel as surely as
     `from microcore.tooling import Kernel` does, and is flagged the same way."""
     root = make_project(
@@ -209,7 +211,7 @@ def test_check_flags_the_kernel_imported_as_a_name(make_project: Any) -> None:
     ]
 
 
-def test_check_applies_the_import_rules_to_domain_modules(make_project: Any) -> None:
+def test_check_applies_the_import_rules_to_domain_modules(make_project: ProjectFactory) -> None:
     """A domain module (services.py, models.py, ...) may not import a plugin module or the
     kernel either, or a plugin importing it would get them with the check green."""
     root = make_project(
@@ -230,7 +232,7 @@ def test_check_applies_the_import_rules_to_domain_modules(make_project: Any) -> 
     ]
 
 
-def test_check_counts_only_calls_on_the_event_bus(make_project: Any) -> None:
+def test_check_counts_only_calls_on_the_event_bus(make_project: ProjectFactory) -> None:
     """`client.request("GET", url)` is no bus request; calls on the injected `event_bus`, on
     names ending in `bus` and on what was assigned from them are."""
     root = make_project(
@@ -323,7 +325,7 @@ BASES = {
 }
 
 
-def test_check_accepts_plugins_built_on_a_domain_base_class(make_project: Any) -> None:
+def test_check_accepts_plugins_built_on_a_domain_base_class(make_project: ProjectFactory) -> None:
     """A plugin class may derive from microcore.Plugin through base classes in the domain's
     modules (imported, relative, re-exported): the check agrees with the kernel that loads it."""
     root = make_project(BASES, tools=[])
@@ -341,7 +343,7 @@ def test_check_accepts_plugins_built_on_a_domain_base_class(make_project: Any) -
     ]
 
 
-def test_check_flags_routes_that_tools_reserve(make_project: Any) -> None:
+def test_check_flags_routes_that_tools_reserve(make_project: ProjectFactory) -> None:
     """Routes a tool serves itself (GET /docs, /system/*) are listed in its `reserved_routes`,
     so a plugin claiming one fails the check instead of failing at boot."""
     root = make_project(
@@ -414,7 +416,7 @@ def test_reserved_routes_are_the_routes_tools_serve() -> None:
     assert served == reserved
 
 
-def test_scan_file_reads_calls_and_docs(make_project: Any) -> None:
+def test_scan_file_reads_calls_and_docs(make_project: ProjectFactory) -> None:
     """The scan attributes literal calls to their class (or the file's plugin) with docstrings."""
     root = make_project(
         {
@@ -473,7 +475,7 @@ def test_normalize_path_ignores_parameter_names() -> None:
 
 
 def test_check_allows_public_tool_types_and_refuses_private_tool_modules(
-    make_project: Any,
+    make_project: ProjectFactory,
 ) -> None:
     """A plugin imports a tool's public types from its package (`from tools.http import
     Http`); a private module of a tool (`tools.http._app`, `tools.db.db_tool`) is refused,

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import runpy
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from microcore._dev import cli as _cli
 from microcore._dev.cli import main
+from tests.conftest import ProjectFactory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,10 +47,14 @@ class BrokenTool(Tool):
 """
 
 
-def test_dev_serves_app_with_reload(make_project: Any, monkeypatch: Any, capsys: Any) -> None:
+def test_dev_serves_app_with_reload(
+    make_project: ProjectFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """dev serves the project through the dev supervisor, creating .env from the example."""
     root = make_project({"app.py": "app = None\n", ".env.example": "A=1\n"}, tools=["config"])
-    calls: list[tuple[Any, ...]] = []
+    calls: list[tuple[Path, dict[str, object]]] = []
 
     def serve_dev(root: Path, **kw: object) -> int:
         calls.append((root, kw))
@@ -66,7 +71,9 @@ def test_dev_serves_app_with_reload(make_project: Any, monkeypatch: Any, capsys:
     assert (root / ".env").read_text() == "A=2\n"
 
 
-def test_dev_without_env_example(make_project: Any, monkeypatch: Any) -> None:
+def test_dev_without_env_example(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without .env.example, dev starts without writing a .env."""
     root = make_project({"app.py": "app = None\n"}, tools=["config"])
     monkeypatch.setattr("microcore._dev.devserver.serve_dev", lambda root, **kw: 0)
@@ -74,14 +81,14 @@ def test_dev_without_env_example(make_project: Any, monkeypatch: Any) -> None:
     assert not (root / ".env").exists()
 
 
-def test_dev_needs_app_py(make_project: Any, capsys: Any) -> None:
+def test_dev_needs_app_py(make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]) -> None:
     """dev in a project without app.py says what app.py should hold."""
     root = make_project({}, tools=["config"])
     assert main(["dev", "--root", str(root)]) == 1
     assert "no app.py in" in capsys.readouterr().err
 
 
-def test_commands_need_a_project(tmp_path: Path, capsys: Any) -> None:
+def test_commands_need_a_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Outside a project, commands fail with one line naming the folder."""
     assert main(["routes", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -91,7 +98,9 @@ def test_commands_need_a_project(tmp_path: Path, capsys: Any) -> None:
     )
 
 
-def test_context_writes_checks_and_reports_staleness(make_project: Any, capsys: Any) -> None:
+def test_context_writes_checks_and_reports_staleness(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """context writes the file with its size; --check passes, then fails with a diff summary."""
     root = make_project({"domains/a/plugins/hello_plugin.py": PLUGIN}, tools=["config", "logger"])
     assert main(["context", "--check", "--root", str(root)]) == 1
@@ -114,7 +123,9 @@ def test_context_writes_checks_and_reports_staleness(make_project: Any, capsys: 
     assert "more changed lines" in capsys.readouterr().err
 
 
-def test_context_warns_about_failures(make_project: Any, capsys: Any) -> None:
+def test_context_warns_about_failures(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Failed tools and plugins are written down and warned about on stderr."""
     root = make_project(
         {"domains/a/plugins/bad_plugin.py": FAILING, "tools/broken/broken_tool.py": BROKEN_TOOL},
@@ -127,7 +138,7 @@ def test_context_warns_about_failures(make_project: Any, capsys: Any) -> None:
     assert "FAILED: " in (root / "AI_CONTEXT.md").read_text()
 
 
-def test_routes_and_events_tables(capsys: Any) -> None:
+def test_routes_and_events_tables(capsys: pytest.CaptureFixture[str]) -> None:
     """routes and events print aligned tables of the example app."""
     assert main(["routes", "--root", str(REPO)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -147,7 +158,9 @@ def test_routes_and_events_tables(capsys: Any) -> None:
     ] in [line.split() for line in lines]
 
 
-def test_routes_and_events_of_an_empty_project(make_project: Any, capsys: Any) -> None:
+def test_routes_and_events_of_an_empty_project(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A project that serves nothing says so."""
     root = make_project({"domains/__init__.py": ""}, tools=[])
     assert main(["routes", "--root", str(root)]) == 0
@@ -155,7 +168,7 @@ def test_routes_and_events_of_an_empty_project(make_project: Any, capsys: Any) -
     assert capsys.readouterr().out == "no routes\nno events\n"
 
 
-def test_usage_errors_are_one_line(capsys: Any) -> None:
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """A wrong command line prints one error line and exits 2."""
     with pytest.raises(SystemExit) as exit_info:
         main(["nope"])
@@ -170,13 +183,15 @@ def test_usage_errors_are_one_line(capsys: Any) -> None:
     )
 
 
-def test_unexpected_errors_are_one_line(monkeypatch: Any, capsys: Any) -> None:
+def test_unexpected_errors_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An unexpected exception is one line naming its type; Ctrl-C exits 130 quietly."""
 
-    def boom(args: Any) -> int:
+    def boom(args: argparse.Namespace) -> int:
         raise RuntimeError("boom")
 
-    def interrupt(args: Any) -> int:
+    def interrupt(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_cli, "cmd_check", boom)
@@ -187,7 +202,9 @@ def test_unexpected_errors_are_one_line(monkeypatch: Any, capsys: Any) -> None:
     assert capsys.readouterr().err == ""
 
 
-def test_python_m_microcore(monkeypatch: Any, capsys: Any) -> None:
+def test_python_m_microcore(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """python -m microcore runs the same command line and exits with its status."""
     monkeypatch.setattr(sys, "argv", ["microcore", "check", "--root", str(REPO)])
     with pytest.raises(SystemExit) as exit_info:

@@ -6,7 +6,7 @@ import pytest
 
 from microcore.testing import Kernel
 from microcore.tooling import ConfigurationError, DependencyError
-from tests.microcore.conftest import KernelProjectFactory
+from tests.microcore.conftest import KernelProjectFactory, recorder_of, registry_of
 from tests.support import eventually
 
 GOOD = """
@@ -30,8 +30,8 @@ async def test_lifecycle_runs_in_contract_order(kernel_project: KernelProjectFac
     root = kernel_project({"domains/a/plugins/good_plugin.py": GOOD})
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        recorder = kernel.tool("recorder")
-    assert recorder.calls == [  # type: ignore[attr-defined]
+        recorder = recorder_of(kernel)
+    assert recorder.calls == [
         "recorder.setup",
         "registry.setup",
         "good.on_boot",
@@ -138,7 +138,7 @@ async def test_optional_parameter_gets_tool_or_default(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        assert "cache=None registry=True" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        assert "cache=None registry=True" in recorder_of(kernel).calls
 
 
 @pytest.mark.parametrize(
@@ -236,7 +236,7 @@ async def test_raising_init_is_isolated(kernel_project: KernelProjectFactory) ->
     async with kernel.run():
         error = kernel.status()["plugins"]["a.InitPlugin"]["error"]
         assert (error["message"], error["line"]) == ("cannot construct", 6)
-        assert kernel.tool("registry").visible() == ["good"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["good"]
 
 
 async def test_on_boot_failing_halfway_leaves_nothing_registered(
@@ -262,8 +262,8 @@ async def test_on_boot_failing_halfway_leaves_nothing_registered(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        registry = kernel.tool("registry")
-        assert registry.items == [(kernel.plugins["a.GoodPlugin"].owner, "good")]  # type: ignore[attr-defined]
+        registry = registry_of(kernel)
+        assert registry.items == [(kernel.plugins["a.GoodPlugin"].owner, "good")]
         plugin = kernel.status()["plugins"]["a.HalfPlugin"]
         assert plugin["status"] == "failed"
         assert "items" not in plugin
@@ -291,8 +291,8 @@ async def test_pending_registrations_are_invisible_until_commit(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        assert "visible during boot: []" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
-        assert kernel.tool("registry").visible() == ["peek"]  # type: ignore[attr-defined]
+        assert "visible during boot: []" in recorder_of(kernel).calls
+        assert registry_of(kernel).visible() == ["peek"]
 
 
 async def test_unload_removes_everything_the_plugin_registered(
@@ -302,13 +302,13 @@ async def test_unload_removes_everything_the_plugin_registered(
     root = kernel_project({"domains/a/plugins/good_plugin.py": GOOD})
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        registry = kernel.tool("registry")
-        refreshes = registry.refreshes  # type: ignore[attr-defined]
+        registry = registry_of(kernel)
+        refreshes = registry.refreshes
         await kernel.unload("a.GoodPlugin")
-        assert registry.items == []  # type: ignore[attr-defined]
-        assert registry.refreshes == refreshes + 1  # type: ignore[attr-defined]
+        assert registry.items == []
+        assert registry.refreshes == refreshes + 1
         assert "a.GoodPlugin" not in kernel.plugins
-        assert "good.shutdown" in kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        assert "good.shutdown" in recorder_of(kernel).calls
         await kernel.unload("a.GoodPlugin")  # unknown now: a no-op
 
 
@@ -585,9 +585,9 @@ async def test_failing_plugin_shutdown_and_release_are_isolated(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        recorder = kernel.tool("recorder")
-    assert "good.shutdown" in recorder.calls  # type: ignore[attr-defined]
-    assert recorder.calls[-1] == "recorder.shutdown"  # type: ignore[attr-defined]
+        recorder = recorder_of(kernel)
+    assert "good.shutdown" in recorder.calls
+    assert recorder.calls[-1] == "recorder.shutdown"
 
 
 async def test_start_background_runs_until_shutdown(kernel_project: KernelProjectFactory) -> None:
@@ -624,7 +624,7 @@ async def test_staged_batch_serves_only_after_commit(kernel_project: KernelProje
         assert kernel.plugins["a.OnePlugin"] is batch.new[0]
         assert batch.new[0].owner.active and old.owner.released
         kernel.retire(batch)
-        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        calls = recorder_of(kernel).calls
         await eventually(lambda: calls.count("good.shutdown") == 1)
 
 
@@ -722,8 +722,8 @@ async def test_errors_in_drain_and_shutdown_hooks_are_logged_not_fatal(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        recorder = kernel.tool("recorder")
-    assert recorder.calls[-1] == "recorder.shutdown"  # type: ignore[attr-defined]
+        recorder = recorder_of(kernel)
+    assert recorder.calls[-1] == "recorder.shutdown"
     assert kernel.tools["messy"].status == "ok"
 
 
@@ -756,7 +756,7 @@ async def test_unloading_a_plugin_that_never_booted_only_forgets_it(
         await kernel.unload("a.broken_plugin")
         assert record.owner.released
         assert "a.broken_plugin" not in kernel.plugins
-        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        calls = recorder_of(kernel).calls
         assert not [c for c in calls if "shutdown" in c]
 
 

@@ -14,6 +14,7 @@ from microcore._core.ownership import Owner
 from microcore._dev.introspect import compact_schema, public_members, signature_of
 from microcore._dev.manifest import describe_project, generate, render
 from microcore.testing import start_app
+from tests.conftest import ProjectFactory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -241,7 +242,7 @@ PLUGINS = {
 }
 
 
-def shop(make_project: Any) -> Path:
+def shop(make_project: ProjectFactory) -> Path:
     files = {
         "tools/web/web_tool.py": WEB_TOOL,
         "tools/bus/bus_tool.py": BUS_TOOL,
@@ -253,7 +254,7 @@ def shop(make_project: Any) -> Path:
     return root
 
 
-def test_generate_twice_is_byte_identical(make_project: Any) -> None:
+def test_generate_twice_is_byte_identical(make_project: ProjectFactory) -> None:
     """Two generations give the same bytes, free of absolute paths."""
     root = shop(make_project)
     first = anyio.run(generate, root)
@@ -263,7 +264,7 @@ def test_generate_twice_is_byte_identical(make_project: Any) -> None:
     assert first.startswith("# AI_CONTEXT.md: shop-app\n")
 
 
-def test_manifest_tools_show_what_plugins_call(make_project: Any) -> None:
+def test_manifest_tools_show_what_plugins_call(make_project: ProjectFactory) -> None:
     """Tools list public methods with signatures and first doc paragraphs (handles for bind)."""
     text = anyio.run(generate, shop(make_project))
     tools = text[text.index("## Tools") : text.index("## Domains")]
@@ -283,7 +284,7 @@ def test_manifest_tools_show_what_plugins_call(make_project: Any) -> None:
     assert "### bus\n- `async subscribe(pattern, handler)`" in tools
 
 
-def test_manifest_domains_plugins_and_models(make_project: Any) -> None:
+def test_manifest_domains_plugins_and_models(make_project: ProjectFactory) -> None:
     """Each plugin shows its doc, tools, registrations, publishes and requests; failures show."""
     text = anyio.run(generate, shop(make_project))
     domains = text[text.index("## Domains") : text.index("## Endpoints")]
@@ -304,7 +305,7 @@ def test_manifest_domains_plugins_and_models(make_project: Any) -> None:
     )
 
 
-def test_manifest_endpoints_with_schemas(make_project: Any) -> None:
+def test_manifest_endpoints_with_schemas(make_project: ProjectFactory) -> None:
     """Plugin endpoints carry status and compact schemas; tools' routes fit on one line."""
     text = anyio.run(generate, shop(make_project))
     endpoints = text[text.index("## Endpoints") : text.index("## Events")]
@@ -319,7 +320,7 @@ def test_manifest_endpoints_with_schemas(make_project: Any) -> None:
     assert "/files" not in endpoints
 
 
-def test_manifest_events_requests_and_tables(make_project: Any) -> None:
+def test_manifest_events_requests_and_tables(make_project: ProjectFactory) -> None:
     """Events name publishers and subscribers (patterns too); requests their responders."""
     text = anyio.run(generate, shop(make_project))
     events = text[text.index("## Events") : text.index("## Requests")]
@@ -339,7 +340,9 @@ def test_manifest_events_requests_and_tables(make_project: Any) -> None:
     assert "tags" not in tables and "missing" not in tables
 
 
-def test_manifest_credits_a_helper_class_publish_to_the_plugin(make_project: Any) -> None:
+def test_manifest_credits_a_helper_class_publish_to_the_plugin(
+    make_project: ProjectFactory,
+) -> None:
     """A publish made by a helper class in the plugin's file is listed under the plugin,
     and the event shows that plugin as its publisher."""
     root = make_project(
@@ -371,7 +374,7 @@ def test_manifest_credits_a_helper_class_publish_to_the_plugin(make_project: Any
     assert "- `item.created`: published by shop.NotifyPlugin; handled by none" in text
 
 
-def test_manifest_of_an_empty_project(make_project: Any) -> None:
+def test_manifest_of_an_empty_project(make_project: ProjectFactory) -> None:
     """A project without tools, plugins or migrations still renders every section."""
     root = make_project({"domains/__init__.py": "", "pyproject.toml": "not toml ["}, tools=[])
     text = anyio.run(generate, root)
@@ -402,7 +405,7 @@ def test_manifest_of_the_example_lists_everything() -> None:
     assert len(text) // 4 < 6000  # a few thousand tokens
 
 
-async def test_manifest_probe_leaves_plugins_alone(make_project: Any) -> None:
+async def test_manifest_probe_leaves_plugins_alone(make_project: ProjectFactory) -> None:
     """Describing a running app does not register anything for the probe owner."""
     root = shop(make_project)
     running = await start_app(root)

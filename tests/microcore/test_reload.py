@@ -14,7 +14,7 @@ import pytest
 from microcore._app import running
 from microcore._dev.reload import Reloader
 from microcore.testing import Kernel
-from tests.microcore.conftest import KernelProjectFactory
+from tests.microcore.conftest import KernelProjectFactory, recorder_of, registry_of
 from tests.support import eventually
 
 PLUGIN = """
@@ -53,7 +53,7 @@ async def test_changed_plugin_swaps_to_new_version(project: Path) -> None:
     """A changed file's plugin is rebooted and swapped; others and tools are untouched."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
-        registry = kernel.tool("registry")
+        registry = registry_of(kernel)
         two_before = kernel.plugins["a.TwoPlugin"]
         path = write(
             project,
@@ -62,12 +62,12 @@ async def test_changed_plugin_swaps_to_new_version(project: Path) -> None:
         )
         report = await Reloader(kernel).apply([path])
         assert report.loaded == ["a.OnePlugin"]
-        assert registry.visible() == ["one-v2", "two-v1"]  # type: ignore[attr-defined]
+        assert registry.visible() == ["one-v2", "two-v1"]
         assert kernel.plugins["a.TwoPlugin"] is two_before
         assert kernel.plugins["a.OnePlugin"].instance.registry.tool is registry  # type: ignore[union-attr]
         assert kernel.status()["reloaded_at"] is not None
         # the old version shuts down in the background, once its calls in flight are done
-        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        calls = recorder_of(kernel).calls
         await eventually(lambda: "OnePlugin.shutdown:one-v1" in calls)
 
 
@@ -84,7 +84,7 @@ async def test_new_and_deleted_files_load_and_unload(project: Path) -> None:
         removed.unlink()
         report = await Reloader(kernel).apply([added, removed])
         assert (report.loaded, report.unloaded) == (["b.ThreePlugin"], ["a.TwoPlugin"])
-        assert kernel.tool("registry").visible() == ["one-v1", "three"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v1", "three"]
 
 
 async def test_renamed_class_replaces_the_old_identity(project: Path) -> None:
@@ -113,7 +113,7 @@ async def test_moved_file_keeps_its_identity(project: Path) -> None:
         assert report.loaded == ["a.OnePlugin"]
         assert report.failed == {}
         assert kernel.plugins["a.OnePlugin"].file == new
-        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v1", "two-v1"]
 
 
 async def test_duplicate_identity_in_another_file_fails(project: Path) -> None:
@@ -130,7 +130,7 @@ async def test_duplicate_identity_in_another_file_fails(project: Path) -> None:
         )
         assert kernel.failures()["plugins"] == ["a.copy_plugin"]
         assert kernel.plugins["a.OnePlugin"].status == "ok"
-        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v1", "two-v1"]
         write(
             project,
             "domains/a/plugins/copy_plugin.py",
@@ -164,7 +164,7 @@ async def test_duplicate_class_that_fails_in_a_batch_shows_under_its_file_name(
         await Reloader(kernel).apply([one, other])
         assert kernel.failures()["plugins"] == ["a.other_plugin"]
         assert kernel.plugins["a.OnePlugin"].file == one
-        assert kernel.tool("registry").visible() == ["one-v2", "two-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v2", "two-v1"]
 
 
 async def test_helper_module_change_reloads_its_dependents_only(
@@ -201,7 +201,7 @@ async def test_helper_module_change_reloads_its_dependents_only(
         models = write(root, "domains/a/models.py", "LABEL = 'v2'\n")
         report = await Reloader(kernel).apply([models])
         assert report.loaded == ["a.DirectPlugin", "a.IndirectPlugin"]
-        assert kernel.tool("registry").visible() == [  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == [
             "DirectPlugin:v2",
             "IndirectPlugin:v2",
             "OtherPlugin:x",
@@ -229,7 +229,7 @@ async def test_broken_new_version_keeps_old_serving(project: Path, broken: str, 
         path = write(project, "domains/a/plugins/one_plugin.py", broken)
         report = await reloader.apply([path])
         assert list(report.failed) == ["domains/a/plugins/one_plugin.py"]
-        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v1", "two-v1"]
         status = kernel.status()
         error = status["reload_errors"]["domains/a/plugins/one_plugin.py"]
         assert error["type"] == kind
@@ -245,7 +245,7 @@ async def test_broken_new_version_keeps_old_serving(project: Path, broken: str, 
         report = await reloader.apply([fixed])
         assert report.loaded == ["a.OnePlugin"]
         assert kernel.status()["reload_errors"] == {}
-        assert kernel.tool("registry").visible() == ["one-v3", "two-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v3", "two-v1"]
 
 
 async def test_failed_file_at_boot_loads_once_fixed(kernel_project: KernelProjectFactory) -> None:
@@ -278,7 +278,7 @@ async def test_unchanged_empty_and_unrelated_files_do_nothing(project: Path) -> 
         report = await reloader.apply([same, empty, data, notes, Path("/elsewhere/x.py")])
         assert (report.loaded, report.unloaded, report.failed) == ([], [], {})
         assert report.restart_needed == []
-        assert kernel.tool("registry").visible() == ["one-v1", "two-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v1", "two-v1"]
 
 
 async def test_kernel_and_tool_changes_ask_for_a_restart(project: Path) -> None:
@@ -329,11 +329,11 @@ async def test_watcher_applies_real_file_edits(project: Path) -> None:
     """With MICROCORE_RELOAD=1 a saved file is picked up by the watcher in the running kernel."""
     kernel = Kernel(project, environ={"MICROCORE_RELOAD": "1"})
     async with running(kernel):
-        registry = kernel.tool("registry")
+        registry = registry_of(kernel)
         with anyio.fail_after(10):
             # the watcher starts asynchronously: keep saving until a version shows
             version = 0
-            while not any(i.startswith("one-w") for i in registry.visible()):  # type: ignore[attr-defined]
+            while not any(i.startswith("one-w") for i in registry.visible()):
                 version += 1
                 write(
                     project,
@@ -360,7 +360,7 @@ async def test_half_failing_file_keeps_every_old_class(
         path = write(root, "domains/a/plugins/one_plugin.py", broken)
         report = await Reloader(kernel).apply([path])
         assert "second broke" in str(report.failed["domains/a/plugins/one_plugin.py"])
-        assert kernel.tool("registry").visible() == ["one-1", "second-1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-1", "second-1"]
 
 
 async def test_plugin_failing_on_boot_serves_once_fixed(
@@ -379,7 +379,7 @@ async def test_plugin_failing_on_boot_serves_once_fixed(
         )
         await Reloader(kernel).apply([path])
         assert kernel.plugins["a.OnePlugin"].status == "ok"
-        assert kernel.tool("registry").visible() == ["fixed"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["fixed"]
 
 
 async def test_dependents_follow_plain_imports_and_survive_broken_helpers(
@@ -409,7 +409,7 @@ async def test_dependents_follow_plain_imports_and_survive_broken_helpers(
         models = write(root, "domains/a/models.py", "LABEL = 'v2'\n")
         report = await Reloader(kernel).apply([models])
         assert report.loaded == ["a.UserPlugin"]
-        assert kernel.tool("registry").visible() == ["v2"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["v2"]
 
 
 async def test_context_is_written_only_when_it_changes(project: Path) -> None:
@@ -435,7 +435,7 @@ async def test_edit_keeping_size_and_mtime_is_served(
     kernel = Kernel(project, environ={})
     path = project / "domains/a/plugins/one_plugin.py"
     async with kernel.run():
-        registry = kernel.tool("registry")
+        registry = registry_of(kernel)
         stamp = path.stat()
         for item in ("one-v7", "one-v8", "one-v9"):  # same length as "one-v1"
             path.write_text(PLUGIN.format(cls="OnePlugin", item=item))
@@ -443,7 +443,7 @@ async def test_edit_keeping_size_and_mtime_is_served(
             assert path.stat().st_size == stamp.st_size
             report = await Reloader(kernel).apply([path])
             assert report.loaded == ["a.OnePlugin"]
-            assert registry.visible() == [item, "two-v1"]  # type: ignore[attr-defined]
+            assert registry.visible() == [item, "two-v1"]
 
 
 async def test_retired_versions_are_freed(project: Path) -> None:
@@ -456,7 +456,7 @@ async def test_retired_versions_are_freed(project: Path) -> None:
         assert first.cls is not None and first.instance is not None
         old_class, old_instance = weakref.ref(first.cls), weakref.ref(first.instance)
         old_module = weakref.ref(sys.modules[first.cls.__module__])
-        calls = kernel.tool("recorder").calls  # type: ignore[attr-defined]
+        calls = recorder_of(kernel).calls
         del first
         for version in range(2, 7):
             write(

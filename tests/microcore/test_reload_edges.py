@@ -14,7 +14,7 @@ from microcore._app import running
 from microcore._dev.reload import Reloader
 from microcore.testing import Kernel, start_app
 from tests.conftest import ProjectFactory
-from tests.microcore.conftest import KernelProjectFactory
+from tests.microcore.conftest import KernelProjectFactory, registry_of
 from tests.support import eventually
 
 PROBE = """
@@ -76,7 +76,7 @@ async def test_discarded_new_version_that_booted_is_shut_down(
         )
         report = await Reloader(kernel).apply([path])
         assert report.failed  # the old version keeps serving
-        assert kernel.tool("registry").visible() == ["good-1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["good-1"]
         assert "Good.boot:2" in probe.calls  # the new GoodPlugin booted...
         assert "Good.shutdown:2" in probe.calls  # ...and must be shut down when discarded
 
@@ -309,4 +309,4 @@ async def test_a_closed_reloader_applies_nothing(kernel_project: KernelProjectFa
         path.write_text(RACE_V2.format(n=1))
         report = await reloader.apply([path])
         assert (report.loaded, report.failed) == ([], {})
-        assert kernel.tool("registry").visible() == ["one-v1"]  # type: ignore[attr-defined]
+        assert registry_of(kernel).visible() == ["one-v1"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from microcore._dev.cli import main
 from microcore._dev.scaffold import new_project, source_folder
 from microcore.testing import start_app
 from microcore.tooling import ConfigurationError
+from tests.conftest import ProjectFactory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,9 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_add_plugin_output_boots_and_passes_its_test(make_project: Any, capsys: Any) -> None:
+async def test_add_plugin_output_boots_and_passes_its_test(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """add plugin writes a plugin that serves its route and a test that passes as generated."""
     root = make_project({"pyproject.toml": PYTEST_CONFIG}, tools=["config", "logger", "http"])
     assert main(["add", "plugin", "orders", "archive_order_plugin", "--root", str(root)]) == 0
@@ -77,7 +79,11 @@ async def test_add_plugin_output_boots_and_passes_its_test(make_project: Any, ca
     ],
 )
 def test_add_plugin_refuses_bad_names_and_existing_files(
-    make_project: Any, capsys: Any, domain: str, name: str, message: str
+    make_project: ProjectFactory,
+    capsys: pytest.CaptureFixture[str],
+    domain: str,
+    name: str,
+    message: str,
 ) -> None:
     """Invalid names and existing files are refused with one line and exit status 1."""
     root = make_project({"domains/orders/plugins/create_plugin.py": "# mine\n"}, tools=[])
@@ -87,7 +93,9 @@ def test_add_plugin_refuses_bad_names_and_existing_files(
     assert (root / "domains/orders/plugins/create_plugin.py").read_text() == "# mine\n"
 
 
-def test_add_plugin_refuses_existing_test(make_project: Any, capsys: Any) -> None:
+def test_add_plugin_refuses_existing_test(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An existing test file is never overwritten either."""
     root = make_project({"tests/domains/orders/test_create_plugin.py": "# mine\n"}, tools=[])
     assert main(["add", "plugin", "orders", "create", "--root", str(root)]) == 1
@@ -95,7 +103,9 @@ def test_add_plugin_refuses_existing_test(make_project: Any, capsys: Any) -> Non
     assert not (root / "domains/orders/plugins/create_plugin.py").exists()
 
 
-def test_new_project_passes_its_own_checks_and_tests(tmp_path: Path, capsys: Any) -> None:
+def test_new_project_passes_its_own_checks_and_tests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """new makes a project that passes lint, check, context --check and its own tests."""
     target = tmp_path / "shop-api"
     assert main(["new", str(target)]) == 0
@@ -117,7 +127,9 @@ def test_new_project_passes_its_own_checks_and_tests(tmp_path: Path, capsys: Any
     assert " passed" in tests.stdout and "failed" not in tests.stdout
 
 
-def test_new_refuses_used_folders_and_bad_names(tmp_path: Path, capsys: Any) -> None:
+def test_new_refuses_used_folders_and_bad_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """new never writes into a non-empty folder or a file, and needs a usable project name."""
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "keep.txt").write_text("x")
@@ -132,7 +144,9 @@ def test_new_refuses_used_folders_and_bad_names(tmp_path: Path, capsys: Any) -> 
     assert main(["new", str(tmp_path / "empty")]) == 0
 
 
-def test_new_project_copies_what_the_source_has(make_project: Any, tmp_path: Path) -> None:
+def test_new_project_copies_what_the_source_has(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
     """Files the source folder lacks are skipped; templates are always written."""
     source = make_project({"app.py": "app = None\n"}, tools=["config"])
     target = new_project(tmp_path / "mini", source=source)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from microcore.testing import (
@@ -19,6 +20,7 @@ from microcore.testing import (
     start_app,
 )
 from microcore.tooling import ConfigurationError, DependencyError
+from tests.conftest import ProjectFactory
 
 SHOP_PLUGIN = """
 from microcore import Plugin
@@ -70,9 +72,9 @@ class FakeBusTool(Tool):
 
 
 @pytest.fixture
-def microcore_root(make_project: Any) -> Path:
+def microcore_root(make_project: ProjectFactory) -> Path:
     """The project the app fixture boots in this module."""
-    return make_project({"domains/shop/plugins/shop_plugin.py": SHOP_PLUGIN})  # type: ignore[no-any-return]
+    return make_project({"domains/shop/plugins/shop_plugin.py": SHOP_PLUGIN})
 
 
 @pytest.fixture
@@ -87,23 +89,25 @@ async def test_app_fixture_boots_the_project(app: RunningApp) -> None:
     assert app.kernel.settings["DATABASE_URL"] == "sqlite://:memory:"
 
 
-async def test_client_fixture_uses_settings(client: Any) -> None:
+async def test_client_fixture_uses_settings(client: httpx.AsyncClient) -> None:
     """The client talks to the app; microcore_settings reach the config tool."""
     response = await client.get("/greeting")
     assert response.json() == {"greeting": "hello"}
 
 
-async def test_isolation_first_test_starts_fresh(client: Any) -> None:
+async def test_isolation_first_test_starts_fresh(client: httpx.AsyncClient) -> None:
     """Each test gets a fresh app: the first order is number 1."""
     assert (await client.post("/orders", json={})).json()["count"] == 1
 
 
-async def test_isolation_second_test_starts_fresh(client: Any) -> None:
+async def test_isolation_second_test_starts_fresh(client: httpx.AsyncClient) -> None:
     """Nothing from other tests leaks: the first order is number 1 again."""
     assert (await client.post("/orders", json={})).json()["count"] == 1
 
 
-async def test_events_wait_for_returns_published_event(client: Any, events: EventRecorder) -> None:
+async def test_events_wait_for_returns_published_event(
+    client: httpx.AsyncClient, events: EventRecorder
+) -> None:
     """wait_for returns an event already published; published lists boot events too."""
     await client.post("/orders", json={})
     event = await events.wait_for("order.created", timeout=1.0)
@@ -113,7 +117,9 @@ async def test_events_wait_for_returns_published_event(client: Any, events: Even
     assert events.published[-1] is event
 
 
-async def test_events_wait_for_each_event_once(client: Any, events: EventRecorder) -> None:
+async def test_events_wait_for_each_event_once(
+    client: httpx.AsyncClient, events: EventRecorder
+) -> None:
     """Successive waits return successive events; none left times out naming what was seen."""
     await client.post("/orders", json={})
     await client.post("/orders", json={})
@@ -124,7 +130,9 @@ async def test_events_wait_for_each_event_once(client: Any, events: EventRecorde
         await events.wait_for("order.created", timeout=0.05)
 
 
-async def test_events_wait_for_future_events(client: Any, events: EventRecorder) -> None:
+async def test_events_wait_for_future_events(
+    client: httpx.AsyncClient, events: EventRecorder
+) -> None:
     """Concurrent waiters each get their own event once it is published."""
     got: list[int] = []
 
@@ -140,7 +148,7 @@ async def test_events_wait_for_future_events(client: Any, events: EventRecorder)
     assert sorted(got) == [1, 2]
 
 
-async def test_start_app_raises_boot_errors(make_project: Any, tmp_path: Path) -> None:
+async def test_start_app_raises_boot_errors(make_project: ProjectFactory, tmp_path: Path) -> None:
     """A project that cannot boot raises its error from start_app; stop is idempotent."""
     duplicate = "from microcore import Tool\n\nclass T(Tool):\n    name = 'config'\n"
     root = make_project({"tools/other/other_tool.py": duplicate}, tools=["config"])
@@ -152,7 +160,7 @@ async def test_start_app_raises_boot_errors(make_project: Any, tmp_path: Path) -
     await running.stop()
 
 
-async def test_start_that_times_out_stops_the_boot(make_project: Any) -> None:
+async def test_start_that_times_out_stops_the_boot(make_project: ProjectFactory) -> None:
     """A boot slower than start()'s timeout is cancelled and shut down before TimeoutError
     reaches the caller: no kernel keeps running in the background."""
     root = make_project(
@@ -178,13 +186,13 @@ async def test_start_that_times_out_stops_the_boot(make_project: Any) -> None:
     assert running.kernel.hook_timeout < START_TIMEOUT  # one hanging hook fails only itself
 
 
-async def test_record_events_from_any_event_source(make_project: Any) -> None:
+async def test_record_events_from_any_event_source(make_project: ProjectFactory) -> None:
     """Any bus that implements the EventSource contract is recorded through its tap."""
     running = await start_app(make_project({"tools/bus/bus_tool.py": FAKE_BUS}, tools=[]))
     try:
         recorder, remove = record_events(running.kernel)
-        bus: Any = running.kernel.tool("event_bus")
-        bus.callback("not really an event")
+        bus = running.kernel.tool("event_bus")  # FAKE_BUS: what tap() was given
+        bus.callback("not really an event")  # type: ignore[attr-defined]
         seen: list[Any] = recorder.published
         assert seen == ["not really an event"]
         remove()
@@ -192,7 +200,7 @@ async def test_record_events_from_any_event_source(make_project: Any) -> None:
         await running.stop()
 
 
-async def test_record_events_needs_a_tap(make_project: Any) -> None:
+async def test_record_events_needs_a_tap(make_project: ProjectFactory) -> None:
     """A bus that is no EventSource is refused with a message that says what is missing."""
     running = await start_app(make_project({"tools/bus/bus_tool.py": BUS_WITHOUT_TAP}, tools=[]))
     try:
