@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from starlette.responses import HTMLResponse, Response
 
 from ._endpoint import Endpoint
+from ._handle import Http
 from ._openapi import build_openapi
+from ._registry import Registry, Snapshot
 from ._routing import CompiledPath
-
-if TYPE_CHECKING:
-    from ._handle import Http
-    from ._registry import Registry, Snapshot
 
 __all__ = ("ApiDocs", "swagger_ui_dir")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from microcore.tooling import (
     HookError,
@@ -17,13 +17,10 @@ from microcore.tooling import (
 
 from ._annotations import annotated_models
 from ._endpoint import Endpoint
-from ._registry import Entry
+from ._registry import Entry, Registry
 from ._routing import CompiledPath
 from ._static import StaticMount
 from ._streaming import WebSocketRoute
-
-if TYPE_CHECKING:
-    from .http_tool import HttpTool
 
 __all__ = ("Http", "Middleware")
 
@@ -52,9 +49,10 @@ class Http:
     ...                            request_model=NewProduct, status_code=201, tags=["products"])
     """
 
-    def __init__(self, tool: HttpTool, owner: Owner) -> None:
-        self._tool = tool
+    def __init__(self, registry: Registry, owner: Owner, *, development: bool = False) -> None:
+        self._registry = registry
         self._owner = owner
+        self._development = development  # validate responses against their models
 
     def add_endpoint(
         self,
@@ -156,14 +154,14 @@ class Http:
             compiled=compiled,
             slot=("WS", compiled.key),
         )
-        return self._tool.registry.add(entry)
+        return self._registry.add(entry)
 
     def mount_static(self, path: str, directory: str | os.PathLike[str]) -> Registration:
         """Serve the files of ``directory`` under ``path`` (GET/HEAD; no dotfiles, no ``..``)."""
         mount = StaticMount(path, directory, self._owner)
         label = f"{mount.prefix or '/'} -> {mount.directory}"
         entry = Entry("static", label, self._owner, mount, slot=("STATIC", mount.prefix))
-        return self._tool.registry.add(entry)
+        return self._registry.add(entry)
 
     def add_middleware(self, fn: Callable[..., Awaitable[Any]]) -> Registration:
         """Run ``async def fn(context, call_next)`` around every request, in registration order.
@@ -179,7 +177,7 @@ class Http:
         self._require_async(fn, "http middleware")
         name = getattr(fn, "__qualname__", repr(fn))
         entry = Entry("middleware", name, self._owner, Middleware(fn, self._owner))
-        return self._tool.registry.add(entry)
+        return self._registry.add(entry)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -205,7 +203,7 @@ class Http:
                 handler=handler,
                 owner=self._owner,
                 summary=summary,
-                validate_response=self._tool.development,
+                validate_response=self._development,
                 **options,
             )
         except (TypeError, ValueError) as exc:  # msgspec refuses a model it cannot decode
@@ -224,7 +222,7 @@ class Http:
             compiled=compiled,
             slot=(endpoint.method, compiled.key),
         )
-        return self._tool.registry.add(entry)
+        return self._registry.add(entry)
 
     def _method(self, method: str) -> str:
         verb = method.upper()

@@ -96,7 +96,7 @@ class HttpTool(Tool):
 
     def bind(self, owner: Owner) -> Http:
         """The per-plugin (or per-tool) handle whose registrations ``owner`` owns."""
-        return Http(self, owner)
+        return Http(self.registry, owner, development=self.development)
 
     def on_plugins_changed(self) -> None:
         self._refresh()
