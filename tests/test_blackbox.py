@@ -18,7 +18,7 @@ def test_products_api_over_a_real_server(tmp_path: Path) -> None:
         created = http.post("/products", json={"name": "Pen", "price": 2.5})
         assert created.status_code == 201
         product_id = created.json()["id"]
-        assert created.json() == {"success": True, "id": product_id}
+        assert created.json() == {"id": product_id, "name": "Pen", "price": 2.5}
 
         listed = http.get("/products")
         assert listed.status_code == 200
