@@ -19,8 +19,8 @@ The tool itself (``DbTool``) lives in ``tools/db/db_tool.py``; the rest are priv
 
 from __future__ import annotations
 
+from ._backend import Params, Row
 from ._db import Db
-from ._driver import Params, Row
 from ._errors import (
     DatabaseError,
     IntegrityError,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 
-from ._driver import Driver, Params, Row, check_params
+from ._backend import DatabaseBackend, Params, Row, check_params
 from ._errors import OperationalError
 from ._transaction import Transaction, TransactionScope
 
@@ -35,13 +35,13 @@ class Db:
     """
 
     def __init__(self) -> None:
-        self._driver: Driver | None = None
+        self._backend: DatabaseBackend | None = None
         self._current: ContextVar[Transaction | None] = ContextVar("db_transaction", default=None)
 
-    def _open_driver(self) -> Driver:
-        if self._driver is None:
+    def _open_backend(self) -> DatabaseBackend:
+        if self._backend is None:
             raise OperationalError("the database is not open (the db tool is not set up)")
-        return self._driver
+        return self._backend
 
     def _joined(self) -> Transaction | None:
         tx = self._current.get()
@@ -56,7 +56,7 @@ class Db:
         tx = self._joined()
         if tx is not None:
             return await tx.query(sql, params)
-        return await self._open_driver().query(sql, check_params(params, sql), one=False)
+        return await self._open_backend().query(sql, check_params(params, sql), one=False)
 
     async def query_one(self, sql: str, params: Params = ()) -> Row | None:
         """The first row the statement returns, or ``None`` when there is none.
@@ -67,7 +67,7 @@ class Db:
         tx = self._joined()
         if tx is not None:
             return await tx.query_one(sql, params)
-        rows = await self._open_driver().query(sql, check_params(params, sql), one=True)
+        rows = await self._open_backend().query(sql, check_params(params, sql), one=True)
         return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
@@ -81,7 +81,7 @@ class Db:
         tx = self._joined()
         if tx is not None:
             return await tx.execute(sql, params)
-        return await self._open_driver().execute(sql, check_params(params, sql))
+        return await self._open_backend().execute(sql, check_params(params, sql))
 
     async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
         """Run one statement per parameter row, all or none; the total number of rows affected.
@@ -92,7 +92,7 @@ class Db:
         tx = self._joined()
         if tx is not None:
             return await tx.execute_many(sql, rows)
-        return await self._open_driver().execute_many(sql, [check_params(r, sql) for r in rows])
+        return await self._open_backend().execute_many(sql, [check_params(r, sql) for r in rows])
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """``async with db.transaction() as tx:`` commit on success, roll back on any exception;
@@ -109,4 +109,4 @@ class Db:
         ...     await tx.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (5, a))
         ...     await tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (5, b))
         """
-        return TransactionScope(driver=self._open_driver(), current=self._current)
+        return TransactionScope(backend=self._open_backend(), current=self._current)

@@ -24,7 +24,7 @@ import anyio
 import msgspec
 import structlog
 
-from ._driver import Driver
+from ._backend import DatabaseBackend
 from ._errors import DatabaseError, MigrationError
 
 __all__ = ("LEDGER", "Migration", "apply_migrations", "discover")
@@ -111,14 +111,14 @@ def _any_file(variants: dict[str | None, Path]) -> Path:
     return variants.get(None) or variants[min(v for v in variants if v is not None)]
 
 
-async def apply_migrations(driver: Driver, root: Path) -> dict[str, MigrationError]:
+async def apply_migrations(backend: DatabaseBackend, root: Path) -> dict[str, MigrationError]:
     """Apply what is new, domain by domain; the errors of the domains that failed."""
-    found, errors = await anyio.to_thread.run_sync(discover, root, driver.dialect)
+    found, errors = await anyio.to_thread.run_sync(discover, root, backend.dialect)
     for domain, misnamed in errors.items():
         _log.error("db_migration_failed", domain=domain, error=str(misnamed))
     if not found:
         return errors
-    async with driver.session() as session:
+    async with backend.session() as session:
         await session.begin_exclusive()  # replicas booting together create it once
         await session.execute(_CREATE_LEDGER, ())
         rows = await session.query(f"SELECT domain, name, checksum FROM {LEDGER}", (), one=False)
@@ -126,7 +126,7 @@ async def apply_migrations(driver: Driver, root: Path) -> dict[str, MigrationErr
     applied = {(r["domain"], r["name"]): r["checksum"] for r in rows}
     for domain, migrations in found.items():
         for migration in migrations:
-            error = await _apply(driver, migration, applied.get((domain, migration.name)))
+            error = await _apply(backend, migration, applied.get((domain, migration.name)))
             if error is not None:
                 errors[domain] = error
                 _log.error(
@@ -137,11 +137,11 @@ async def apply_migrations(driver: Driver, root: Path) -> dict[str, MigrationErr
 
 
 async def _apply(
-    driver: Driver, migration: Migration, recorded: str | None
+    backend: DatabaseBackend, migration: Migration, recorded: str | None
 ) -> MigrationError | None:
     if recorded is not None:
         return _check_unchanged(migration, recorded)
-    async with driver.session() as session:
+    async with backend.session() as session:
         await session.begin_exclusive()
         try:
             # Another process may have applied it since we looked: re-read under the lock.

@@ -22,7 +22,7 @@ from types import TracebackType
 import anyio
 import structlog
 
-from ._driver import Driver, Params, Row, Session, check_params
+from ._backend import DatabaseBackend, Params, Row, Session, check_params
 from ._errors import OperationalError, ProgrammingError
 from ._sql import first_line
 
@@ -132,16 +132,16 @@ class _Root:
 
 
 class TransactionScope(AbstractAsyncContextManager[Transaction]):
-    """``async with`` one transaction: a new one on the driver, or a savepoint in ``parent``."""
+    """``async with`` one transaction: a new one on the backend, or a savepoint in ``parent``."""
 
     def __init__(
         self,
         *,
-        driver: Driver | None = None,
+        backend: DatabaseBackend | None = None,
         current: ContextVar[Transaction | None] | None = None,
         parent: Transaction | None = None,
     ) -> None:
-        self._driver = driver
+        self._backend = backend
         self._current = current
         self._parent = parent
         self._lease: AbstractAsyncContextManager[Session] | None = None
@@ -160,9 +160,9 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
             await tx._session.savepoint(name)
             self._savepoint = name
         else:
-            if self._driver is None:
-                raise RuntimeError("a root transaction scope needs a driver")
-            self._lease = self._driver.session()
+            if self._backend is None:
+                raise RuntimeError("a root transaction scope needs a backend")
+            self._lease = self._backend.session()
             session = await self._lease.__aenter__()
             try:
                 await session.begin()

@@ -21,7 +21,7 @@ __all__ = ("DEFAULT_URL", "DatabaseURL", "parse_url")
 
 DEFAULT_URL = "sqlite:///data/app.db"
 
-# Schemes with a driver in this folder, and how to say it in an error.
+# Schemes with a backend in this folder, and how to say it in an error.
 SUPPORTED = {
     "sqlite": "sqlite:///relative/app.db, sqlite:////absolute/app.db, sqlite://:memory:",
     "postgresql": "postgresql://user:password@host:5432/dbname",

@@ -340,7 +340,7 @@ class _FailingRollbackSession:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[_FailingRollbackSession]:
-        yield self  # the driver side of the fake: one session, this one
+        yield self  # the backend side of the fake: one session, this one
 
     async def begin(self) -> None:
         self.calls.append("begin")
@@ -369,7 +369,7 @@ async def test_a_nested_block_that_cannot_be_undone_stops_the_commit() -> None:
 
     session = _FailingRollbackSession()
     with pytest.raises(OperationalError, match="could not be rolled back"):
-        async with TransactionScope(driver=session) as outer:  # type: ignore[arg-type]
+        async with TransactionScope(backend=session) as outer:  # type: ignore[arg-type]
             with pytest.raises(KeyError):
                 async with outer.transaction():
                     raise KeyError("fails")

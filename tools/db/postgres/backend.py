@@ -1,7 +1,7 @@
-"""The PostgreSQL driver: an asyncpg pool behind the same API as SQLite.
+"""The PostgreSQL backend: an asyncpg pool behind the same API as SQLite.
 
 * **Placeholders**: ``?`` becomes ``$1 .. $n`` outside literals, quoted names, comments
-  and dollar quotes (see ``_pgsql``); ``??`` is a literal ``?`` (jsonb operators).
+  and dollar quotes (see ``sql.py``); ``??`` is a literal ``?`` (jsonb operators).
   Parameters are a tuple or a list; named parameters (a dict) are SQLite-only.
 * **Row id of an INSERT** (``execute``): an ``INSERT`` without ``RETURNING`` into a
   table with an integer column named ``id`` runs with ``RETURNING id`` appended and
@@ -40,14 +40,17 @@ import asyncpg
 import msgspec
 import structlog
 
-from ._driver import Params, Row
-from ._errors import DatabaseError, OperationalError, ProgrammingError
-from ._pgerrors import DRIVER_ERRORS, from_postgres
-from ._pgsql import Analysis, analyze, split_script, with_returning
-from ._sql import first_line
-from ._url import DatabaseURL
+from microcore.tooling import ConfigurationError
+from tools.config import Config
 
-__all__ = ("ISOLATION_LEVELS", "PostgresDriver", "PostgresOptions", "PostgresSession")
+from .._backend import Params, Row, busy_timeout
+from .._errors import DatabaseError, OperationalError, ProgrammingError
+from .._sql import first_line
+from .._url import DatabaseURL
+from .errors import DRIVER_ERRORS, from_postgres
+from .sql import Analysis, analyze, split_script, with_returning
+
+__all__ = ("ISOLATION_LEVELS", "PostgresBackend", "PostgresOptions", "PostgresSession")
 
 ISOLATION_LEVELS = ("read committed", "repeatable read", "serializable")
 
@@ -77,6 +80,33 @@ class PostgresOptions(msgspec.Struct, frozen=True):
     pool_max: int = 10
     busy_timeout: float = 5.0
     isolation: str = "repeatable read"
+
+    @classmethod
+    def from_config(cls, config: Config) -> PostgresOptions:
+        """The options the settings give, or a ConfigurationError naming the bad one."""
+        pool_min = config.get_int("DATABASE_POOL_MIN", 1)
+        pool_max = config.get_int("DATABASE_POOL_MAX", 10)
+        if not 1 <= pool_max <= 1000:
+            raise ConfigurationError(
+                f"DATABASE_POOL_MAX must be between 1 and 1000, got {pool_max}"
+            )
+        if not 0 <= pool_min <= pool_max:
+            raise ConfigurationError(
+                f"DATABASE_POOL_MIN must be between 0 and DATABASE_POOL_MAX ({pool_max}), "
+                f"got {pool_min}"
+            )
+        raw = config.get("DATABASE_ISOLATION") or "repeatable read"
+        isolation = " ".join(raw.replace("_", " ").replace("-", " ").lower().split())
+        if isolation not in ISOLATION_LEVELS:
+            raise ConfigurationError(
+                f"DATABASE_ISOLATION must be one of {', '.join(ISOLATION_LEVELS)}, got {raw!r}"
+            )
+        return cls(
+            pool_min=pool_min,
+            pool_max=pool_max,
+            busy_timeout=busy_timeout(config),
+            isolation=isolation,
+        )
 
 
 def _plan(sql: str, params: Params) -> tuple[Analysis, Sequence[Any]]:
@@ -126,14 +156,14 @@ class PostgresSession:
     Calls are serialized: tasks started inside a transaction block share it safely.
     """
 
-    def __init__(self, driver: PostgresDriver, conn: Any) -> None:
-        self._driver = driver
+    def __init__(self, backend: PostgresBackend, conn: Any) -> None:
+        self._backend = backend
         self._conn = conn
         self._lock = anyio.Lock()
         self.in_transaction = False
         self.aborted: str | None = None  # PostgreSQL refuses statements itself, and says
         # so at COMMIT (see :meth:`commit`)
-        self.ran_ddl = False  # the schema may have changed: the driver forgets its cache
+        self.ran_ddl = False  # the schema may have changed: the backend forgets its cache
 
     async def _run(self, sql: str, command: str) -> str:
         async with self._lock:
@@ -144,15 +174,15 @@ class PostgresSession:
 
     async def query(self, sql: str, params: Params, *, one: bool) -> list[Row]:
         async with self._lock:
-            return await self._driver.fetch(self._conn, sql, params, one=one, session=self)
+            return await self._backend.fetch(self._conn, sql, params, one=one, session=self)
 
     async def execute(self, sql: str, params: Params) -> int:
         async with self._lock:
-            return await self._driver.run(self._conn, sql, params, session=self)
+            return await self._backend.run(self._conn, sql, params, session=self)
 
     async def execute_many(self, sql: str, rows: list[Params]) -> int:
         async with self._lock:
-            return await self._driver.run_many(self._conn, sql, rows)
+            return await self._backend.run_many(self._conn, sql, rows)
 
     async def run_script(self, script: str) -> None:
         self.ran_ddl = True
@@ -160,11 +190,11 @@ class PostgresSession:
             for statement in split_script(script):
                 await self._run(statement, statement)
         finally:
-            self._driver.forget_tables()
+            self._backend.forget_tables()
 
     async def begin(self) -> None:
         self.in_transaction = True  # first: a cancelled BEGIN still rolls back at lease end
-        level = self._driver.options.isolation.upper()
+        level = self._backend.options.isolation.upper()
         await self._run("BEGIN", f"BEGIN ISOLATION LEVEL {level}")
 
     async def begin_exclusive(self) -> None:
@@ -210,7 +240,7 @@ async def _keep_session_state(conn: Any) -> None:
     skipping its RESET ALL round trip halves the cost of a pooled call."""
 
 
-class PostgresDriver:
+class PostgresBackend:
     """PostgreSQL through an asyncpg pool; see the module docstring for the rules."""
 
     dialect = "postgresql"
@@ -224,6 +254,10 @@ class PostgresDriver:
         self._schema_generation = 0  # bumped by every forget: a lookup older than it is stale
 
     # -- lifecycle -------------------------------------------------------------------
+
+    def details(self) -> dict[str, object]:
+        """The pool bounds, for the boot log."""
+        return {"pool_min": self.options.pool_min, "pool_max": self.options.pool_max}
 
     def _server_settings(self) -> dict[str, str]:
         """Ours, unless the URL sets them (asyncpg lets our keyword win otherwise)."""
@@ -409,7 +443,7 @@ class PostgresDriver:
         except DRIVER_ERRORS as exc:
             raise from_postgres(exc, sql) from exc
 
-    # -- the Driver API: each call on a pooled connection ----------------------------
+    # -- the backend API: each call on a pooled connection----------------------------
 
     async def _resync(self, conn: Any) -> None:
         """After a failed statement, make sure the server closed its implicit transaction

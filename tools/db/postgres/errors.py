@@ -18,13 +18,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from ._errors import (
-    DatabaseError,
-    IntegrityError,
-    OperationalError,
-    ProgrammingError,
-)
-from ._sql import first_line
+from .._errors import DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from .._sql import first_line
 
 __all__ = ("DRIVER_ERRORS", "from_postgres")
 

@@ -1,4 +1,4 @@
-"""The SQLite driver: aiosqlite connections, one writer and a small pool of WAL readers.
+"""The SQLite backend: aiosqlite connections, one writer and a small pool of WAL readers.
 
 * Every connection runs on its own aiosqlite thread; each operation is one function
   shipped to that thread (one hop), so no sqlite call ever runs on the event loop.
@@ -25,12 +25,17 @@ import anyio
 import msgspec
 import structlog
 
-from ._driver import Params, Row
-from ._errors import DatabaseError, OperationalError, from_sqlite
-from ._sql import first_line, is_insert, is_read, split_script
-from ._url import DatabaseURL
+from microcore.tooling import ConfigurationError
+from tools.config import Config
 
-__all__ = ("SYNCHRONOUS_MODES", "SqliteDriver", "SqliteOptions", "SqliteSession")
+from .._backend import Params, Row, busy_timeout
+from .._errors import DatabaseError, OperationalError
+from .._sql import first_line
+from .._url import DatabaseURL
+from .errors import from_sqlite
+from .sql import is_insert, is_read, split_script
+
+__all__ = ("SYNCHRONOUS_MODES", "SqliteBackend", "SqliteOptions", "SqliteSession")
 
 T = TypeVar("T")
 
@@ -45,6 +50,21 @@ class SqliteOptions(msgspec.Struct, frozen=True):
     synchronous: str = "NORMAL"
     busy_timeout: float = 5.0
     readers: int = 4
+
+    @classmethod
+    def from_config(cls, config: Config) -> SqliteOptions:
+        """The options the settings give, or a ConfigurationError naming the bad one."""
+        synchronous = (config.get("DATABASE_SYNCHRONOUS") or "NORMAL").strip().upper()
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ConfigurationError(
+                f"DATABASE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_MODES)}, "
+                f"got {synchronous!r}"
+            )
+        busy = busy_timeout(config)
+        readers = config.get_int("DATABASE_READERS", 4)
+        if not 0 <= readers <= 64:
+            raise ConfigurationError(f"DATABASE_READERS must be between 0 and 64, got {readers}")
+        return cls(synchronous=synchronous, busy_timeout=busy, readers=readers)
 
 
 class _ReadOnly:
@@ -269,7 +289,7 @@ class SqliteSession:
         await self._call(f"ROLLBACK TO {name}", _statement, f'ROLLBACK TO "{name}"')
 
 
-class SqliteDriver:
+class SqliteBackend:
     """SQLite through aiosqlite: one writer connection and ``options.readers`` readers."""
 
     dialect = "sqlite"
@@ -284,6 +304,10 @@ class SqliteDriver:
         self._readers: list[_Connection] = []
 
     # -- lifecycle -------------------------------------------------------------------
+
+    def details(self) -> dict[str, object]:
+        """The journal mode and the number of reader connections, for the boot log."""
+        return {"journal_mode": self.journal_mode, "readers": len(self._readers)}
 
     async def open(self) -> None:
         """Connect the writer (switching the file to WAL), then the readers."""

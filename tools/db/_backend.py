@@ -1,8 +1,11 @@
-"""The driver seam: what the ``db`` tool needs from a database, whatever the URL scheme.
+"""The backend seam: what the ``db`` tool needs from a database, whatever ``DATABASE_URL`` says.
 
-A driver owns its connections. Plain reads and autocommit writes go through the
-driver (it picks a connection); transactions and migrations lease a
+A backend owns its connections. Plain reads and autocommit writes go through the
+backend (it picks a connection); transactions and migrations lease a
 :class:`Session`: one connection, held exclusively until the lease ends.
+
+Backends: ``sqlite/`` (aiosqlite) and ``postgres/`` (asyncpg); ``db_tool`` picks one from
+the URL scheme. Each translates its driver's exceptions into the ``_errors`` hierarchy.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias
 
+from microcore.tooling import ConfigurationError
+from tools.config import Config
+
 from ._errors import ProgrammingError
 from ._sql import first_line
 
-__all__ = ("Driver", "Params", "Row", "Session", "check_params")
+__all__ = ("DatabaseBackend", "Params", "Row", "Session", "busy_timeout", "check_params")
 
 Row: TypeAlias = dict[str, Any]
 """One result row: column name -> value (``int``, ``float``, ``str``, ``bytes`` or ``None``;
@@ -58,11 +64,14 @@ class Session(Protocol):
     async def rollback_to_savepoint(self, name: str) -> None: ...
 
 
-class Driver(Protocol):
+class DatabaseBackend(Protocol):
     """A connected database: reads, autocommit writes, and exclusive sessions."""
 
-    description: str
+    description: str  # for logs and errors: the URL without its password
     dialect: str  # "sqlite" or "postgresql": picks NNN_name.<dialect>.sql migrations
+
+    def details(self) -> dict[str, object]:
+        """What the boot log says about the connections (journal mode, pool bounds)."""
 
     async def open(self) -> None: ...
 
@@ -91,3 +100,11 @@ def check_params(params: object, sql: str) -> Params:
             statement=first_line(sql),
         )
     return params
+
+
+def busy_timeout(config: Config) -> float:
+    """``DATABASE_BUSY_TIMEOUT``: how long any wait for the database may last, in seconds."""
+    busy = config.get_float("DATABASE_BUSY_TIMEOUT", 5.0)
+    if busy < 0:
+        raise ConfigurationError(f"DATABASE_BUSY_TIMEOUT must be >= 0 seconds, got {busy}")
+    return busy

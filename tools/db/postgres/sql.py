@@ -1,6 +1,6 @@
 """Reading SQL the way PostgreSQL's lexer does: ``?`` placeholders, statement shape, scripts.
 
-The ``db`` API takes ``?`` placeholders on every driver; PostgreSQL wants ``$1 .. $n``.
+The ``db`` API takes ``?`` placeholders on every backend; PostgreSQL wants ``$1 .. $n``.
 :func:`analyze` rewrites them with a small tokenizer, so a ``?`` is a placeholder only
 where PostgreSQL would read an operator character. It stays as written inside:
 

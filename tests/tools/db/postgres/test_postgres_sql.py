@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tools.db._pgsql import analyze, split_script, tokenize, with_returning
+from tools.db.postgres.sql import analyze, split_script, tokenize, with_returning
 
 
 @pytest.mark.parametrize(
