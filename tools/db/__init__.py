@@ -23,6 +23,7 @@ from ._backend import Params, Row
 from ._db import Db
 from ._errors import (
     DatabaseError,
+    DataError,
     IntegrityError,
     MigrationError,
     OperationalError,
@@ -31,6 +32,7 @@ from ._errors import (
 from ._transaction import Transaction
 
 __all__ = (
+    "DataError",
     "DatabaseError",
     "Db",
     "IntegrityError",

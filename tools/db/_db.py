@@ -31,7 +31,9 @@ class Db:
                     "INSERT INTO products (name, price) VALUES (?, ?)", (name, price))
 
     Every failure is a :class:`~tools.db.DatabaseError`: ``IntegrityError`` (409
-    "conflict" over HTTP), ``ProgrammingError``, ``OperationalError``.
+    "conflict" over HTTP), ``DataError`` (a parameter the database cannot hold, such as
+    an integer past the column's range: 400 "invalid_parameter"), ``ProgrammingError``,
+    ``OperationalError``.
     """
 
     def __init__(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from microcore.tooling import MicroCoreError
 
 __all__ = (
+    "DataError",
     "DatabaseError",
     "IntegrityError",
     "MigrationError",
@@ -55,6 +56,32 @@ class OperationalError(DatabaseError):
 
 class ProgrammingError(DatabaseError):
     """The statement is wrong: syntax, unknown table or column, wrong number of parameters."""
+
+
+class DataError(ProgrammingError):
+    """A parameter the database cannot hold: an integer past the column's range, text where
+    a number or a date goes, a string too long for its column, a type it cannot store.
+
+    The value is the caller's input, so over HTTP this answers 400 "invalid_parameter"
+    (never a 500): a handler that passes a client's value on need not range-check it
+    first. A ``ProgrammingError`` too, which is how such values were refused before.
+
+    >>> await db.query_one("SELECT * FROM products WHERE id = ?", (2**63,))
+    Traceback (most recent call last):
+    tools.db.DataError: Python int too large to convert to SQLite INTEGER (in: SELECT ...)
+    """
+
+    code = "invalid_parameter"
+    http_status = 400
+
+    @property
+    def public_message(self) -> str:
+        """What went wrong, without the statement or the value (the database's reason may
+        quote either)."""
+        return (
+            "a parameter does not fit the database: a number out of range, a value too "
+            "long, or a value of the wrong type for its column"
+        )
 
 
 class MigrationError(DatabaseError):

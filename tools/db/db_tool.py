@@ -56,8 +56,9 @@ class DbTool(Tool, Db):
 
     Schema lives in ``domains/<domain>/migrations/NNN_<name>.sql``, applied at boot;
     ``NNN_<name>.postgresql.sql`` replaces it on PostgreSQL where the SQL differs.
-    Errors: ``IntegrityError`` (409 "conflict" over HTTP), ``OperationalError``,
-    ``ProgrammingError``, ``MigrationError``, all ``DatabaseError``.
+    Errors: ``IntegrityError`` (409 "conflict" over HTTP), ``DataError`` (400
+    "invalid_parameter"), ``OperationalError``, ``ProgrammingError``, ``MigrationError``,
+    all ``DatabaseError``.
     """
 
     name = "db"

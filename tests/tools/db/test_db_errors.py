@@ -106,9 +106,66 @@ async def test_several_statements_in_one_call_are_refused(db: Any, errors: Modul
 async def test_unbindable_parameter_is_programming_error(
     db: Any, errors: ModuleType, dialect: Any
 ) -> None:
-    """A value the database cannot store (a dict) is refused as a ProgrammingError."""
-    with pytest.raises(errors.ProgrammingError, match=REASONS[dialect.name]["unbindable"]):
+    """A value the database cannot store (a dict) is refused as a ProgrammingError, more
+    precisely a DataError: a parameter the database cannot hold (400)."""
+    with pytest.raises(errors.ProgrammingError, match=REASONS[dialect.name]["unbindable"]) as info:
         await db.execute("INSERT INTO products (name) VALUES (?)", ({"a": 1},))
+    _assert_client_error(info.value, errors)
+
+
+# The first integer past an INTEGER id: SQLite's 64 bits, PostgreSQL's int4 (SERIAL).
+PAST_THE_COLUMN = {"sqlite": 9223372036854775808, "postgresql": 2147483648}
+
+
+def _assert_client_error(error: Any, errors: ModuleType) -> None:
+    """A DataError: 400 'invalid_parameter', a ProgrammingError too, nothing of the SQL
+    or the value in what a client reads."""
+    assert isinstance(error, errors.DataError) and isinstance(error, errors.ProgrammingError)
+    assert (error.http_status, error.code) == (400, "invalid_parameter")
+    assert "SELECT" not in error.public_message and "INSERT" not in error.public_message
+    assert error.__cause__ is not None
+
+
+async def test_integer_past_the_column_is_a_client_data_error(
+    db: Any, errors: ModuleType, dialect: Any
+) -> None:
+    """An id past what the column holds (issue #14: 9223372036854775808 on SQLite,
+    2147483648 on PostgreSQL) is a DataError, 400 'invalid_parameter', never a 500."""
+    too_big = PAST_THE_COLUMN[dialect.name]
+    with pytest.raises(errors.DataError) as info:
+        await db.query_one("SELECT * FROM products WHERE id = ?", (too_big,))
+    _assert_client_error(info.value, errors)
+    assert str(too_big) not in info.value.public_message
+    assert info.value.statement == "SELECT * FROM products WHERE id = ?"
+    assert await db.query_one("SELECT * FROM products WHERE id = ?", (1,)) is None
+
+
+async def test_integer_past_the_column_in_a_transaction_is_a_data_error(
+    db: Any, errors: ModuleType, dialect: Any
+) -> None:
+    """Inside a transaction the same value is the same DataError; a savepoint around it
+    lets the transaction carry on and commit."""
+    async with db.transaction() as tx:
+        with pytest.raises(errors.DataError):
+            async with tx.transaction() as inner:
+                await inner.execute(
+                    "UPDATE products SET price = 1 WHERE id = ?", (PAST_THE_COLUMN[dialect.name],)
+                )
+        await tx.execute("INSERT INTO products (name) VALUES (?)", ("Pen",))
+    assert [r["name"] for r in await db.query("SELECT name FROM products")] == ["Pen"]
+
+
+async def test_text_for_an_integer_column_is_a_client_data_error(
+    db: Any, errors: ModuleType, dialect: Any
+) -> None:
+    """Text where the column holds integers (a STRICT table on SQLite, which otherwise
+    stores it as text) is a DataError too."""
+    strict = " STRICT" if dialect.name == "sqlite" else ""
+    await db.execute(f"CREATE TABLE counts (n INTEGER NOT NULL){strict}")
+    with pytest.raises(errors.DataError) as info:
+        await db.execute("INSERT INTO counts (n) VALUES (?)", ("abc",))
+    _assert_client_error(info.value, errors)
+    assert await db.query("SELECT * FROM counts") == []
 
 
 async def test_connection_serves_on_after_every_kind_of_error(db: Any, errors: ModuleType) -> None:
@@ -118,6 +175,7 @@ async def test_connection_serves_on_after_every_kind_of_error(db: Any, errors: M
         ("SELECT * FROM nope", ()),
         ("INSERT INTO products (name) VALUES (NULL)", ()),
         ("SELECT ?", (1, 2)),
+        ("SELECT * FROM products WHERE id = ?", (2**70,)),
     ]
     for sql, params in bad:
         with pytest.raises(errors.DatabaseError):

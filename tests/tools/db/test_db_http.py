@@ -1,5 +1,6 @@
-"""An IntegrityError escaping an HTTP handler answers 409 'conflict' with the constraint,
-on every driver."""
+"""Database errors escaping an HTTP handler answer in the error shape, on every backend:
+an IntegrityError 409 'conflict' with the constraint, a parameter the database cannot
+hold 400 'invalid_parameter' (issue #14: never a 500)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,24 @@ class CreateProductPlugin(Plugin):
 
     async def on_boot(self):
         self.http.add_endpoint("/products", "POST", self.execute, status_code=201)
+        self.http.add_endpoint("/products/lookup", "POST", self.lookup)
 
     async def execute(self, data, context):
         sql = "INSERT INTO products (name) VALUES (?)"
         product_id = await self.db.execute(sql, (data["name"],))
         return {"success": True, "id": product_id}
+
+    async def lookup(self, data, context):
+        sql = "SELECT * FROM products WHERE id = ?"
+        return await self.db.query_one(sql, (data["id"],)) or {}
 """
 
+# The first integer past the id column: SQLite's 64-bit INTEGER, PostgreSQL's SERIAL (int4).
+PAST_THE_COLUMN = {"sqlite": 9223372036854775808, "postgresql": 2147483648}
 
-async def test_integrity_error_in_handler_answers_409(
-    make_project: Callable[..., Path], boot: Any
-) -> None:
-    """A duplicate insert answers 409 with code 'conflict' and the failed constraint."""
-    root = make_project(
+
+def _project(make_project: Callable[..., Path]) -> Path:
+    return make_project(
         {
             "domains/shop/migrations/001_products.sql": (
                 "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
@@ -42,7 +48,13 @@ async def test_integrity_error_in_handler_answers_409(
         },
         tools=["config", "logger", "db", "http"],
     )
-    running = await boot(root)
+
+
+async def test_integrity_error_in_handler_answers_409(
+    make_project: Callable[..., Path], boot: Any
+) -> None:
+    """A duplicate insert answers 409 with code 'conflict' and the failed constraint."""
+    running = await boot(_project(make_project))
     transport = httpx.ASGITransport(app=running.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         first = await client.post("/products", json={"name": "Pen"})
@@ -54,3 +66,22 @@ async def test_integrity_error_in_handler_answers_409(
     assert "products.name" in error["message"] or "products_name_key" in error["message"]
     for leak in ("Traceback", "sqlite3", "asyncpg", "Pen", "INSERT", "(in:"):
         assert leak not in again.text
+
+
+async def test_parameter_past_the_column_in_handler_answers_400(
+    make_project: Callable[..., Path], boot: Any, dialect: Any
+) -> None:
+    """An id past what the column holds answers 400 'invalid_parameter' (not 500), without
+    SQL, the value or a traceback; the app serves on. (A JSON body, not a path parameter:
+    whatever the http tool makes of a huge path segment, the database answer is pinned.)"""
+    running = await boot(_project(make_project))
+    transport = httpx.ASGITransport(app=running.app)
+    too_big = PAST_THE_COLUMN[dialect.name]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        reply = await client.post("/products/lookup", json={"id": too_big})
+        after = await client.post("/products/lookup", json={"id": 1})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_parameter"
+    for leak in ("Traceback", "sqlite3", "asyncpg", "SELECT", "(in:", str(too_big)):
+        assert leak not in reply.text
+    assert (after.status_code, after.json()) == (200, {})

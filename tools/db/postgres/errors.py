@@ -3,9 +3,13 @@
 =====================  ==========================================================
 ``IntegrityError``     23 (unique, not null, foreign key, check, exclusion) and
                        P0001 (``RAISE EXCEPTION`` in a trigger, as SQLite's RAISE)
-``ProgrammingError``   42 (syntax, unknown table or column), 22 (bad value), 0A, 21,
-                       25P02 (a statement failed earlier in this transaction), 3D,
-                       3F, 54, and arguments asyncpg cannot encode
+``DataError``          a parameter that does not fit its column (see ``_DATA``):
+                       22000 (an argument asyncpg cannot encode: out of int32
+                       range, a str for an integer), 22P02 (invalid text for the
+                       type), 22003 (out of range), 22001 (too long), ...
+``ProgrammingError``   42 (syntax, unknown table or column), the rest of 22 (division
+                       by zero, ...), 0A, 21, 25P02 (a statement failed earlier in
+                       this transaction), 3D, 3F, 54
 ``OperationalError``   08 and lost connections, 40 (serialization failure, deadlock:
                        retry the transaction), 53, 55 (lock timeout), 57 (the server
                        ended the session), 58, XX, and a prepared statement made stale
@@ -18,7 +22,13 @@ from __future__ import annotations
 
 import asyncpg
 
-from .._errors import DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from .._errors import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
 from .._sql import first_line
 
 __all__ = ("DRIVER_ERRORS", "from_postgres")
@@ -33,6 +43,26 @@ DRIVER_ERRORS = (
 )
 
 _INTEGRITY = frozenset({"23"})
+# Class 22 states about a value that does not fit its type or column; the rest of class 22
+# (division by zero, an invalid regular expression, ...) stay ProgrammingError.
+_DATA = frozenset(
+    {
+        "22000",  # asyncpg: an argument it cannot encode (out of int32 range, wrong type)
+        "22001",  # string_data_right_truncation: too long for varchar(n)
+        "22003",  # numeric_value_out_of_range
+        "22007",  # invalid_datetime_format
+        "22008",  # datetime_field_overflow
+        "22009",  # invalid_time_zone_displacement_value
+        "22015",  # interval_field_overflow
+        "22018",  # invalid_character_value_for_cast
+        "22021",  # character_not_in_repertoire (a NUL in text)
+        "22026",  # string_data_length_mismatch
+        "22P02",  # invalid_text_representation: 'abc' for an integer
+        "22P03",  # invalid_binary_representation
+        "22P05",  # untranslatable_character
+        "22032",  # invalid_json_text
+    }
+)
 _PROGRAMMING = frozenset({"42", "22", "0A", "21", "3D", "3F", "54", "2B", "26", "34"})
 _OPERATIONAL = frozenset({"08", "40", "53", "55", "57", "58", "XX", "HV"})
 
@@ -62,6 +92,8 @@ def from_postgres(exc: BaseException, sql: str | None) -> DatabaseError:
         hint = _HINTS.get(state) or _HINTS.get(state[:2]) or server_hint.rstrip(".")
         if hint:
             reason = f"{reason}; {hint[0].lower()}{hint[1:]}"
+        if state in _DATA:
+            return DataError(reason, statement=statement)
         if state[:2] in _INTEGRITY or state == "P0001":
             return IntegrityError(reason, statement=statement)
         if state[:2] in _PROGRAMMING or state == "25P02":

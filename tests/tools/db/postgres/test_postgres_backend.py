@@ -31,7 +31,7 @@ async def pg(make_project: Callable[..., Path], postgres_url: str) -> AsyncItera
 
 @pytest.fixture
 def errors(pg: Any) -> ModuleType:
-    """The running tool's module: its error classes."""
+    """The running project's ``tools.db`` facade: its error classes."""
     return sys.modules["tools.db"]
 
 
@@ -39,6 +39,49 @@ async def _boot(make_project: Callable[..., Path], url: str, **settings: str) ->
     return await start_app(
         make_project({}, tools=TOOLS), settings={"DATABASE_URL": url, **settings}
     )
+
+
+# -- values that do not fit: the caller's input (400), not the statement (500) --------
+
+
+@pytest.mark.parametrize(
+    ("sql", "value", "reason"),
+    [
+        ("SELECT ?::text::integer", "abc", 'invalid input syntax for type integer: "abc"'),
+        ("SELECT ?::text::integer + 2147483647", "5", "integer out of range"),
+        ("SELECT ?::text::date", "2024-13-45", "date/time field value out of range"),
+        ("SELECT ?::text::jsonb", "{nope", "invalid input syntax for type json"),
+        ("SELECT ?::text", "a\x00b", "invalid byte sequence"),
+    ],
+)
+async def test_postgres_server_data_errors_are_data_errors(
+    pg: Any, errors: ModuleType, sql: str, value: str, reason: str
+) -> None:
+    """The server refusing a value (SQLSTATE 22P02, 22003, 22008, 22P02 json, 22021) is a
+    DataError: 400 'invalid_parameter', the server's reason kept for the log."""
+    with pytest.raises(errors.DataError) as info:
+        await pg.query(sql, (value,))
+    assert (info.value.http_status, info.value.code) == (400, "invalid_parameter")
+    assert reason in info.value.reason
+
+
+async def test_postgres_value_too_long_for_its_column_is_a_data_error(
+    pg: Any, errors: ModuleType
+) -> None:
+    """A string past varchar(n) (SQLSTATE 22001) is a DataError naming the type."""
+    await pg.execute("CREATE TABLE codes (code varchar(3))")
+    with pytest.raises(errors.DataError, match=r"value too long for type character varying\(3\)"):
+        await pg.execute("INSERT INTO codes (code) VALUES (?)", ("abcdef",))
+
+
+async def test_postgres_division_by_zero_stays_a_programming_error(
+    pg: Any, errors: ModuleType
+) -> None:
+    """Other data exceptions (22012) are the statement's doing: ProgrammingError, a 500."""
+    with pytest.raises(errors.ProgrammingError) as info:
+        await pg.query("SELECT 1 / ?::integer", (0,))
+    assert not isinstance(info.value, errors.DataError)
+    assert info.value.http_status is None
 
 
 # -- the INSERT row-id rule -----------------------------------------------------------
