@@ -13,9 +13,12 @@ fail under ``CI=true``.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +30,7 @@ import pytest
 
 from microcore import Event
 from microcore.tooling import Owner
-from tests.support import eventually
+from tests.support import eventually, free_port
 from tests.tools.conftest import require_service
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import EventBus
@@ -163,6 +166,63 @@ async def delete_stream(name: str) -> None:
         pass
     finally:
         await client.close()
+
+
+class PrivateNats:
+    """A nats-server of the test's own (JetStream, a free port, a store directory):
+    stopped with SIGTERM or SIGKILL and started again on the same port and storage."""
+
+    def __init__(self, binary: str, store: Path) -> None:
+        self.binary = binary
+        self.store = store
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``sig`` and wait for the server to exit (SIGTERM: a clean shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=10)
+
+    async def serving(self, timeout: float = 10.0) -> None:
+        """Wait until the server accepts connections."""
+
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    await (await anyio.connect_tcp("127.0.0.1", self.port)).aclose()
+                    return
+                except OSError:
+                    await anyio.sleep(0.02)  # the polling interval of a bounded wait
+
+
+def nats_server_binary() -> str:
+    """The nats-server to run privately; skips without one (fails under CI=true)."""
+    binary = shutil.which("nats-server") or shutil.which("/usr/sbin/nats-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nats-server is not installed; CI=true runs every NATS fault test")
+        pytest.skip("nats-server is not installed (needed to restart a NATS of the test's own)")
+    return binary
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
+    """A started :class:`PrivateNats`; killed at the end of the test."""
+    server = PrivateNats(nats_server_binary(), tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(signal.SIGKILL)
 
 
 @pytest.fixture

@@ -13,6 +13,13 @@ The consumers report how each event ended from sync code (``replies.py``); the
   cannot be stored, the event stays unacked and JetStream offers it again after
   ``EVENT_BUS_ACK_WAIT``: it is never dropped silently.
 
+A consumer redelivers what it believes unacked: after a replica crashed, after
+an ack lost while NATS was unreachable, after a nats-server crash that lost the
+consumer's latest state. Each consumer (:class:`Handled`) remembers the events
+it finished lately: a copy of one of them is acked without running the
+handlers again, and a copy of one still being handled is dropped (the copy in
+hand acks or hands back the stream's message).
+
 From the moment an event reaches the replica (:meth:`Acks.arrived`, before it
 waits for its turn) until it is acked or handed back, :meth:`Acks.keep_alive`
 tells JetStream every third of the ack wait that it is still being worked on,
@@ -35,9 +42,11 @@ from microcore import Event
 from .._fanout import Subscription
 from .replies import Delivery, EventOutcome
 
-__all__ = ("Acks", "Message", "Outbox")
+__all__ = ("Acks", "Handled", "Message", "Outbox")
 
 _log = structlog.get_logger("microcore.event_bus", tool="event_bus")
+
+_REMEMBERED = 10_000  # finished event ids a consumer remembers, to ack redelivered copies
 
 
 class Message(Protocol):
@@ -59,10 +68,13 @@ class Outbox:
     (``EVENT_BUS_BUFFER``) and by the requests being answered.
     """
 
-    def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
+    def __init__(
+        self, errors: tuple[type[BaseException], ...], sent: Callable[[], object] = lambda: None
+    ) -> None:
         self._queue: deque[Send] = deque()
         self._wake = anyio.Event()
         self._errors = errors  # what a failed send may raise (logged, never fatal)
+        self._sent = sent  # called after sending what was posted
 
     def post(self, send: Send) -> None:
         self._queue.append(send)
@@ -77,12 +89,33 @@ class Outbox:
 
     async def flush(self) -> None:
         queue = self._queue
+        if not queue:
+            return
         while queue:
             send = queue.popleft()
             try:
                 await send()
             except self._errors as exc:  # an unacked event is offered again after the ack wait
                 _log.warning("event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}")
+        self._sent()
+
+
+class Handled:
+    """The events one consumer is handling, and the last ones it finished (bounded)."""
+
+    __slots__ = ("_size", "done", "working")
+
+    def __init__(self, size: int = _REMEMBERED) -> None:
+        self._size = size
+        self.working: set[str] = set()
+        self.done: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+
+    def finished(self, event_id: str) -> None:
+        self.working.discard(event_id)
+        done = self.done
+        done[event_id] = None
+        if len(done) > self._size:
+            del done[next(iter(done))]
 
 
 class Acks:
@@ -95,6 +128,8 @@ class Acks:
         self.held: dict[Delivery, Message] = {}
         self.waiting: dict[int, Message] = {}  # arrived, not held yet (by id: Msg is unhashable)
         self.dead_letters: dict[tuple[str, str], list[Delivery]] = {}  # (event id, subscriber)
+        self.duplicates = 0  # redelivered copies of events handled (or in hand) here
+        self._consumers: dict[Delivery, Handled] = {}
 
     def arrived(self, msg: Message) -> None:
         """``msg`` reached this replica and waits for its turn: kept alive until :meth:`taken`."""
@@ -104,11 +139,28 @@ class Acks:
         """``msg`` was held, or acked or handed back without being held."""
         self.waiting.pop(id(msg), None)
 
-    def hold(self, event: Event, count: int, msg: Message) -> Delivery:
+    def duplicate(self, event: Event, msg: Message, handled: Handled) -> bool:
+        """Whether ``msg`` is a copy of an event ``handled`` finished or has in hand.
+
+        A finished one is acked again (its ack may be what got lost); a copy of one
+        in hand is dropped: the copy in hand settles the stream's message.
+        """
+        if event.id in handled.done:
+            self._outbox.post(msg.ack)
+        elif event.id not in handled.working:
+            return False
+        self.duplicates += 1
+        self.taken(msg)
+        _log.info("event_bus_nats_duplicate_skipped", event_id=event.id, event_name=event.name)
+        return True
+
+    def hold(self, event: Event, count: int, msg: Message, handled: Handled) -> Delivery:
         """``msg`` goes to ``count`` local subscriptions; settled once they all report."""
         self.taken(msg)
         delivery = Delivery(event, count, partial(self._settle, msg))
         self.held[delivery] = msg
+        self._consumers[delivery] = handled
+        handled.working.add(event.id)
         return delivery
 
     def outcome(self, delivery: Delivery, sub: Subscription) -> EventOutcome:
@@ -117,6 +169,12 @@ class Acks:
 
     def _settle(self, msg: Message, delivery: Delivery, redeliver: bool) -> None:
         self.held.pop(delivery, None)
+        handled = self._consumers.pop(delivery, None)
+        if handled is not None:
+            if redeliver:
+                handled.working.discard(delivery.event.id)
+            else:
+                handled.finished(delivery.event.id)
         self._outbox.post(msg.nak if redeliver else msg.ack)
 
     def _awaiting_dead_letter(self, delivery: Delivery, subscriber: str) -> None:
@@ -147,6 +205,9 @@ class Acks:
     def _forget(self, delivery: Delivery) -> None:
         """Stop holding ``delivery``: unacked, JetStream offers it again after the ack wait."""
         self.held.pop(delivery, None)
+        handled = self._consumers.pop(delivery, None)
+        if handled is not None:
+            handled.working.discard(delivery.event.id)
         for key, waiting in tuple(self.dead_letters.items()):
             if delivery in waiting:
                 waiting.remove(delivery)

@@ -7,11 +7,23 @@ between processes.
 Events (``publish``) are durable, on JetStream:
 
 * One stream, ``EVENT_BUS_STREAM`` (default ``microcore``, created if missing,
-  file storage, interest retention), stores every event under
-  ``<stream>.<name>``. ``publish`` returns once the stream stored the event
-  (acknowledged), retrying through reconnects for up to
-  ``EVENT_BUS_PUBLISH_TIMEOUT`` with the event id as ``Nats-Msg-Id``, so a
-  retried publish is stored once.
+  file storage), stores every event under ``<stream>.<name>``. ``publish``
+  returns once the stream stored the event (acknowledged), retrying through
+  reconnects for up to ``EVENT_BUS_PUBLISH_TIMEOUT`` with the event id as
+  ``Nats-Msg-Id``, so a retried publish is stored once. An attempt is only
+  made while connected: nats-py would otherwise buffer it and send it after a
+  reconnect, storing an event whose ``publish`` had already raised
+  ``PublishTimeout``. So ``PublishTimeout`` means NATS never got the event
+  (while it stays unreachable) and it is not delivered later; the one
+  exception is an attempt sent just before the connection broke, when NATS
+  does not come back before the timeout (then nobody can know).
+* The stream keeps events by limits (``EVENT_BUS_RETENTION``), not by
+  interest: an interest stream with no consumer at that moment acknowledges
+  an event without storing it, and while nats-server shuts down (SIGTERM) it
+  stops its consumers before its stream, so the events published in those
+  milliseconds were acknowledged and lost. What every consumer has acked is
+  removed instead by :meth:`NatsBackend.trim`, run by each replica that
+  published or acked since its last run (at most every ``_TRIM_EVERY``).
 * Each plugin subscription is a durable push consumer (at most
   ``EVENT_BUS_BUFFER`` events unacked) whose deliver group (the queue group) is
   the plugin identity; every replica of the plugin joins it, so
@@ -80,7 +92,7 @@ from .._backend import Publisher, Sink
 from .._errors import BusClosed, PublishTimeout
 from .._fanout import Fanout, Request, Subscription
 from .._settings import BusSettings
-from .acks import Acks, Outbox
+from .acks import Acks, Handled, Outbox
 from .replies import RemoteReply, RemoteWaiter, offer, queue_to
 from .wire import (
     CLAIM,
@@ -102,6 +114,8 @@ _REFUSED_DELAY = 0.5  # s before an event refused by a draining replica is offer
 _ELSEWHERE_DELAY = 0.1  # s before an event that reached a just-unsubscribed replica goes on
 _ASK_AGAIN = 0.05  # s before a request that reached only leaving replicas is sent again
 _DUPLICATE_WINDOW = 120.0  # s during which a retried publish (same event id) is stored once
+_TRIM_EVERY = 1.0  # s between removals of the events every consumer acked
+_CONSUMERS_PAGE = 256  # consumers JetStream lists per request
 _CONNECT_TIMEOUT = 2.0
 _FLUSH_TIMEOUT = 2  # s (an int for nats-py)
 _SETUP_RETRY = (0.1, 2.0)  # s: first and longest wait between attempts to bind a consumer
@@ -113,6 +127,7 @@ Start = Callable[..., None]  # kernel.start_background(fn, *args, name=...)
 # What can go wrong talking to NATS (a subset is retried by publish).
 _NATS_ERRORS = (nats.errors.Error, OSError, TimeoutError)
 _RETRYABLE = (
+    nats.js.errors.ServiceUnavailableError,  # e.g. the stream's store closing (shutdown)
     nats.errors.TimeoutError,
     nats.errors.OutboundBufferLimitError,
     nats.errors.ConnectionReconnectingError,
@@ -135,7 +150,7 @@ class _Binding:
     whichever order they watch and unwatch; it is left once nobody uses it.
     """
 
-    __slots__ = ("backlog", "group", "pattern", "pumped", "ready", "refs", "subs")
+    __slots__ = ("backlog", "group", "handled", "pattern", "pumped", "ready", "refs", "subs")
 
     def __init__(self, pattern: str, group: str) -> None:
         self.pattern = pattern
@@ -145,6 +160,7 @@ class _Binding:
         self.subs: list[NatsSubscription] = []  # in the order they are left: requests first
         self.backlog: deque[Msg] = deque()  # events arrived here, not handed on yet
         self.pumped: anyio.Event | None = None  # set when the running _pump ends
+        self.handled = Handled()  # what this consumer finished lately, or has in hand
 
     def targets(self, fanout: Fanout, name: str) -> list[Subscription]:
         """This process's active subscriptions the binding stands for (usually one)."""
@@ -178,7 +194,9 @@ class NatsBackend:
         self._bindings: dict[tuple[str, str], _Binding] = {}
         self._pending: set[_Binding] = set()  # bindings publishers wait for (see _publish)
         self._drain_ids: set[str] = set()  # events published here while draining
-        self._outbox = Outbox(_NATS_ERRORS)
+        self._up = anyio.Event()  # set while connected (publish waits for it)
+        self._dirty = anyio.Event()  # set when events were published or acks sent here
+        self._outbox = Outbox(_NATS_ERRORS, sent=self._touched)
         self.acks = Acks(
             self._outbox, ack_wait=settings.ack_wait, publish_timeout=settings.publish_timeout
         )
@@ -222,7 +240,9 @@ class NatsBackend:
             with anyio.CancelScope(shield=True):
                 await self._nc.close()
             raise
+        self._up.set()
         self._start(self._outbox.run, name="event_bus:nats:outbox")
+        self._start(self._trim_loop, name="event_bus:nats:trim")
         self._start(self.acks.keep_alive, name="event_bus:nats:keepalive")
         _log.info("event_bus_nats_connected", servers=where, stream=self._settings.stream)
 
@@ -231,8 +251,7 @@ class NatsBackend:
         jsm = self._client().jsm()
         name = self._settings.stream
         try:
-            await jsm.stream_info(name)
-            return
+            info = await jsm.stream_info(name)
         except nats.js.errors.NotFoundError:
             pass
         except nats.js.errors.ServiceUnavailableError as exc:
@@ -244,10 +263,19 @@ class NatsBackend:
                 f"NATS JetStream did not answer about stream {name!r}: {type(exc).__name__}: "
                 f"{exc}; is nats-server started with -js?"
             ) from exc
+        else:
+            if info.config.retention == RetentionPolicy.INTEREST:
+                _log.warning(
+                    "event_bus_nats_interest_stream",
+                    stream=name,
+                    hint="events published while nats-server shuts down can be acknowledged "
+                    "and lost on an interest stream; delete it to have it created anew",
+                )
+            return
         config = StreamConfig(
             name=name,
             subjects=[self._subjects.events],
-            retention=RetentionPolicy.INTEREST,
+            retention=RetentionPolicy.LIMITS,  # see the module docstring (and trim)
             storage=StorageType.FILE,
             max_age=self._settings.retention,
             duplicate_window=_DUPLICATE_WINDOW,
@@ -288,10 +316,13 @@ class NatsBackend:
         _log.warning("event_bus_nats_error", error=f"{type(error).__name__}: {error}")
 
     async def _on_disconnected(self) -> None:
+        if self._up.is_set():
+            self._up = anyio.Event()
         if not self._closing:
             _log.warning("event_bus_nats_disconnected")
 
     async def _on_reconnected(self) -> None:
+        self._up.set()
         url = self._nc.connected_url if self._nc is not None else None
         _log.info("event_bus_nats_reconnected", server=str(url.netloc if url else ""))
 
@@ -326,33 +357,97 @@ class NatsBackend:
             await binding.ready.wait()
 
     async def _store(self, subject: str, data: bytes, event: Event) -> None:
-        """Publish to JetStream until the stream acknowledges it, within the publish timeout."""
-        js = self._client().jetstream()
+        """Publish to JetStream until the stream acknowledges it, within the publish timeout.
+
+        Tries only while connected (see the module docstring): what ``PublishTimeout``
+        says was not stored is not stored later from nats-py's reconnect buffer.
+        """
+        nc = self._client()
+        js = nc.jetstream()
         headers = {"Nats-Msg-Id": event.id}
         limit = self._settings.publish_timeout
         deadline = time.monotonic() + limit
         pause = 0.05
         while True:
             left = deadline - time.monotonic()
-            try:
-                await js.publish(subject, data, timeout=max(min(left, 5.0), 0.01), headers=headers)
-                return
-            except _RETRYABLE as exc:
-                if time.monotonic() + pause >= deadline:
-                    raise PublishTimeout(
-                        f"NATS did not store {event.name!r} (event {event.id}) within {limit} s "
-                        f"(EVENT_BUS_PUBLISH_TIMEOUT): {type(exc).__name__}; is NATS up?"
+            error: BaseException | None = None
+            if not nc.is_connected:
+                with anyio.move_on_after(left):
+                    await self._up.wait()
+                left = deadline - time.monotonic()
+            if nc.is_connected and left > 0:
+                try:
+                    await js.publish(subject, data, timeout=min(left, 5.0), headers=headers)
+                    self._touched()
+                    return
+                except _RETRYABLE as exc:
+                    error = exc
+                except nats.errors.ConnectionClosedError as exc:
+                    raise BusClosed(
+                        f"the NATS connection is closed; {event.name!r} was not published"
                     ) from exc
-                await anyio.sleep(pause)
-                pause = min(pause * 2, 1.0)
-            except nats.errors.ConnectionClosedError as exc:
-                raise BusClosed(
-                    f"the NATS connection is closed; {event.name!r} was not published"
-                ) from exc
-            except nats.js.errors.APIError as exc:
-                raise NatsUnavailable(
-                    f"JetStream refused {event.name!r} (event {event.id}): {exc}"
-                ) from exc
+                except nats.js.errors.APIError as exc:
+                    raise NatsUnavailable(
+                        f"JetStream refused {event.name!r} (event {event.id}): {exc}"
+                    ) from exc
+            if self._closed:
+                raise BusClosed(f"the NATS event bus closed; {event.name!r} was not published")
+            if time.monotonic() + pause >= deadline:
+                reason = type(error).__name__ if error is not None else "not connected"
+                raise PublishTimeout(
+                    f"NATS did not store {event.name!r} (event {event.id}) within {limit} s "
+                    f"(EVENT_BUS_PUBLISH_TIMEOUT): {reason}; is NATS up?"
+                ) from error
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    # -- removing what every consumer acked --
+
+    def _touched(self) -> None:
+        self._dirty.set()
+
+    async def _trim_loop(self) -> None:
+        """Trim after events were published or acked here, at most every ``_TRIM_EVERY``."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            try:
+                await self.trim()
+            except BusClosed:
+                return
+            except _NATS_ERRORS as exc:  # kept until the next trim; max_age bounds it anyway
+                _log.warning("event_bus_nats_trim_failed", error=f"{type(exc).__name__}: {exc}")
+            await anyio.sleep(_TRIM_EVERY)
+
+    async def trim(self) -> int:
+        """Remove the events no consumer needs any more; the first sequence kept.
+
+        A consumer with nothing pending and nothing unacked needs nothing stored up to
+        the stream's last sequence read before it; any other one needs what lies
+        past its ack floor. A consumer created later starts past the last sequence
+        (``DeliverPolicy.NEW``). When consumers came or went while listing them
+        (more than one page), nothing is removed this time.
+        """
+        jsm = self._client().jsm()
+        name = self._settings.stream
+        before = await jsm.stream_info(name)
+        keep = before.state.last_seq + 1
+        consumers: list[Any] = []
+        while True:
+            page = await jsm.consumers_info(name, offset=len(consumers) or None)
+            consumers.extend(page)
+            if len(page) < _CONSUMERS_PAGE:
+                break
+        if len(consumers) > _CONSUMERS_PAGE:
+            after = await jsm.stream_info(name)
+            if not before.state.consumer_count == len(consumers) == after.state.consumer_count:
+                return before.state.first_seq
+        for info in consumers:
+            if info.num_pending or info.num_ack_pending:
+                keep = min(keep, info.ack_floor.stream_seq + 1)
+        if keep > before.state.first_seq and before.state.messages:
+            await jsm.purge_stream(name, seq=keep)
+        return keep
 
     # -- requests --
 
@@ -595,7 +690,9 @@ class NatsBackend:
         if not targets:
             await msg.nak(delay=_ELSEWHERE_DELAY)  # just unsubscribed here
             return
-        delivery = self.acks.hold(event, len(targets), msg)
+        if self.acks.duplicate(event, msg, binding.handled):
+            return
+        delivery = self.acks.hold(event, len(targets), msg, binding.handled)
         for sub in targets:
             try:
                 queued = await queue_to(

@@ -7,11 +7,7 @@ bus has.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -27,6 +23,7 @@ from tests.tools.event_bus.conftest import (
     FakeKernel,
     InboxFactory,
     PluginFactory,
+    PrivateNats,
     nats_backend_of,
 )
 from tools.config.config_tool import ConfigTool
@@ -34,8 +31,6 @@ from tools.event_bus import EventPayloadError, RequestFailed
 from tools.event_bus.event_bus_tool import EventBusTool
 from tools.event_bus.nats import NatsUnavailable
 from tools.event_bus.nats.wire import Subjects
-
-NATS_SERVER = shutil.which("nats-server")
 
 
 async def settled(condition: Any, *, timeout: float = 10.0) -> None:
@@ -341,40 +336,6 @@ async def test_nats_undecodable_message_is_dropped_and_the_rest_flows(
 # -- reconnects ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[Any]:
-    """A private nats-server with JetStream on a free port; ``.restart()`` stops and starts it."""
-    if NATS_SERVER is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nats-server is not installed; CI=true runs every driver test")
-        pytest.skip("nats-server is not installed (needed to restart a private NATS)")
-    port = free_port()
-    store = tmp_path / "jetstream"
-
-    class Server:
-        url = f"nats://127.0.0.1:{port}"
-        process: subprocess.Popen[bytes] | None = None
-
-        def start(self) -> None:
-            self.process = subprocess.Popen(
-                [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-
-        def stop(self) -> None:
-            if self.process is not None:
-                self.process.terminate()
-                self.process.wait(timeout=10)
-
-    server = Server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def wait_for_port(url: str) -> None:
     host, port = url.removeprefix("nats://").split(":")
     with anyio.fail_after(10):
@@ -387,11 +348,11 @@ async def wait_for_port(url: str) -> None:
 
 
 async def test_nats_restart_loses_no_acknowledged_event(
-    own_nats: Any, make_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+    private_nats: PrivateNats, make_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
 ) -> None:
     """NATS goes down and comes back (same storage): publishes wait it out, all are handled."""
-    await wait_for_port(own_nats.url)
-    settings = {"EVENT_BUS_URL": own_nats.url, "EVENT_BUS_STREAM": "restart"}
+    await wait_for_port(private_nats.url)
+    settings = {"EVENT_BUS_URL": private_nats.url, "EVENT_BUS_STREAM": "restart"}
     with structlog.testing.capture_logs() as logs:
         async with make_bus(**settings) as bus:
             box = inbox()
@@ -399,7 +360,7 @@ async def test_nats_restart_loses_no_acknowledged_event(
             publisher = make_plugin(bus, "shop.P")
             sent = [await publisher.publish("a.b", {"n": n}) for n in range(5)]
             await box.wait(5)
-            await anyio.to_thread.run_sync(own_nats.stop)
+            await anyio.to_thread.run_sync(private_nats.stop)
             async with anyio.create_task_group() as tg:
 
                 async def publish_more() -> None:
@@ -408,7 +369,7 @@ async def test_nats_restart_loses_no_acknowledged_event(
 
                 tg.start_soon(publish_more)
                 await anyio.sleep(0.3)  # NATS stays down a while: publish must wait it out
-                own_nats.start()
+                private_nats.start()
             await settled(lambda: len(box.events) >= 10, timeout=15)
             await anyio.sleep(0.1)  # room for a duplicate to show up (there must be none)
     assert [e.id for e in box.events] == sent
@@ -417,13 +378,13 @@ async def test_nats_restart_loses_no_acknowledged_event(
 
 
 async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
-    own_nats: Any, make_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
+    private_nats: PrivateNats, make_bus: BusFactory, make_plugin: PluginFactory, inbox: InboxFactory
 ) -> None:
     """Shutting down while NATS is unreachable (reconnecting) does not raise out of the
     bus's drain: the connection is closed all the same and 'event_bus_nats_closed' is logged."""
-    await wait_for_port(own_nats.url)
+    await wait_for_port(private_nats.url)
     settings = {
-        "EVENT_BUS_URL": own_nats.url,
+        "EVENT_BUS_URL": private_nats.url,
         "EVENT_BUS_STREAM": "shutdown_down",
         "EVENT_BUS_DRAIN_TIMEOUT": 0.5,
     }
@@ -433,7 +394,7 @@ async def test_nats_shutdown_while_nats_is_down_finishes_cleanly(
             await bus.on_boot_complete()
             nc = nats_backend_of(bus)._nc
             assert nc is not None
-            await anyio.to_thread.run_sync(own_nats.stop)
+            await anyio.to_thread.run_sync(private_nats.stop)
             await settled(lambda: not nc.is_connected)
             with anyio.fail_after(10):
                 await bus.drain()
