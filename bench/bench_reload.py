@@ -21,9 +21,10 @@ Tools:
   ``hmr`` needs Python >= 3.12 (found on PATH or under ``~/.pyenv/versions``).
 * ``uvicorn SIGHUP (2 workers)``: the same Starlette app under ``uvicorn --workers 2``;
   after each write the script sends SIGHUP to the supervisor, which replaces the
-  workers one by one (uvicorn >= 0.55 starts each replacement before retiring the old
-  worker). With ``--workers 1`` uvicorn runs no supervisor and SIGHUP ends the server,
-  so that row only says why. The next edit waits until both workers are new.
+  workers one by one (the uvicorn here, 0.55, starts each replacement before retiring the
+  old worker; it polls for signals every 0.5 s). With ``--workers 1`` uvicorn runs no
+  supervisor and SIGHUP ends the server, so that row only says why. The next edit waits
+  until both workers are new.
 
 Run: .venv/bin/python bench/bench_reload.py [--edits 20] [--tools microcore hmr ...]
 Soak: .venv/bin/python bench/bench_reload.py --soak 1000   (see bench/_reload_soak.py)
