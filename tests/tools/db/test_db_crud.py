@@ -81,6 +81,14 @@ async def test_execute_accepts_list_params_and_no_params(db: Any) -> None:
     assert await db.query("SELECT name FROM products") == [{"name": "Pen"}]
 
 
+async def test_none_params_mean_no_params(db: Any) -> None:
+    """``None`` for the parameters is the same as none at all, in and out of transactions."""
+    await db.execute("INSERT INTO products (name) VALUES ('Pen')", None)
+    async with db.transaction() as tx:
+        assert await tx.query_one("SELECT name FROM products", None) == {"name": "Pen"}
+    assert await db.query("SELECT name FROM products", None) == [{"name": "Pen"}]
+
+
 async def test_execute_refuses_a_bare_string_as_params(db: Any, errors: ModuleType) -> None:
     """A string where a tuple belongs is refused with a hint, not bound char by char."""
     with pytest.raises(errors.ProgrammingError, match=r"for one value write \(value,\)"):

@@ -374,3 +374,42 @@ async def test_a_nested_block_that_cannot_be_undone_stops_the_commit() -> None:
                 async with outer.transaction():
                     raise KeyError("fails")
     assert session.calls == ["begin", "savepoint", "rollback"]
+
+
+class _FailingBeginSession(_FailingRollbackSession):
+    """A session whose BEGIN fails (the server went away between lease and BEGIN)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leased = False
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[_FailingRollbackSession]:
+        self.leased = True
+        try:
+            yield self
+        finally:
+            self.leased = False
+
+    async def begin(self) -> None:
+        raise RuntimeError("connection lost")
+
+
+async def test_a_failed_begin_ends_the_lease_and_raises() -> None:
+    """When BEGIN fails, the connection is handed back at once and the error surfaces."""
+    from tools.db._transaction import TransactionScope
+
+    session = _FailingBeginSession()
+    with pytest.raises(RuntimeError, match="connection lost"):
+        async with TransactionScope(backend=session):  # type: ignore[arg-type]
+            pytest.fail("the block must not run")
+    assert session.leased is False
+
+
+async def test_a_root_scope_without_a_backend_is_refused() -> None:
+    """A scope with neither a backend nor a parent transaction is a programming error."""
+    from tools.db._transaction import TransactionScope
+
+    with pytest.raises(RuntimeError, match="needs a backend"):
+        async with TransactionScope():
+            pytest.fail("the block must not run")

@@ -107,6 +107,16 @@ async def test_postgres_insert_row_id_follows_schema_changes(pg: Any) -> None:
     assert await pg.execute("INSERT INTO t (v) VALUES ('a'), ('b')") == 2
 
 
+async def test_postgres_schema_change_through_query_is_followed_too(pg: Any) -> None:
+    """DDL sent through ``query`` (``ALTER ... RETURNING`` nothing) also forgets what was
+    learned about the table: the next INSERT answers by the new schema."""
+    await pg.execute("CREATE TABLE t (v TEXT)")
+    assert await pg.execute("INSERT INTO t (v) VALUES ('a'), ('b')") == 2
+    assert await pg.query("ALTER TABLE t ADD COLUMN id BIGSERIAL") == []
+    assert await pg.query_one("ALTER TABLE t ALTER COLUMN v SET DEFAULT 'x'") is None
+    assert await pg.execute("INSERT INTO t (v) VALUES ('c')") == 3
+
+
 async def test_postgres_insert_into_qualified_quoted_table_answers_its_id(pg: Any) -> None:
     """Schema-qualified and quoted table names find their id column too."""
     schema = (await pg.query_one("SELECT current_schema() AS s"))["s"]
