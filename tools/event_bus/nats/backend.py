@@ -282,13 +282,20 @@ class NatsBackend:
         )
         try:
             await jsm.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            await jsm.stream_info(name)  # created meanwhile by another replica
+            return
+        except nats.js.errors.BadRequestError as exc:
+            refused: Exception = exc
+            try:
+                await jsm.stream_info(name)  # created meanwhile by another replica
+                return
+            except _NATS_ERRORS:
+                pass
         except _NATS_ERRORS as exc:
-            raise NatsUnavailable(
-                f"cannot create JetStream stream {name!r} for subjects {self._subjects.events!r}: "
-                f"{exc}; another stream may already hold those subjects (set EVENT_BUS_STREAM)"
-            ) from exc
+            refused = exc
+        raise NatsUnavailable(
+            f"cannot create JetStream stream {name!r} for subjects {self._subjects.events!r}: "
+            f"{refused}; another stream may already hold those subjects (set EVENT_BUS_STREAM)"
+        ) from refused
 
     def _client(self) -> Client:
         if self._nc is None or self._closed:
