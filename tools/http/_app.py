@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from time import perf_counter
 from typing import Any
 
+import anyio
 import structlog
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -31,7 +33,8 @@ from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
 from ._routing import RouteTable
 from ._stats import FLUSH_AT
-from ._streaming import EventStream
+from ._streaming import EventStream, WebSocketRoute
+from ._streams import CLOSE_SECONDS, OpenStreams
 
 __all__ = ("HttpApp",)
 
@@ -55,6 +58,7 @@ class HttpApp:
         self.cors = cors
         self.sse_ping = 15.0
         self.observers = Observers(log)
+        self.streams = OpenStreams()  # event streams and websockets open now, by owner
         self._log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,6 +109,8 @@ class HttpApp:
                     cors.decorate(response, origin)
                 if scope["method"] == "HEAD":
                     send = _without_body(send)
+                if isinstance(response, EventStream):
+                    response.track(self.streams, endpoint.owner if endpoint else None)
                 await response(scope, receive, send)
                 if observing:
                     duration = perf_counter() - started
@@ -319,8 +325,18 @@ class HttpApp:
         tokens = _bind(request_id=request_id)
         websocket = WebSocket(scope, receive, send)
         try:
-            with causation(request_id):
-                await route.handler(websocket)
+            with causation(request_id), self.streams.hold(route.owner) as stream:
+                await self._converse(route, websocket)
+            if stream.closed is not None:  # by a reload or the shutdown: tell the client why
+                with anyio.move_on_after(CLOSE_SECONDS):
+                    await _close(websocket, stream.closed.websocket_code, stream.closed.reason)
+        finally:
+            _reset(**tokens)
+
+    async def _converse(self, route: WebSocketRoute, websocket: WebSocket) -> None:
+        """The plugin's handler, its failure logged and answered with close code 1011."""
+        try:
+            await route.handler(websocket)
         except WebSocketDisconnect:
             pass
         except Exception as exc:  # noqa: BLE001 - isolation boundary: one connection
@@ -328,14 +344,19 @@ class HttpApp:
             self._log.error(
                 "websocket_failed",
                 error_id=error_id,
-                path=scope["path"],
+                path=websocket.scope["path"],
                 owner=route.owner.identity,
                 exc_info=exc,
             )
-            if websocket.application_state is not WebSocketState.DISCONNECTED:
-                await websocket.close(code=1011, reason=f"internal error {error_id}")
-        finally:
-            _reset(**tokens)
+            await _close(websocket, 1011, f"internal error {error_id}")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close ``websocket`` unless it is closed already (or the client left meanwhile)."""
+    if websocket.application_state is WebSocketState.DISCONNECTED:
+        return
+    with suppress(WebSocketDisconnect, OSError):  # the client left first: nothing to tell
+        await websocket.close(code=code, reason=reason)
 
 
 def _route(table: RouteTable, context: Context) -> tuple[Endpoint | None, str]:

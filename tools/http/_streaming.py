@@ -3,8 +3,10 @@
 An SSE handler is an async generator ``async def stream(self, data, context)``;
 every value it yields is one event (``context.event(...)`` adds a name, id or
 retry hint). The stream ends when the generator returns, and the generator is
-cancelled when the client disconnects. A comment line is sent every
-``HTTP_SSE_PING`` seconds so proxies keep the connection open.
+cancelled when the client disconnects, or when the plugin version that serves
+it retires or the server shuts down (``_streams.py``): then the response ends
+cleanly and the client reconnects to what serves now. A comment line is sent
+every ``HTTP_SSE_PING`` seconds so proxies keep the connection open.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from microcore.tooling import Owner, new_id
 
 from ._context import Context, ServerSentEvent
 from ._errors import error_json
+from ._streams import CLEANUP_SECONDS, CLOSE_SECONDS, OpenStreams
 
 __all__ = ("EventStream", "WebSocketRoute", "format_event")
 
@@ -88,6 +91,13 @@ class EventStream(Response):
         self._ping = ping
         self._lock = anyio.Lock()
         self._finished = False  # the final body message went out: nothing may follow it
+        self._streams: OpenStreams | None = None
+        self._owner: Owner | None = None
+
+    def track(self, streams: OpenStreams, owner: Owner | None) -> None:
+        """Hold the stream open in ``streams`` under ``owner``: it ends when ``owner`` stops
+        serving or the server shuts down (the app calls this before it serves the stream)."""
+        self._streams, self._owner = streams, owner
 
     @classmethod
     def head(cls, context: Context) -> EventStream:
@@ -102,18 +112,38 @@ class EventStream(Response):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._context.response_headers:
             self.raw_headers.extend(self._context.response_headers)
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-            if self._ping > 0:
-                tg.start_soon(self._keep_alive, send)
-            await self._pump(send)
-            tg.cancel_scope.cancel()
+        streams = self._streams if self._streams is not None else OpenStreams()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+                if self._ping > 0:
+                    tg.start_soon(self._keep_alive, send)
+                with streams.hold(self._owner):  # cancelled by a reload or the shutdown
+                    await self._pump(send)
+                with anyio.move_on_after(CLOSE_SECONDS):  # a client that stopped reading
+                    await self._send(send, b"", more=False)
+                tg.cancel_scope.cancel()
+        finally:
+            await self._close_events()
+
+    async def _close_events(self) -> None:
+        """Close the generator (its ``finally`` runs), shielded but bounded: a cleanup that
+        hangs must not hold the connection, and with it a reload or the shutdown."""
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is None:
+            return
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + CLEANUP_SECONDS
+            await aclose()
+        if scope.cancelled_caught:
+            self._log.warning(
+                "event_stream_cleanup_timeout", path=self._context.path, seconds=CLEANUP_SECONDS
+            )
 
     async def _pump(self, send: Any) -> None:
-        events = self._events
         try:
-            async for item in events:
+            async for item in self._events:
                 await self._send(send, format_event(item), more=True)
         except Exception as exc:  # noqa: BLE001 - isolation boundary: one stream
             error_id = new_id()
@@ -123,12 +153,6 @@ class EventStream(Response):
             message = f"the event stream failed; the log has the details under error id {error_id}"
             payload = error_json("internal_error", message, error_id=error_id)
             await self._send(send, b"event: error\ndata: " + payload + b"\n\n", more=True)
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
-        await self._send(send, b"", more=False)
 
     async def _send(self, send: Any, body: bytes, *, more: bool) -> None:
         async with self._lock:

@@ -4,7 +4,10 @@ Plugins register with plain calls (``add_endpoint``, ``add_sse``,
 ``add_websocket``, ``mount_static``, ``add_middleware``); each registration
 belongs to the plugin and serves only while it is active. The route table is
 rebuilt and swapped whole whenever plugins change, so a request in flight
-finishes on the handler it started with.
+finishes on the handler it started with; an open event stream or websocket of
+a version that stops serving is closed at once (the client reconnects to the
+new version), and every open stream closes on SIGTERM/SIGINT, so none holds a
+reload or the shutdown.
 
 Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_DOCS`` (serve
 ``/openapi.json`` and ``/docs``, default true), ``HTTP_TITLE``, ``HTTP_VERSION``,
@@ -15,7 +18,8 @@ method, path, status, duration_ms, request_id, plugin; default true) and the
 Module map: ``_handle`` (what plugins call), ``_registry`` (who owns what,
 collisions), ``_routing`` (the route table), ``_app`` (the ASGI dispatcher),
 ``_endpoint`` (data in, response out), ``_context``, ``_errors``,
-``_responses``, ``_streaming`` (SSE, websockets), ``_static``, ``_cors``,
+``_responses``, ``_streaming`` (SSE, websockets), ``_streams`` (closing open
+streams on reload and shutdown), ``_static``, ``_cors``,
 ``_observe`` (access log, observers), ``_stats`` (request counters), ``_openapi``
 and ``_docs``.
 """
@@ -42,6 +46,7 @@ from ._registry import Entry, Registry
 from ._static import StaticMount
 from ._stats import RequestStats
 from ._streaming import EventStream, WebSocketRoute
+from ._streams import chain_exit_signals
 
 __all__ = ("Exchange", "Http", "HttpTool", "RequestStats")
 
@@ -70,6 +75,7 @@ class HttpTool(Tool):
         self.app = HttpApp(log=self._log, max_body=MIB)
         self.owner = Owner("tools.http")
         self.docs: ApiDocs | None = None
+        self._restore_signals: Callable[[], None] = lambda: None
 
     async def setup(self) -> None:
         config = self._config
@@ -93,6 +99,16 @@ class HttpTool(Tool):
                 exclude_owner=self.owner,
             )
             self.docs.register(self.bind(self.owner))
+        self._restore_signals = chain_exit_signals(self.app.streams.close_all)
+
+    async def drain(self) -> None:
+        """Close every open event stream and websocket (1001); new ones close at once."""
+        self.app.streams.close_all()
+
+    async def shutdown(self) -> None:
+        """Close what is still open; give SIGTERM and SIGINT back to their previous handlers."""
+        self.app.streams.close_all()
+        self._restore_signals()
 
     def bind(self, owner: Owner) -> Http:
         """The per-plugin (or per-tool) handle whose registrations ``owner`` owns."""
@@ -145,6 +161,7 @@ class HttpTool(Tool):
 
     def _refresh(self) -> None:
         self.app.snapshot = self.registry.snapshot()
+        self.app.streams.close_inactive()  # a swapped-out version's streams end with it
 
 
 def _served(entry: Entry) -> ServedRoute:
