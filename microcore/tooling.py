@@ -36,6 +36,7 @@ from ._core.errors import (
 from ._core.injection import require_coroutine_function
 from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
+from ._core.tool import FilesApplied
 from ._dev.scan import SourceScan, scan_file
 
 __all__ = (
@@ -45,6 +46,7 @@ __all__ = (
     "EventFlows",
     "EventNameError",
     "EventSource",
+    "FilesApplied",
     "HookError",
     "KernelView",
     "MicroCoreError",

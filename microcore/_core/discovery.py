@@ -26,7 +26,6 @@ __all__ = (
     "find_tool_files",
     "import_file",
     "module_name",
-    "restart_reason",
 )
 
 T = TypeVar("T")
@@ -53,26 +52,6 @@ def file_digest(path: Path) -> str:
         return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
     except OSError:
         return ""
-
-
-def restart_reason(parts: tuple[str, ...]) -> str | None:
-    """Why a change to the project file at ``parts`` (relative path parts) needs a
-    restart, or None when it reloads in-process (plugins, domain helpers) or is
-    not the framework's business."""
-    if not parts:
-        return None
-    if parts[0] in ("tools", "microcore"):
-        return "tools and the kernel load once per process"
-    if parts in (("app.py",), (".env",)):
-        return "app.py and .env are read at start"
-    if (
-        len(parts) == 4
-        and parts[0] == "domains"
-        and parts[2] == "migrations"
-        and parts[3].endswith(".sql")
-    ):
-        return "migrations are applied at start"
-    return None
 
 
 def find_tool_files(root: Path) -> list[Path]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
 
 if TYPE_CHECKING:
     from .ownership import Owner
 
-__all__ = ("ASGIApp", "Tool")
+__all__ = ("ASGIApp", "FilesApplied", "Tool")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -16,6 +19,14 @@ ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
     Awaitable[None],
 ]
+
+
+class FilesApplied(msgspec.Struct, frozen=True, kw_only=True):
+    """What a tool did with changed project files during a hot reload (``Tool.files_changed``)."""
+
+    applied: tuple[Path, ...] = ()  # files the tool took in, in-process
+    failed: dict[Path, str] = {}  # files it refused or could not apply, with why
+    reload_domains: tuple[str, ...] = ()  # domains whose plugins must reload after it
 
 
 class Tool:
@@ -61,6 +72,12 @@ class Tool:
     def on_plugins_changed(self) -> None:
         """Called synchronously right after plugins were activated or released, so a tool can
         swap what it serves atomically (no other task runs in between)."""
+
+    async def files_changed(self, paths: Sequence[Path]) -> FilesApplied:
+        """Hot reload: take in changed project files this tool owns, in-process (the db tool
+        applies a new migration). ``paths`` are absolute; what the tool does not own it leaves
+        out of the answer. A failure leaves the tool as it was and shows in ``/system/status``."""
+        return FilesApplied()
 
     def asgi(self) -> ASGIApp | None:
         """The ASGI application this tool serves, if any. The app hands requests to it."""

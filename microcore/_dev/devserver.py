@@ -1,9 +1,9 @@
 """``microcore dev``: serve with in-process plugin reload, restart only for what cannot reload.
 
-Plugin and domain files reload inside the running server (``MICROCORE_RELOAD=1``,
-see ``_reload.py``). Changes to tools, ``app.py``, ``.env``, the kernel or a
-domain's migrations cannot be applied in-process (see ``restart_reason``), so a
-small supervisor restarts the server for those alone.
+Plugin and domain files, migrations included, reload inside the running server
+(``MICROCORE_RELOAD=1``, see ``reload.py``). Changes to tools, ``app.py``, ``.env``
+or the kernel cannot be applied in-process (see ``restart_reason``), so a small
+supervisor restarts the server for those alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from .._core.discovery import restart_reason
+from .reload import restart_reason
 
 if TYPE_CHECKING:
     from watchfiles import Change

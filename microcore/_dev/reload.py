@@ -19,12 +19,13 @@ from pathlib import Path
 import anyio
 import structlog
 
-from .._core.discovery import ErrorInfo, file_digest, module_name, restart_reason
+from .._core.discovery import ErrorInfo, file_digest, module_name
 from .._core.kernel import Kernel
 from .._core.status import relative
+from .._core.tool import FilesApplied
 from .scan import scan_file
 
-__all__ = ("ReloadReport", "Reloader")
+__all__ = ("ReloadReport", "Reloader", "restart_reason")
 
 _log = structlog.get_logger("microcore")
 
@@ -41,6 +42,7 @@ class ReloadReport:
         self.failed: dict[str, ErrorInfo] = {}
         self.restart_needed: list[str] = []  # relative paths
         self.restart_reasons: dict[str, str] = {}  # relative path -> why
+        self.applied: list[str] = []  # other project files tools took in (migrations)
         self.ms = 0.0
 
 
@@ -120,20 +122,28 @@ class Reloader:
             report = ReloadReport()
             if self._closed:
                 return report
-            load, unload, helpers = self._classify(paths, report)
+            load, unload, helpers, others = self._classify(paths, report)
+            applied = await self._offer_to_tools(sorted(others)) if others else FilesApplied()
             if helpers:
                 load |= self._dependents(helpers)
-            if load or unload:
+            load |= self._plugin_files(applied.reload_domains)
+            if load or unload or applied.applied or applied.failed:
                 batch = await self.kernel.stage(sorted(load), sorted(unload))
+                batch.settled.update(applied.applied)
+                batch.kept.update(
+                    (p, ErrorInfo("ReloadError", why, str(p))) for p, why in applied.failed.items()
+                )
                 self.kernel.commit(batch)
                 self.kernel.retire(batch)  # old versions finish their calls, then shut down
                 report.loaded, report.unloaded = batch.loaded, batch.unloaded
                 report.failed = {r.identity: r.error or _UNKNOWN for r in batch.failed}
                 report.failed.update((self._rel(p), e) for p, e in batch.kept.items())
+                report.applied = sorted(self._rel(p) for p in applied.applied)
             report.ms = round((time.perf_counter() - started) * 1000, 2)
-            if report.loaded or report.unloaded or report.failed:
+            if report.loaded or report.unloaded or report.failed or report.applied:
                 _log.info(
                     "reloaded",
+                    applied=report.applied or None,
                     loaded=report.loaded,
                     unloaded=report.unloaded,
                     failed=sorted(report.failed),
@@ -151,10 +161,11 @@ class Reloader:
 
     def _classify(
         self, paths: Iterable[Path], report: ReloadReport
-    ) -> tuple[set[Path], set[Path], set[str]]:
+    ) -> tuple[set[Path], set[Path], set[str], set[Path]]:
         load: set[Path] = set()
         unload: set[Path] = set()
         helpers: set[str] = set()
+        others: set[Path] = set()  # other files of a domain (migrations): offered to the tools
         loaded = {r.file.resolve(): r.digest for r in self.kernel.plugins.values()}
         for raw in paths:
             path = (raw if raw.is_absolute() else self.root / raw).resolve()
@@ -169,8 +180,10 @@ class Reloader:
                 rel = "/".join(parts)
                 report.restart_needed.append(rel)
                 report.restart_reasons[rel] = reason
-            elif parts[0] != "domains" or len(parts) < 3 or path.suffix != ".py":
-                continue  # data and other files: not the reloader's business
+            elif parts[0] != "domains" or len(parts) < 3:
+                continue  # not the reloader's business
+            elif path.suffix != ".py":
+                others.add(path)
             elif _is_plugin_file(parts):
                 if not path.exists():
                     unload.add(path)
@@ -180,7 +193,34 @@ class Reloader:
                     load.add(path)
             else:
                 helpers.add(module_name(self.root, path))
-        return load, unload, helpers
+        return load, unload, helpers, others
+
+    async def _offer_to_tools(self, paths: list[Path]) -> FilesApplied:
+        """Hand changed non-Python domain files (migrations) to every working tool; merge
+        what they applied, refused and want reloaded. A file no tool takes is ignored."""
+        applied: list[Path] = []
+        failed: dict[Path, str] = {}
+        domains: set[str] = set()
+        for record in self.kernel.tools.values():
+            if record.status != "ok" or record.instance is None:
+                continue
+            try:
+                answer = await record.instance.files_changed(paths)
+            except Exception as exc:  # noqa: BLE001 - isolation boundary: one tool's hook
+                _log.exception("reload_tool_failed", tool=record.name)
+                failed.update((p, f"tool {record.name!r} failed: {exc}") for p in paths)
+                continue
+            applied += answer.applied
+            failed.update(answer.failed)
+            domains.update(answer.reload_domains)
+        return FilesApplied(applied=tuple(applied), failed=failed, reload_domains=tuple(domains))
+
+    def _plugin_files(self, domains: Iterable[str]) -> set[Path]:
+        return {
+            path.resolve()
+            for domain in domains
+            for path in (self.root / "domains" / domain / "plugins").glob("*_plugin.py")
+        }
 
     def _dependents(self, changed: set[str]) -> set[Path]:
         """Plugin files whose imports reach a changed helper module; stale modules purged."""
@@ -208,6 +248,19 @@ class Reloader:
 
     def _rel(self, path: Path) -> str:
         return relative(self.root, path) or str(path)
+
+
+def restart_reason(parts: tuple[str, ...]) -> str | None:
+    """Why a change to the project file at ``parts`` (relative path parts) needs a
+    restart, or None when it reloads in-process (plugins, domain helpers, migrations)
+    or is not the framework's business."""
+    if not parts:
+        return None
+    if parts[0] in ("tools", "microcore"):
+        return "tools and the kernel load once per process"
+    if parts in (("app.py",), (".env",)):
+        return "app.py and .env are read at start"
+    return None
 
 
 def _is_plugin_file(parts: tuple[str, ...]) -> bool:

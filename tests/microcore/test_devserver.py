@@ -78,20 +78,21 @@ def test_restart_paths_and_command(tmp_path: Path) -> None:
 
 
 def test_restart_filter_passes_what_cannot_reload_in_process(tmp_path: Path) -> None:
-    """Tools, kernel, app.py, .env and migrations restart; plugins, helpers and noise do not."""
+    """Tools, kernel, app.py and .env restart; plugins, helpers, migrations (applied
+    in-process) and noise do not."""
     restarts = restarts_for(tmp_path)
     for rel in (
         "tools/db/db_tool.py",
         "microcore/_kernel.py",
         "app.py",
         ".env",
-        "domains/shop/migrations/002_add_price.sql",
     ):
         assert restarts(Change.modified, str(tmp_path / rel)), rel
     for rel in (
         "domains/shop/plugins/create_plugin.py",
         "domains/shop/models.py",
         "domains/shop/migrations/README.md",
+        "domains/shop/migrations/002_add_price.sql",
         "domains/shop/plugins/__pycache__/create_plugin.cpython-311.pyc",
         "tools/db/.db_tool.py.swp",
         "notes.txt",
@@ -104,7 +105,7 @@ def test_restart_filter_passes_what_cannot_reload_in_process(tmp_path: Path) -> 
 def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(
     make_project: ProjectFactory,
 ) -> None:
-    """A plugin edit keeps the PID; a tool edit and a new migration restart the server."""
+    """A plugin edit and a new migration keep the PID; a tool edit restarts the server."""
     root = make_project(
         {
             "app.py": "from microcore import create_app\n\napp = create_app()\n",
@@ -140,8 +141,9 @@ def test_dev_server_reloads_plugins_in_process_and_restarts_for_tools(
 
         migration = root / "domains/d/migrations/001_create_things.sql"
         migration.write_text("CREATE TABLE things (id INTEGER PRIMARY KEY);\n")
-        fourth = poll_url(url, lambda r: r.json()["pid"] != third["pid"]).json()
-        assert fourth["marker"] == "v2"
+        plugin.write_text(PLUGIN.replace('MARKER = "v1"', 'MARKER = "v3"'))  # saved after it
+        fourth = poll_url(url, lambda r: r.json()["marker"] == "v3").json()
+        assert fourth["pid"] == third["pid"]  # the migration did not restart the server
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -282,22 +282,17 @@ async def test_unchanged_empty_and_unrelated_files_do_nothing(project: Path) -> 
 
 
 async def test_kernel_and_tool_changes_ask_for_a_restart(project: Path) -> None:
-    """Changes under tools/, app.py, .env, microcore/ or a domain's migrations are reported
-    as needing a restart, each with its reason."""
+    """Changes under tools/, app.py, .env or microcore/ are reported as needing a restart,
+    each with its reason; a migration is offered to the tools instead (none takes it here)."""
     kernel = Kernel(project, environ={})
     async with kernel.run():
         migration = write(project, "domains/a/migrations/002_more.sql", "SELECT 1;")
         report = await Reloader(kernel).apply(
             [Path("tools/recorder/recorder_tool.py"), Path("app.py"), Path(".env"), migration]
         )
-        assert report.restart_needed == [
-            "tools/recorder/recorder_tool.py",
-            "app.py",
-            ".env",
-            "domains/a/migrations/002_more.sql",
-        ]
-        assert report.restart_reasons["domains/a/migrations/002_more.sql"] == (
-            "migrations are applied at start"
+        assert report.restart_needed == ["tools/recorder/recorder_tool.py", "app.py", ".env"]
+        assert report.restart_reasons["tools/recorder/recorder_tool.py"] == (
+            "tools and the kernel load once per process"
         )
         assert report.restart_reasons["app.py"] == "app.py and .env are read at start"
         assert report.loaded == []

@@ -9,16 +9,19 @@ Settings: ``DATABASE_URL`` (default ``sqlite:///data/app.db``, relative to the p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import structlog
 
 from microcore import Tool
-from microcore.tooling import ConfigurationError, KernelView, Owner
+from microcore.tooling import ConfigurationError, FilesApplied, KernelView, Owner
 from tools.config import Config
 
 from ._backend import DatabaseBackend
 from ._db import Db
 from ._errors import MigrationError
-from ._migrations import apply_migrations
+from ._migrations import apply_migrations, apply_new
 from ._url import DatabaseURL, parse_url
 
 __all__ = ("DbTool", "create_backend")
@@ -103,12 +106,47 @@ class DbTool(Tool, Db):
         if error is not None:
             raise MigrationError(
                 f"domain {domain!r} cannot use the database because its migrations failed: "
-                f"{error}; fix the migration file and restart",
+                f"{error}; fix the migration file (hot reload applies it when saved; otherwise at "
+                "the next start)",
                 statement=error.statement,
             ) from error
         return self
+
+    async def files_changed(self, paths: Sequence[Path]) -> FilesApplied:
+        """Hot reload: apply new migration files in the running process, then have their
+        domain's plugins reload. A failing file leaves the schema and the serving plugins as
+        they were; a change to an applied file is refused (put it in a new migration)."""
+        changed = [p for p in paths if _migration_domain(self._root, p) is not None]
+        backend = self._backend
+        if not changed or backend is None:
+            return FilesApplied()
+        domains = {d for p in changed if (d := _migration_domain(self._root, p)) is not None}
+        applied, errors = await apply_new(backend, self._root, domains)
+        failed: dict[Path, str] = {}
+        for path in changed:
+            domain = _migration_domain(self._root, path)
+            if domain in errors:
+                failed[path] = str(errors[domain])
+        reload = sorted(d for d in domains if d not in errors)
+        for domain in reload:
+            self._migration_errors.pop(domain, None)  # fixed: its plugins may use the db again
+        for domain, files in sorted(applied.items()):
+            _log.info("db_migrations_applied", domain=domain, files=files)
+        done = tuple(p for p in changed if p not in failed)
+        return FilesApplied(applied=done, failed=failed, reload_domains=tuple(reload))
 
     @property
     def migration_errors(self) -> dict[str, MigrationError]:
         """Domains whose migrations failed at boot, with the error (their plugins fail)."""
         return dict(self._migration_errors)
+
+
+def _migration_domain(root: Path, path: Path) -> str | None:
+    """The domain of ``domains/<domain>/migrations/<file>.sql``, else None."""
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return None
+    if len(parts) == 4 and parts[0] == "domains" and parts[2] == "migrations":
+        return parts[1] if parts[3].endswith(".sql") else None
+    return None
