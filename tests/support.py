@@ -96,3 +96,48 @@ async def eventually(
             if result:
                 return
             await anyio.sleep(interval)  # the polling interval of a bounded wait
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` now."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, *, open_: bool = True, timeout: float = 15.0) -> None:
+    """Wait until 127.0.0.1:``port`` accepts (or, ``open_=False``, refuses) connections."""
+    deadline = time.monotonic() + timeout
+    while port_open(port) != open_:
+        if time.monotonic() > deadline:
+            state = "open" if open_ else "closed"
+            raise TimeoutError(f"port {port} was not {state} within {timeout} s")
+        time.sleep(0.02)  # polling interval of a bounded wait, not synchronisation
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, to stop and start at will (the
+    machine's shared Redis is never touched)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+        wait_for_port(self.port, open_=False)

@@ -79,6 +79,12 @@ class Tool:
         out of the answer. A failure leaves the tool as it was and shows in ``/system/status``."""
         return FilesApplied()
 
+    async def probe(self) -> str | None:
+        """Readiness: None when the service this tool depends on answers now, else why not
+        (``"PostgreSQL at db:5432 unreachable: ..."``). ``/system/health`` calls it at most
+        every few seconds, bounded by a short timeout: keep it cheap (a ping, ``SELECT 1``)."""
+        return None
+
     def asgi(self) -> ASGIApp | None:
         """The ASGI application this tool serves, if any. The app hands requests to it."""
         return None

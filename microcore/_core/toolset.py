@@ -25,7 +25,7 @@ __all__ = ("ToolSet",)
 
 _log = structlog.get_logger("microcore")
 
-_HOOKS = ("setup", "on_boot_complete", "drain", "shutdown", "files_changed")
+_HOOKS = ("setup", "on_boot_complete", "drain", "shutdown", "files_changed", "probe")
 
 
 class ToolSet:

@@ -20,7 +20,7 @@ from tools.config import Config
 
 from ._backend import DatabaseBackend
 from ._db import Db
-from ._errors import MigrationError
+from ._errors import DatabaseError, MigrationError
 from ._migrations import apply_migrations, apply_new
 from ._url import DatabaseURL, parse_url
 
@@ -111,6 +111,16 @@ class DbTool(Tool, Db):
                 statement=error.statement,
             ) from error
         return self
+
+    async def probe(self) -> str | None:
+        """Readiness: the database answers ``SELECT 1`` now."""
+        if self._backend is None:
+            return "the database is not open"
+        try:
+            await self.query_one("SELECT 1")
+        except DatabaseError as exc:
+            return f"{self._backend.description}: {exc.public_message}"
+        return None
 
     async def files_changed(self, paths: Sequence[Path]) -> FilesApplied:
         """Hot reload: apply new migration files in the running process, then have their

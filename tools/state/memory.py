@@ -56,6 +56,9 @@ class MemoryBackend:
     async def open(self) -> None:
         """Nothing to connect."""
 
+    async def ping(self) -> None:
+        """Memory always answers."""
+
     async def close(self) -> None:
         self._data.clear()
         self._expiry.clear()

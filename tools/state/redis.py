@@ -187,6 +187,9 @@ class RedisBackend:
                 "the server is running"
             ) from exc
 
+    async def ping(self) -> None:
+        await self._call("ping", "", self._client.ping())
+
     async def close(self) -> None:
         await self._client.aclose()
 

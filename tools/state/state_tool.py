@@ -15,6 +15,7 @@ from microcore.tooling import ConfigurationError, Owner
 from tools.config import Config
 
 from ._backend import StateBackend
+from ._errors import StateError
 from ._state import State
 from .memory import MemoryBackend
 
@@ -85,6 +86,17 @@ class StateTool(Tool, State):
         store, self._store = self._store, None
         if store is not None:
             await store.close()
+
+    async def probe(self) -> str | None:
+        """Readiness: the store answers a ping now."""
+        store = self._store
+        if store is None:
+            return "the state store is not open"
+        try:
+            await store.ping()
+        except StateError as exc:
+            return str(exc)
+        return None
 
     def bind(self, owner: Owner) -> State:
         """Every plugin shares the tool itself: state is not owned by plugins."""
