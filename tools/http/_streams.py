@@ -115,7 +115,7 @@ class OpenStreams:
                 yield stream
         finally:
             streams.discard(stream)
-            if not streams and self._open.get(owner) is streams:
+            if not streams:
                 del self._open[owner]
 
     def close_inactive(self) -> int:
