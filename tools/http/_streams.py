@@ -48,7 +48,7 @@ _log = structlog.get_logger("microcore.http", tool="http")
 
 
 class Closed(StrEnum):
-    """Why the server closed a stream; the value is the websocket close code's meaning."""
+    """Why the server closed a stream; a websocket client learns it from the close code."""
 
     RELOAD = "reload"  # its plugin version retired: 1012 service restart
     SHUTDOWN = "shutdown"  # the server stops: 1001 going away
