@@ -194,7 +194,7 @@ class Kernel:
         batch = Batch()
         batch.old.append(record)
         self.commit(batch)
-        await self._plugins.release(r for r in batch.old if r.status != FAILED)
+        await self._plugins.release(batch.old)
 
     def add_reload_listener(self, listener: Listener) -> None:
         """Call ``listener`` after every hot reload (e.g. to regenerate AI_CONTEXT.md)."""

@@ -206,10 +206,9 @@ class PluginSet:
         """Swap ``batch`` in atomically: its new versions serve, the ones it replaces stop,
         its failures show in status. Follow with :meth:`retire`."""
         now = time.time()
-        for record in batch.old:
+        for record in batch.old:  # every one is the record serving (or failed) under its identity
             record.owner.mark_released()
-            if self.records.get(record.identity) is record:
-                del self.records[record.identity]
+            del self.records[record.identity]
         for record in batch.new:
             record.owner.activate()
             record.owner.replaces = None  # only pending owners need it; no chain of versions

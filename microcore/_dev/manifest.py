@@ -443,13 +443,12 @@ def _render_types(types: list[TypeInfo]) -> list[str]:
         caller = info.code.startswith("(")  # HttpError: the status and code are the caller's
         answer = info.code if caller else f"{info.status or 500} `{info.code}`"
         errors.setdefault(info.module, []).append(f"`{info.name}` {answer}")
-    if errors:
-        lines += [
-            "",
-            "Errors: raise one from a handler and it answers that status and code in the "
-            'one error shape (`{"success": false, "error": {"code", "message"}}`).',
-        ]
-        lines += [f"- `{module}`: " + ", ".join(names) for module, names in sorted(errors.items())]
+    lines += [  # never empty: microcore's own errors are always there
+        "",
+        "Errors: raise one from a handler and it answers that status and code in the "
+        'one error shape (`{"success": false, "error": {"code", "message"}}`).',
+    ]
+    lines += [f"- `{module}`: " + ", ".join(names) for module, names in sorted(errors.items())]
     return lines
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 import weakref
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -465,3 +466,65 @@ async def test_retired_versions_are_freed(project: Path) -> None:
         assert old_class() is None
         assert old_instance() is None
         assert old_module() is None
+
+
+FILES_TOOL = """
+from microcore import Tool
+from microcore.tooling import FilesApplied
+
+
+class FilesTool(Tool):
+    name = "files"
+
+    def __init__(self):
+        self.seen = []
+
+    async def files_changed(self, paths):
+        self.seen.append([p.name for p in paths])
+        if any(p.name == "boom.sql" for p in paths):
+            raise RuntimeError("cannot read it")
+        return FilesApplied()
+"""
+
+BROKEN_TOOL = """
+from microcore import Tool
+
+
+class BrokenTool(Tool):
+    name = "broken"
+
+    async def setup(self):
+        raise RuntimeError("down")
+
+    async def files_changed(self, paths):
+        raise AssertionError("a failed tool is never asked")
+"""
+
+
+async def test_other_domain_files_go_to_the_working_tools(
+    kernel_project: KernelProjectFactory,
+) -> None:
+    """A changed non-Python domain file is offered to every working tool (never a failed
+    one); a tool that raises fails the file, visible in status; files outside domains/ that
+    need no restart are ignored."""
+    root = kernel_project(
+        {
+            "domains/a/plugins/one_plugin.py": PLUGIN.format(cls="OnePlugin", item="one-v1"),
+            "tools/files/files_tool.py": FILES_TOOL,
+            "tools/broken/broken_tool.py": BROKEN_TOOL,
+        }
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        files: Any = kernel.tool("files")
+        notes = write(root, "NOTES.md", "not the framework's business")
+        good = write(root, "domains/a/migrations/002_fine.sql", "SELECT 1;")
+        report = await Reloader(kernel).apply([notes, good])
+        assert files.seen == [["002_fine.sql"]]
+        assert (report.failed, report.restart_needed) == ({}, [])
+
+        boom = write(root, "domains/a/migrations/boom.sql", "x")
+        report = await Reloader(kernel).apply([boom])
+        assert files.seen[-1] == ["boom.sql"]
+        error = kernel.status()["reload_errors"]["domains/a/migrations/boom.sql"]
+        assert error["message"] == "tool 'files' failed: cannot read it"
