@@ -192,12 +192,19 @@ def _cors_from(config: Config) -> Cors | None:
     if not raw:
         return None
     origins = [o.strip() for o in raw.split(",") if o.strip()]
+    credentials = config.get_bool("HTTP_CORS_CREDENTIALS", False)
+    if credentials and "*" in origins:
+        raise ConfigurationError(
+            "HTTP_CORS_ORIGINS=* with HTTP_CORS_CREDENTIALS=true would let every web site send "
+            "requests with your users' cookies and read the answers; list the origins that "
+            "may do so instead, e.g. HTTP_CORS_ORIGINS=https://app.example.com"
+        )
     methods = [m.strip().upper() for m in (config.get("HTTP_CORS_METHODS") or "").split(",")]
     headers = [h.strip() for h in (config.get("HTTP_CORS_HEADERS") or "").split(",")]
     return Cors(
         origins,
         methods=[m for m in methods if m] or None,
         headers=[h for h in headers if h] or None,
-        credentials=config.get_bool("HTTP_CORS_CREDENTIALS", False),
+        credentials=credentials,
         max_age=config.get_int("HTTP_CORS_MAX_AGE", 600),
     )

@@ -171,13 +171,30 @@ async def test_cors_wildcard_and_credentials(serve: Serve) -> None:
     assert response.headers["access-control-allow-origin"] == "*"
 
 
-async def test_cors_credentials_echo_origin(serve: Serve) -> None:
-    """With HTTP_CORS_CREDENTIALS the origin is echoed and credentials allowed."""
+async def test_cors_credentials_echo_a_listed_origin(serve: Serve) -> None:
+    """With HTTP_CORS_CREDENTIALS a listed origin is echoed and credentials allowed; an
+    origin not listed gets neither."""
+    settings = {**CORS_SETTINGS, "HTTP_CORS_CREDENTIALS": "true"}
+    served = await serve(MIDDLEWARE, settings=settings)
+    origin = "https://app.example.com"
+    response = await served.client.get("/other", headers={"Origin": origin})
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["access-control-allow-credentials"] == "true"
+    other = await served.client.get("/other", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-credentials" not in other.headers
+
+
+async def test_cors_any_origin_with_credentials_is_refused_at_boot(serve: Serve) -> None:
+    """'*' with credentials would let every site act as the user: the http tool refuses to
+    start, naming both settings and what to do instead."""
     settings = {"HTTP_CORS_ORIGINS": "*", "HTTP_CORS_CREDENTIALS": "true"}
     served = await serve(MIDDLEWARE, settings=settings)
-    response = await served.client.get("/other", headers={"Origin": "https://x.example"})
-    assert response.headers["access-control-allow-origin"] == "https://x.example"
-    assert response.headers["access-control-allow-credentials"] == "true"
+    record = served.kernel.tools["http"]
+    assert record.status == "failed"
+    assert "HTTP_CORS_ORIGINS=*" in record.error.message
+    assert "HTTP_CORS_CREDENTIALS" in record.error.message
+    assert "list the origins" in record.error.message
 
 
 async def test_cors_restricted_headers_and_methods(serve: Serve) -> None:
