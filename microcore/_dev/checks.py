@@ -1,6 +1,7 @@
 """Architecture rules (``microcore check``) from a static read of the project's sources.
 
-Nothing is imported or booted, so a broken project can be checked too. The
+Plugins and domain modules are read, never imported or booted, so a broken project can be
+checked too; tool classes are imported (not set up) for their ``reserved_routes``. The
 same scan finds the literal names plugins ``publish`` and ``request`` for the
 manifest (AI_CONTEXT.md). Rules:
 
@@ -10,7 +11,8 @@ manifest (AI_CONTEXT.md). Rules:
   never a private module (``tools.http._app``, ``tools.http.http_tool``);
 * a tool imports no domain;
 * no two registrations claim one method and path, nor a route a tool reserves
-  (a tool class lists what it serves in ``reserved_routes = ("GET /docs", ...)``);
+  (a tool class lists what it serves in ``reserved_routes = ("GET /docs", ...)``, read from
+  the imported class);
 * every name a plugin ``request``s has a responder (something subscribes to it);
 * every plugin file holds exactly one plugin class: a subclass of ``microcore.Plugin``,
   directly or through a base class in the domain's own modules.
@@ -23,17 +25,20 @@ is not.
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 import msgspec
 
-from .._core.discovery import find_plugin_files
+from .._core.discovery import classes_in, find_plugin_files, find_tool_files, import_file
+from .._core.tool import Tool
 from .._names import matches
 from .scan import Call, SourceScan, scan_file
 
-__all__ = ("Finding", "check_project", "normalize_path")
+__all__ = ("Finding", "check_project", "normalize_path", "reserved_routes")
 
+_RESERVED_ROUTE = re.compile(r"([A-Z]+) (/\S*)")  # "GET /docs"
 _PATH_PARAM = re.compile(r"\{\s*\w+\s*(?::\s*(\w+))?\s*\}")
 
 
@@ -210,6 +215,52 @@ def _sources(root: Path, pattern: str) -> list[Path]:
     return sorted(p for p in root.glob(pattern) if "__pycache__" not in p.parts)
 
 
+def reserved_routes(root: Path) -> tuple[list[SourceScan], list[Finding]]:
+    """The routes each tool class declares it serves itself (``Tool.reserved_routes``), read
+    from the imported class (tools load without booting), as scans of its file."""
+    scans: list[SourceScan] = []
+    found: list[Finding] = []
+    for path in find_tool_files(root):
+        rel = str(path.resolve().relative_to(root.resolve()))
+        try:
+            module = import_file(root, path)
+        except Exception as exc:  # noqa: BLE001 - isolation boundary: one tool file
+            found.append(
+                Finding(
+                    rel,
+                    1,
+                    f"tool file cannot be imported ({type(exc).__name__}: {exc}); microcore "
+                    "check reads each tool's reserved_routes from its class: fix the import",
+                )
+            )
+            continue
+        scan = SourceScan(rel)
+        for cls in classes_in(module, Tool):
+            line = _line_of(cls, "reserved_routes")
+            for item in cls.reserved_routes:
+                match = _RESERVED_ROUTE.fullmatch(item) if isinstance(item, str) else None
+                if match is None:
+                    found.append(
+                        Finding(
+                            rel,
+                            line,
+                            f"{cls.__name__}.reserved_routes holds {item!r}; list each route as "
+                            "'METHOD /path', e.g. 'GET /docs'",
+                        )
+                    )
+                    continue
+                scan.calls.append(Call("reserved", match[2], line, cls.__name__, match[1]))
+        scans.append(scan)
+    return scans, found
+
+
+def _line_of(cls: type, attribute: str) -> int:
+    """The line of ``cls`` that names ``attribute`` (else the class line)."""
+    lines, start = inspect.getsourcelines(cls)
+    offset = next((i for i, text in enumerate(lines) if attribute in text), 0)
+    return int(start) + offset
+
+
 def check_project(root: Path) -> tuple[list[Finding], int, int]:
     """Every finding in the project at ``root``, sorted; plus how many plugin and tool files."""
     plugin_files = find_plugin_files(root)
@@ -229,6 +280,8 @@ def check_project(root: Path) -> tuple[list[Finding], int, int]:
         found.extend(_import_rules(scan, plugin=False))
     for scan in tools:
         found.extend(_tool_rules(scan))
-    found.extend(_route_rules(tools + plugins + modules))
+    reserved, problems = reserved_routes(root)
+    found.extend(problems)
+    found.extend(_route_rules(reserved + tools + plugins + modules))
     found.extend(_request_rules(plugins + modules + tools))
     return sorted(found), len(plugin_files), len(tool_files)

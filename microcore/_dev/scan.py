@@ -7,8 +7,8 @@ dependency tracking all read files through :func:`scan_file`.
 A ``publish``, ``request`` or ``subscribe`` call counts when it is made on the event
 bus: a name or attribute ending in ``bus`` (``self.bus``, ``event_bus``, ``self._bus``)
 or one assigned from such (``self.events = event_bus``). ``client.request("GET", url)``
-is not. Route registrations (``add_endpoint``, ``add_sse``, ``add_websocket``) and a tool
-class's ``reserved_routes`` are read too.
+is not. Route registrations (``add_endpoint``, ``add_sse``, ``add_websocket``) are read
+too (a tool's own routes come from its class's ``reserved_routes``, see ``checks.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ _FIRST_ARGUMENT = {
 _CALLS = tuple(_FIRST_ARGUMENT)
 _ROUTE_METHODS = {"add_endpoint": "", "add_sse": "GET", "add_websocket": "WS"}
 _BUS_NAME = re.compile(r"_*(?:\w*_)?bus")  # bus, _bus, event_bus
-_RESERVED = "reserved_routes"
-_RESERVED_ROUTE = re.compile(r"([A-Z]+) (/\S*)")  # "GET /docs"
 _PLUGIN = "microcore.Plugin"
 
 
@@ -200,27 +198,6 @@ def _bus_aliases(tree: ast.Module) -> set[str]:
     return aliases
 
 
-def _reserved_routes(node: ast.ClassDef) -> list[Call]:
-    """The routes a class declares it serves: ``reserved_routes = ("GET /docs", ...)``."""
-    calls: list[Call] = []
-    for stmt in node.body:
-        targets: list[ast.expr]
-        value: ast.expr | None
-        if isinstance(stmt, ast.Assign):
-            targets, value = stmt.targets, stmt.value
-        elif isinstance(stmt, ast.AnnAssign):
-            targets, value = [stmt.target], stmt.value
-        else:
-            continue
-        if not any(isinstance(t, ast.Name) and t.id == _RESERVED for t in targets):
-            continue
-        for item in value.elts if isinstance(value, (ast.Tuple, ast.List)) else ():
-            found = _RESERVED_ROUTE.fullmatch(_literal(item) or "")
-            if found:
-                calls.append(Call("reserved", found[2], item.lineno, node.name, found[1]))
-    return calls
-
-
 class _Scanner(ast.NodeVisitor):
     def __init__(self, scan: SourceScan, module: _Module, plugins: _PluginClasses) -> None:
         self.scan = scan
@@ -262,7 +239,6 @@ class _Scanner(ast.NodeVisitor):
         if plugin:
             self.scan.plugin_classes.append((node.name, node.lineno))
             self.scan.docs[node.name] = ast.get_docstring(node) or ""
-        self.scan.calls += _reserved_routes(node)
         outer = self.plugin, self.klass
         self.plugin, self.klass = (node.name if plugin else self.plugin), node.name
         self._nested(node)

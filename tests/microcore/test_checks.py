@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from microcore._dev.checks import check_project, normalize_path
+from microcore._dev.checks import check_project, normalize_path, reserved_routes
 from microcore._dev.cli import main
 from microcore._dev.manifest import describe_project
 from microcore._dev.scan import scan_file
@@ -126,7 +126,7 @@ def test_check_flags_plugin_imports(make_project: ProjectFactory) -> None:
 def test_check_flags_tool_importing_domain(make_project: ProjectFactory) -> None:
     """A tool importing a domain is flagged with how to fix it."""
     messages = _messages(make_project(BROKEN, tools=[]))
-    flagged = [m for m in messages if m.startswith("tools/bad/bad_tool.py")]
+    flagged = [m for m in messages if "tool imports a domain" in m]
     assert [m.split(": ")[0] for m in flagged] == [
         "tools/bad/bad_tool.py:3",
         "tools/bad/bad_tool.py:4",
@@ -389,11 +389,17 @@ def test_check_flags_routes_that_tools_reserve(make_project: ProjectFactory) -> 
     ]
     rel = "domains/shop/plugins/docs_plugin.py"
     assert collisions == [
-        f"{rel}:10: route GET /docs collides with GET /docs of ApiDocs (tools/http/_docs.py)",
+        f"{rel}:10: route GET /docs collides with GET /docs of HttpTool (tools/http/http_tool.py)",
         f"{rel}:11: route GET /system/dashboard/{{name}} collides with "
         "GET /system/dashboard/{asset} of SystemTool (tools/system/system_tool.py)",
         f"{rel}:12: route POST /fake collides with POST /fake of FakeTool "
         "(tools/fake/fake_tool.py:9)",
+    ]
+    malformed = [m for m in _messages(root) if "reserved_routes holds" in m]
+    assert malformed == [
+        f"tools/fake/fake_tool.py:9: FakeTool.reserved_routes holds {item}; list each route "
+        "as 'METHOD /path', e.g. 'GET /docs'"
+        for item in ("'not a route'", "1")
     ]
 
 
@@ -407,12 +413,9 @@ def test_reserved_routes_are_the_routes_tools_serve() -> None:
         for r in manifest.routes
         if r.owner not in plugins and r.kind != "static"
     }
-    reserved = {
-        f"{c.method} {c.name}"
-        for path in sorted(REPO.glob("tools/**/*.py"))
-        for c in scan_file(REPO, path).calls
-        if c.kind == "reserved"
-    }
+    scans, problems = reserved_routes(REPO)
+    reserved = {f"{c.method} {c.name}" for scan in scans for c in scan.calls}
+    assert problems == []
     assert served == reserved
 
 
@@ -506,4 +509,14 @@ def test_check_allows_public_tool_types_and_refuses_private_tool_modules(
             (4, "tools.db.db_tool", "db"),
             (5, "tools.state._memory", "state"),
         )
+    ]
+
+
+def test_check_reports_a_tool_file_that_cannot_be_imported(make_project: ProjectFactory) -> None:
+    """A tool file that fails to import is a finding naming it (its reserved routes are
+    unknown), not a crash of the check."""
+    root = make_project({"tools/bad/bad_tool.py": "raise ImportError('no driver')\n"}, tools=[])
+    assert _messages(root) == [
+        "tools/bad/bad_tool.py:1: tool file cannot be imported (ImportError: no driver); "
+        "microcore check reads each tool's reserved_routes from its class: fix the import"
     ]

@@ -38,8 +38,6 @@ def swagger_ui_dir() -> Path | None:
 class ApiDocs:
     """Serves the OpenAPI document (cached per route table) and the docs page."""
 
-    reserved_routes = ("GET /openapi.json", "GET /docs")  # the defaults, for `microcore check`
-
     def __init__(
         self,
         registry: Registry,

@@ -66,6 +66,7 @@ class HttpTool(Tool):
     """
 
     name = "http"
+    reserved_routes = ("GET /openapi.json", "GET /docs")  # the docs it serves (HTTP_DOCS)
 
     def __init__(self, config: Config) -> None:
         self._config = config
