@@ -6,21 +6,42 @@ drift from what the endpoints validate. For each endpoint: path parameters
 methods without a body), the request body (model fields that are not path
 parameters), the success response (``response_model``) and the error
 responses in the one error shape.
+
+Two things the handler itself declares refine its operation:
+
+* its return annotation, when it is a Starlette ``Response`` class with a
+  ``media_type`` (``-> HTMLResponse``), or a union of such classes, is the
+  success response's content type instead of JSON;
+* an ``openapi`` attribute on the handler (a mapping), for what annotations
+  cannot say: ``security`` (the operation's security requirements),
+  ``security_schemes`` (the schemes they name, added to the components) and
+  ``responses`` (status code -> a response object, or the name of one of the
+  error responses below, e.g. ``"Unauthorized"``; each replaces the generated one).
+
+>>> handler.openapi = {
+...     "security": [{"systemToken": []}],
+...     "security_schemes": {"systemToken": {"type": "http", "scheme": "bearer"}},
+...     "responses": {"401": "Unauthorized"},
+... }
 """
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Iterable
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
+from starlette.responses import Response
 
 from ._endpoint import Endpoint, is_struct
 from ._errors import ErrorBody
 from ._routing import CompiledPath
 
-__all__ = ("build_openapi",)
+__all__ = ("ERROR_RESPONSES", "SSE_EVENT", "build_openapi")
 
 REF = "#/components/schemas/{name}"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -32,13 +53,30 @@ _CONVERTOR_SCHEMAS = {
     "StringConvertor": {"type": "string"},
 }
 _ERRORS = {
-    "400": ("MalformedJSON", "Malformed JSON body (code malformed_json)"),
+    "400": (
+        "BadRequest",
+        "The request cannot be served as sent: a body that is no JSON or nests too deep "
+        "(code malformed_json), a value the database cannot hold (invalid_parameter)",
+    ),
     "401": ("Unauthorized", "Authentication required (code unauthorized)"),
     "404": ("NotFound", "Nothing at this path (code not_found)"),
+    "405": ("MethodNotAllowed", "Method not allowed here; Allow lists those that are"),
     "413": ("PayloadTooLarge", "Body over HTTP_MAX_BODY (code payload_too_large)"),
     "422": ("ValidationError", "Validation failed; error.path names the field (validation_error)"),
     "500": ("InternalError", "Internal error; error.id is in the log (code internal_error)"),
 }
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event (before OpenAPI 3.2, the schema of each event)",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+ERROR_RESPONSES = frozenset(name for name, _ in _ERRORS.values())
+"""The names of the error responses in the components (all in the one error shape)."""
 
 
 def build_openapi(
@@ -58,13 +96,16 @@ def build_openapi(
     by_type = dict(zip(map(id, types), schemas, strict=False))
     paths: dict[str, dict[str, Any]] = {}
     used_ids: set[str] = set()
-    any_auth = False
+    schemes: dict[str, Any] = {}
     for compiled, endpoint in routes:
         operation = _operation(compiled, endpoint, by_type, components)
         operation["operationId"] = _operation_id(endpoint.method, compiled.format, used_ids)
         if endpoint.auth:
-            any_auth = True
+            schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
             operation["security"] = [{"bearerAuth": []}]
+        declared = getattr(endpoint.handler, "openapi", None)
+        if isinstance(declared, Mapping):
+            _declared(operation, declared, schemes)
         paths.setdefault(compiled.format, {})[endpoint.method.lower()] = operation
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -72,11 +113,28 @@ def build_openapi(
         "paths": paths,
         "components": {"schemas": components, "responses": _error_responses()},
     }
-    if any_auth:
-        document["components"]["securitySchemes"] = {
-            "bearerAuth": {"type": "http", "scheme": "bearer"}
-        }
+    if schemes:
+        document["components"]["securitySchemes"] = schemes
     return document
+
+
+def _declared(
+    operation: dict[str, Any], declared: Mapping[str, Any], schemes: dict[str, Any]
+) -> None:
+    """What the handler's ``openapi`` mapping declares, applied to its ``operation``."""
+    if "security" in declared:
+        operation["security"] = [dict(requirement) for requirement in declared["security"]]
+    schemes.update(declared.get("security_schemes") or {})
+    responses = operation["responses"]
+    for code, response in (declared.get("responses") or {}).items():
+        if isinstance(response, str):  # a name that is none of them is only a description
+            response = (
+                {"$ref": f"#/components/responses/{response}"}
+                if response in ERROR_RESPONSES
+                else {"description": response}
+            )
+        responses[str(code)] = response
+    operation["responses"] = dict(sorted(responses.items()))
 
 
 def _operation(
@@ -155,13 +213,16 @@ def _responses(
     if endpoint.kind == "sse":
         responses["200"] = {
             "description": "A stream of server-sent events",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         }
     else:
         success: dict[str, Any] = {"description": "Success"}
+        media_types = _response_media_types(endpoint.handler)
         if endpoint.response_model is not None:
             schema = by_type.get(id(endpoint.response_model), {})
             success["content"] = {"application/json": {"schema": schema}}
+        elif media_types:
+            success["content"] = {media: {"schema": {"type": "string"}} for media in media_types}
         elif endpoint.status_code != 204:
             success["content"] = {"application/json": {"schema": {}}}
         responses[str(endpoint.status_code)] = success
@@ -170,6 +231,8 @@ def _responses(
         codes += ["400", "413"]
     if endpoint.request_model is not None or compiled.convertors:
         codes.append("422")
+        if not has_body:  # a value from the URL the database cannot hold is a 400 too
+            codes.append("400")
     if compiled.convertors:
         codes.append("404")
     if endpoint.auth:
@@ -177,6 +240,33 @@ def _responses(
     for code in sorted(codes):
         responses[code] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
     return responses
+
+
+def _response_media_types(handler: Any) -> list[str]:
+    """The media types the handler's return annotation declares (Response classes only)."""
+    function = inspect.unwrap(getattr(handler, "__func__", handler))
+    annotation = getattr(function, "__annotations__", {}).get("return")
+    if annotation is None:
+        return []
+    try:
+        hints = typing.get_type_hints(
+            types.SimpleNamespace(__annotations__={"return": annotation}),
+            globalns=getattr(function, "__globals__", None),
+        )
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve declares nothing here
+        return []
+    declared = hints["return"]
+    options = typing.get_args(declared) if _is_union(declared) else (declared,)
+    media = [
+        option.media_type
+        for option in options
+        if isinstance(option, type) and issubclass(option, Response) and option.media_type
+    ]
+    return list(dict.fromkeys(media))
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 def _error_responses() -> dict[str, Any]:

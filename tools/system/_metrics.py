@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from starlette.responses import Response
+
 from microcore import Event
 from microcore.events import DLQ_PREFIX
 
@@ -24,12 +26,18 @@ if TYPE_CHECKING:
     from tools.event_bus import DeliveryOutcome, SubscriptionStats
     from tools.http.http_tool import RequestStats
 
-__all__ = ("CONTENT_TYPE", "MAX_SERIES", "Metrics", "escape")
+__all__ = ("CONTENT_TYPE", "MAX_SERIES", "Metrics", "MetricsText", "escape")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SERIES = 1_000  # label sets per family; past it new values count under "_other"
 OTHER = "_other"
 UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405)
+
+
+class MetricsText(Response):
+    """The exposition as a response; its class declares the content type (also to OpenAPI)."""
+
+    media_type = CONTENT_TYPE
 
 
 class Metrics:

@@ -16,6 +16,10 @@ Routes (served through ``http`` under the tool's own owner):
 Outside development every ``/system/*`` route but ``/system/health`` needs
 ``SYSTEM_TOKEN``, sent as ``Authorization: Bearer <token>`` or as the
 ``system_token`` cookie; without a configured token they always answer 401.
+``/openapi.json`` says so: outside development each guarded route declares the
+``systemToken`` (bearer) and ``systemTokenCookie`` security schemes and its 401;
+routes that do not answer JSON declare their content types (HTML, Prometheus
+text, ``text/event-stream``, script and style sheet).
 
 What it costs the app: requests are counted by the http tool (one tuple per
 request, folded in batches); events by a bus tap (two dict updates). Requests
@@ -30,9 +34,10 @@ queued per feed client before the oldest is dropped, default 256);
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 import anyio
@@ -56,7 +61,7 @@ from tools.http.http_tool import Exchange, HttpTool
 from ._dashboard import Dashboard
 from ._feed import Feed
 from ._graph import StaticScan, build_graph
-from ._metrics import CONTENT_TYPE, Metrics
+from ._metrics import Metrics, MetricsText
 from ._trace import select, traces
 
 if TYPE_CHECKING:  # the bus is optional: a project without one still has a system tool
@@ -65,6 +70,63 @@ if TYPE_CHECKING:  # the bus is optional: a project without one still has a syst
 Handler = Callable[[Any, Context], Awaitable[Any]]
 
 _RECENT_REQUESTS = 500  # requests remembered (while watched) to name an event's request
+
+# What /openapi.json says about the routes (the http tool reads a handler's ``openapi``
+# mapping): the token guard as two alternative security schemes, and the answers that
+# are not JSON.
+SECURITY_SCHEMES: dict[str, Any] = {
+    "systemToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "SYSTEM_TOKEN, sent as 'Authorization: Bearer <token>'",
+    },
+    "systemTokenCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "system_token",
+        "description": "SYSTEM_TOKEN as the system_token cookie (the dashboard's login sets it)",
+    },
+}
+_TOKEN: list[dict[str, list[str]]] = [{"systemToken": []}, {"systemTokenCookie": []}]
+_TEXT = {"schema": {"type": "string"}}
+_DASHBOARD: dict[str, Any] = {
+    "responses": {
+        "200": {"description": "The dashboard page", "content": {"text/html": _TEXT}},
+    }
+}
+_DASHBOARD_LOGIN: dict[str, Any] = {
+    "responses": {
+        "401": {
+            "description": "Without the token: a page asking for it (WWW-Authenticate: Bearer)",
+            "content": {"text/html": _TEXT},
+        }
+    }
+}
+_FEED_EVENT: dict[str, Any] = {  # before OpenAPI 3.2 an event stream's schema is each event's
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["ready", "request", "event", "dropped", "plugins", "reload", "error"]},
+        "data": {"type": "string", "description": "a JSON object"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+    "required": ["event", "data"],
+}
+_FEED: dict[str, Any] = {
+    "responses": {
+        "200": {
+            "description": "Server-sent events: ready, request, event, dropped, plugins, reload",
+            "content": {"text/event-stream": {"schema": _FEED_EVENT}},
+        }
+    }
+}
+_ASSET: dict[str, Any] = {
+    "responses": {
+        "200": {
+            "description": "The dashboard's script or style sheet",
+            "content": {"text/javascript": _TEXT, "text/css": _TEXT},
+        }
+    }
+}
 
 
 class EventQuery(msgspec.Struct):
@@ -185,13 +247,20 @@ class SystemTool(Tool):
         add("/system/metrics", self.guarded(self._get_metrics), "Prometheus text exposition")
         add(
             "/system/feed",
-            self.guarded(self._get_feed),
+            documented(self.guarded(self._get_feed), _FEED),
             "Live requests and events (text/event-stream)",
         )
-        add("/system/dashboard", self._get_dashboard, "The live dashboard (HTML)")
+        dashboard = [_DASHBOARD, self._token_openapi()]
+        if not self._config.development:
+            dashboard.append(_DASHBOARD_LOGIN)  # the login page, not the error shape
+        add(
+            "/system/dashboard",
+            documented(self._get_dashboard, *dashboard),
+            "The live dashboard (HTML)",
+        )
         add(
             "/system/dashboard/{asset}",
-            self.guarded(self._get_asset),
+            documented(self.guarded(self._get_asset), _ASSET),
             "The dashboard's script and style sheet",
             request_model=AssetName,
         )
@@ -214,6 +283,7 @@ class SystemTool(Tool):
         Other tools that add ``/system/*`` routes wrap their handlers with this.
         """
 
+        @functools.wraps(handler)  # keeps the annotations /openapi.json reads (-> MetricsText)
         async def guarded_handler(data: Any, context: Context) -> Any:
             if self._allowed(context):
                 return await handler(data, context)
@@ -223,8 +293,17 @@ class SystemTool(Tool):
                 headers={"WWW-Authenticate": 'Bearer realm="microcore system"'},
             )
 
-        guarded_handler.__name__ = getattr(handler, "__name__", "guarded_handler")
-        return guarded_handler
+        return documented(guarded_handler, self._token_openapi())
+
+    def _token_openapi(self) -> dict[str, Any]:
+        """The guard as /openapi.json declares it; nothing in development, where it is open."""
+        if self._config.development:
+            return {}
+        return {
+            "security": _TOKEN,
+            "security_schemes": SECURITY_SCHEMES,
+            "responses": {"401": "Unauthorized"},
+        }
 
     def _allowed(self, context: Context) -> bool:
         return self._config.development or self._authorized(context.request)
@@ -336,7 +415,7 @@ class SystemTool(Tool):
             "subscriptions": self._counts.subscriptions() if self._counts is not None else [],
         }
 
-    async def _get_metrics(self, data: Any, context: Context) -> Response:
+    async def _get_metrics(self, data: Any, context: Context) -> MetricsText:
         """Prometheus text exposition format 0.0.4."""
         text = self._metrics.render(
             requests=self._stats,
@@ -345,7 +424,7 @@ class SystemTool(Tool):
             outcomes=self._counts.outcomes() if self._counts is not None else [],
             feed=self._feed.stats(),
         )
-        return Response(text, media_type=CONTENT_TYPE)
+        return MetricsText(text)
 
     async def _get_feed(self, data: Any, context: Context) -> Response:
         """Live requests and events as server-sent events (``request``, ``event``,
@@ -366,6 +445,26 @@ class SystemTool(Tool):
                 f"there are: {', '.join(self._dashboard.names())}"
             )
         return response
+
+
+def documented(handler: Handler, *declared: Mapping[str, Any]) -> Handler:
+    """``handler`` wrapped in a function whose ``openapi`` mapping (what /openapi.json adds to
+    the generated operation, see ``tools/http/_openapi.py``) merges the handler's own and
+    ``declared``, in order: ``responses`` are merged by status code, other keys replaced."""
+
+    @functools.wraps(handler)
+    async def handler_with_openapi(data: Any, context: Context) -> Any:
+        return await handler(data, context)
+
+    merged: dict[str, Any] = {}
+    for part in (getattr(handler, "openapi", None) or {}, *declared):
+        for key, value in part.items():
+            if key == "responses":
+                merged["responses"] = {**merged.get("responses", {}), **value}
+            else:
+                merged[key] = value
+    handler_with_openapi.__dict__["openapi"] = merged
+    return handler_with_openapi
 
 
 def _positive(config: Config, key: str, default: int) -> int:
