@@ -233,22 +233,21 @@ class Engine:
         busy = [job for job in self._jobs if job.started and not job.done.is_set()]
         deadline = self.clock.now() + self.drain_timeout
         async with anyio.create_task_group() as tg:
-
-            async def finished() -> None:
-                for job in busy:
-                    await job.done.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(finished)
-            await self.clock.sleep_until(deadline)
-            tg.cancel_scope.cancel()
-        cut = [job for job in busy if not job.done.is_set()]
-        for job in cut:
-            _log.warning("scheduler_job_cut", **job.log_fields(), seconds=self.drain_timeout)
-            job.cancel()
+            tg.start_soon(self._cancel_at, deadline, tg.cancel_scope)
+            tg.start_soon(_cancel_when_done, busy, tg.cancel_scope)
+        cut: list[_Job] = []
+        for job in busy:
+            if not job.done.is_set():
+                _log.warning("scheduler_job_cut", **job.log_fields(), seconds=self.drain_timeout)
+                job.cancel()
+                cut.append(job)
         with anyio.move_on_after(self.drain_timeout):  # cancelled runs unwind at once, normally
             for job in cut:
                 await job.done.wait()
+
+    async def _cancel_at(self, deadline: float, scope: anyio.CancelScope) -> None:
+        await self.clock.sleep_until(deadline)
+        scope.cancel()
 
     # -- the task of one job -------------------------------------------------------
 
@@ -269,7 +268,7 @@ class Engine:
 
     async def _keep_scheduling(self, job: _Job, schedule: Schedule) -> None:
         due = schedule.next_after(self.clock.now())
-        while not job.stopping:
+        while True:  # until stopped: checked after each wait and each run
             job.next_run = due
             with anyio.CancelScope() as sleeping:
                 job.sleeping = sleeping
@@ -398,3 +397,9 @@ class Engine:
             await self.clock.sleep_until(job.next_run)
             job.next_run = None
             delay = min(delay * 2, most)
+
+
+async def _cancel_when_done(jobs: list[_Job], scope: anyio.CancelScope) -> None:
+    for job in jobs:
+        await job.done.wait()
+    scope.cancel()

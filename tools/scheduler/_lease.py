@@ -14,9 +14,12 @@ Two kinds of keys in the ``scheduler`` namespace, both expiring after the lease
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from microcore.tooling import new_id
-from tools.state import State
+
+if TYPE_CHECKING:  # the state tool is optional: a project without it runs jobs locally
+    from tools.state import State
 
 __all__ = ("NAMESPACE", "Claim", "Lease")
 

@@ -18,16 +18,20 @@ reports), ``_errors``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from microcore import Tool
 from microcore.tooling import ConfigurationError, KernelView, Owner
 from tools.config import Config
-from tools.state import State
 
 from ._clock import Clock
 from ._handle import Scheduler
 from ._jobs import Engine
 from ._lease import NAMESPACE, Lease
 from ._stats import JobStats
+
+if TYPE_CHECKING:  # the state tool is optional: a project without it runs jobs locally
+    from tools.state import State
 
 __all__ = ("SchedulerTool",)
 

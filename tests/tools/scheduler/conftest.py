@@ -7,6 +7,7 @@ due time, a run counted) with deadlines instead of sleeping.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,11 @@ from tools.config.config_tool import ConfigTool
 from tools.scheduler import Scheduler
 from tools.scheduler.scheduler_tool import SchedulerTool
 from tools.state import State
+from tools.state.redis import RedisBackend  # noqa: F401 - pinned with the other tool modules
+from tools.state.state_tool import StateTool
+
+# This repository's tool modules, as the tests imported them.
+_TOOLS = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "tools"}
 
 START = 1_700_000_000.0  # a multiple of every interval the tests use
 
@@ -80,6 +86,21 @@ class FakeKernel:
 
 
 @asynccontextmanager
+async def running_state(settings: dict[str, str]) -> AsyncIterator[StateTool]:
+    """A set-up state tool (e.g. on Redis); shut down on exit."""
+    sys.modules.update(_TOOLS)  # a booted project re-pointed ``tools``; Redis loads lazily
+    async with anyio.create_task_group() as tg:
+        kernel = FakeKernel(settings, tg)
+        state = StateTool(ConfigTool(kernel))
+        await state.setup()
+        try:
+            yield state
+        finally:
+            with anyio.CancelScope(shield=True):
+                await state.shutdown()
+
+
+@asynccontextmanager
 async def running_scheduler(
     settings: dict[str, str] | None = None,
     *,
@@ -95,8 +116,8 @@ async def running_scheduler(
         try:
             yield tool
         finally:
-            with anyio.CancelScope(shield=True):
-                await tool.drain()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):  # a fake clock
+                await tool.drain()  # never reaches the drain deadline by itself
             tg.cancel_scope.cancel()
 
 

@@ -89,6 +89,7 @@ async def test_pending_owner_runs_nothing_until_committed() -> None:
         scheduler, owner = plugin(tool, active=False)
         job = Recorder()
         scheduler.every(1, job)
+        tool.on_plugins_changed()  # another plugin committed: this one still boots
         assert tool.jobs() == [] and clock.waiting == []
         activate(tool, owner)
         await eventually(lambda: clock.sleeping_until(START + 1))

@@ -1,0 +1,190 @@
+"""The scheduler booted in a real project: jobs owned by plugins across boot, reload, unload."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from microcore.testing import EventRecorder, Kernel, record_events, start_app
+from tests.conftest import ProjectFactory
+from tests.support import eventually
+from tests.tools.scheduler.conftest import START, FakeClock
+
+TOOLS = ["config", "logger", "state", "event_bus", "scheduler"]
+FILE = "domains/a/plugins/tick_plugin.py"
+
+GATE_TOOL = """
+import anyio
+from microcore import Tool
+
+class GateTool(Tool):
+    '''Holds a job until the test opens it.'''
+
+    name = "gate"
+
+    def __init__(self):
+        self.opened = anyio.Event()
+
+    async def wait(self):
+        await self.opened.wait()
+"""
+
+TICK = """
+import contextlib
+
+from microcore import Plugin
+from tools.event_bus import BusClosed, EventBus
+from tools.scheduler import Scheduler
+
+class TickPlugin(Plugin):
+    def __init__(self, scheduler: Scheduler, event_bus: EventBus, gate):
+        self.scheduler, self.bus, self.gate = scheduler, event_bus, gate
+
+    async def on_boot(self):
+        self.scheduler.every(1, self.tick)
+        self.scheduler.run(self.feed)
+
+    async def tick(self):
+        await self.bus.publish("tick.started", {"version": VERSION})
+        if HOLD:
+            await self.gate.wait()
+        await self.bus.publish("tick.finished", {"version": VERSION})
+
+    async def feed(self):
+        await self.bus.publish("feed.started", {"version": VERSION})
+        await self.gate.wait()
+
+    async def shutdown(self):
+        with contextlib.suppress(BusClosed):  # the app's own shutdown closed the bus first
+            await self.bus.publish("tick.shutdown", {"version": VERSION})
+"""
+
+
+def tick(version: int, *, hold: bool = False) -> str:
+    return f"VERSION = {version}\nHOLD = {hold}\n{TICK}"
+
+
+@dataclass
+class Project:
+    root: Path
+    kernel: Kernel
+    scheduler: Any
+    clock: FakeClock
+    events: EventRecorder
+
+    async def load(self, text: str) -> None:
+        """Write the plugin file and stage, commit and retire it, as a hot reload does."""
+        path = self.root / FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        batch = await self.kernel.stage([path])
+        self.kernel.commit(batch)
+        self.kernel.retire(batch)
+
+    def payloads(self, name: str) -> list[tuple[str, int]]:
+        return [(e.source, e.payload["version"]) for e in self.events.published if e.name == name]
+
+
+@pytest.fixture
+async def project(make_project: ProjectFactory) -> AsyncIterator[Project]:
+    """A running project with the scheduler on a fake clock, and no plugin yet."""
+    root = make_project({"tools/gate/gate_tool.py": GATE_TOOL}, tools=TOOLS)
+    running = await start_app(root)
+    try:
+        kernel = running.kernel
+        scheduler = kernel.tool("scheduler")
+        clock = FakeClock()
+        scheduler.clock = clock  # type: ignore[attr-defined]
+        events, detach = record_events(kernel)
+        try:
+            yield Project(root, kernel, scheduler, clock, events)
+        finally:
+            detach()
+    finally:
+        await running.stop()
+
+
+async def _tick(project: Project, due: float) -> None:
+    """Wait until the job sleeps until ``due`` and move the clock there."""
+    clock = project.clock
+    await eventually(lambda: clock.sleeping_until(due))
+    clock.advance(due - clock.now())
+
+
+async def test_kernel_jobs_publish_as_their_plugin(project: Project) -> None:
+    """A job's events come from its plugin; status lists the plugin's jobs."""
+    await project.load(tick(1))
+    await _tick(project, START + 1)
+    await project.events.wait_for("tick.finished")
+    assert project.payloads("tick.finished") == [("a.TickPlugin", 1)]
+    started = await project.events.wait_for("tick.started")
+    feed = await project.events.wait_for("feed.started")
+    assert started.source == feed.source == "a.TickPlugin"
+    status = project.kernel.status()["plugins"]["a.TickPlugin"]
+    assert status["jobs"] == ["tick (every 1s)", "feed (run)"]
+    assert [(j.owner, j.name, j.schedule) for j in project.scheduler.jobs()] == [
+        ("a.TickPlugin", "feed", "run"),
+        ("a.TickPlugin", "tick", "every 1s"),
+    ]
+
+
+async def test_kernel_reload_leaves_no_duplicate_and_unload_no_orphan(project: Project) -> None:
+    """After a reload one job runs, on the new code; after an unload none does."""
+    await project.load(tick(1))
+    await _tick(project, START + 1)
+    await eventually(lambda: len(project.payloads("tick.finished")) == 1)
+    await project.load(tick(2))
+    await eventually(lambda: ("a.TickPlugin", 1) in project.payloads("tick.shutdown"))
+    assert project.payloads("feed.started") == [("a.TickPlugin", 1), ("a.TickPlugin", 2)]
+    await _tick(project, START + 2)
+    await eventually(lambda: len(project.payloads("tick.finished")) == 2)
+    await _tick(project, START + 3)
+    await eventually(lambda: len(project.payloads("tick.finished")) == 3)
+    assert project.payloads("tick.finished") == [("a.TickPlugin", v) for v in (1, 2, 2)]
+    assert [j.name for j in project.scheduler.jobs()] == ["feed", "tick"]
+    assert [j.runs for j in project.scheduler.jobs() if j.name == "tick"] == [3]
+
+    await project.kernel.unload("a.TickPlugin")
+    assert project.scheduler.jobs() == []
+    await eventually(lambda: project.clock.waiting == [])
+    project.clock.advance(10)
+    assert len(project.payloads("tick.started")) == 3
+
+
+async def test_kernel_run_in_progress_finishes_on_the_old_code(project: Project) -> None:
+    """A run going during a reload finishes on the old version, which then shuts down; the
+    new version skips the due time it would have stacked on it."""
+    await project.load(tick(1, hold=True))
+    await _tick(project, START + 1)
+    await project.events.wait_for("tick.started")
+    await project.load(tick(2, hold=True))
+    await _tick(project, START + 2)
+    await eventually(lambda: project.scheduler.jobs()[1].skips == 1)
+    assert project.payloads("tick.shutdown") == []  # the old version still runs its job
+    gate: Any = project.kernel.tool("gate")
+    gate.opened.set()
+    await eventually(lambda: ("a.TickPlugin", 1) in project.payloads("tick.shutdown"))
+    assert project.payloads("tick.finished") == [("a.TickPlugin", 1)]
+    await _tick(project, START + 3)
+    await eventually(lambda: ("a.TickPlugin", 2) in project.payloads("tick.finished"))
+
+
+async def test_kernel_bad_cron_fails_the_plugin_quoting_it(project: Project) -> None:
+    """A malformed cron expression fails the plugin at on_boot, quoting the expression; the
+    plugin leaves no job behind."""
+    bad = TICK.replace(
+        "self.scheduler.every(1, self.tick)", 'self.scheduler.cron("61 * * * *", self.tick)'
+    )
+    with structlog.testing.capture_logs():
+        await project.load(f"VERSION = 1\nHOLD = False\n{bad}")
+    status = project.kernel.status()["plugins"]["a.TickPlugin"]
+    assert status["status"] == "failed"
+    assert status["error"]["type"] == "ScheduleError"
+    assert "cron expression '61 * * * *' is not valid: Bad minute" in status["error"]["message"]
+    assert project.scheduler.jobs() == []
+    assert project.clock.waiting == []
