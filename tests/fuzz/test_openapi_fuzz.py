@@ -24,6 +24,7 @@ message when the gate fails.
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -172,17 +173,16 @@ def fuzz(
         assert mode is GenerationMode.NEGATIVE, f"no valid input for {operation.label}"
 
 
-def report(pytestconfig: pytest.Config, tally: Tally) -> None:
-    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None:
-        terminal.write_line("")
-        terminal.write_line(tally.summary())
+def report(capsys: pytest.CaptureFixture[str], tally: Tally) -> None:
+    """The summary on the terminal, captured or not (CI logs keep it)."""
+    with capsys.disabled():
+        sys.stdout.write(f"\n{tally.summary()}\n")
 
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("token", [True, False], ids=["with-token", "without-token"])
 def test_openapi_fuzz_every_operation_answers_as_documented(
-    schema: schemathesis.BaseSchema, token: bool, pytestconfig: pytest.Config
+    schema: schemathesis.BaseSchema, token: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every operation, fuzzed with and without SYSTEM_TOKEN: no 5xx, no answer outside the
     error shape, none that contradicts the document."""
@@ -195,7 +195,7 @@ def test_openapi_fuzz_every_operation_answers_as_documented(
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             fuzz(operation, mode, token, tally)
-    report(pytestconfig, tally)
+    report(capsys, tally)
     assert tally.requests >= len(operations) * 2
     assert not tally.failed, tally.summary()
 
@@ -221,7 +221,7 @@ HOSTILE = [  # the classes a hostile client tried (issue #14), outside what the 
 
 @pytest.mark.timeout(120)
 def test_openapi_fuzz_hostile_inputs_answer_4xx_in_the_error_shape(
-    schema: schemathesis.BaseSchema, pytestconfig: pytest.Config
+    schema: schemathesis.BaseSchema, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Out-of-range numbers, deep nesting, long path segments and odd encodings answer a
     4xx in the error shape, with the token and without."""
@@ -236,5 +236,5 @@ def test_openapi_fuzz_hostile_inputs_answer_4xx_in_the_error_shape(
                 tally.record(response, f"{method} {path[:80]}")
                 if response.status_code < 400:
                     tally.contradictions.append(f"{response.status_code} <- {method} {path[:80]}")
-    report(pytestconfig, tally)
+    report(capsys, tally)
     assert not tally.failed, tally.summary()
