@@ -180,7 +180,8 @@ class Endpoint:
             raise from_validation(exc) from None
 
     def _query(self, query: bytes, *, typed: bool) -> dict[str, Any]:
-        """Query parameters; with a model only its fields, repeated ones as lists."""
+        """Query parameters; with a model only its fields, repeated ones as lists. A field
+        that holds one value given twice is refused: which one was meant is unknowable."""
         merged: dict[str, Any] = {}
         if not query:
             return merged
@@ -191,6 +192,13 @@ class Endpoint:
                 continue  # unknown query parameters (cache busters...) are ignored
             elif key in self._sequences:
                 merged.setdefault(key, []).append(value)
+            elif key in merged:
+                raise HttpError(
+                    422,
+                    "validation_error",
+                    f"Expected one value, got several - at `$.{key}`",
+                    path=f"$.{key}",
+                )
             else:
                 merged[key] = value
         return merged

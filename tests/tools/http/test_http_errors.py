@@ -148,6 +148,19 @@ async def test_error_bad_query_param_answers_422_naming_it(serve: Serve) -> None
         assert reason in error["message"]
 
 
+async def test_error_single_value_query_param_given_twice_answers_422(serve: Serve) -> None:
+    """`?page=1&page=2` for a one-value field is refused naming it, not silently the last."""
+    served = await serve(ERRORS)
+    response = await served.client.get("/pages?page=1&page=2")
+    assert response.status_code == 422
+    error = assert_error_shape(response.json(), "validation_error")
+    assert error == {
+        "code": "validation_error",
+        "message": "Expected one value, got several - at `$.page`",
+        "path": "$.page",
+    }
+
+
 async def test_error_non_object_body_without_model_answers_422(serve: Serve) -> None:
     """Without a model the JSON body must be an object to merge."""
     served = await serve(ERRORS)
