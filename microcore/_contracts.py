@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from ._core.event import Event
-from ._core.records import PluginRecord
+from ._core.records import PluginRecord, ToolRecord
 
 __all__ = (
     "EventFlows",
@@ -110,6 +110,11 @@ class KernelView(Protocol):
     @property
     def plugins(self) -> Mapping[str, PluginRecord]:
         """Loaded (and failed) plugins by identity."""
+        ...
+
+    @property
+    def tools(self) -> Mapping[str, ToolRecord]:
+        """Discovered (and failed) tools by name."""
         ...
 
     @property

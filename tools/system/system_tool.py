@@ -2,7 +2,9 @@
 
 Routes (served through ``http`` under the tool's own owner):
 
-* ``/system/health``: 200, or 503 naming every failed tool and plugin (a readiness probe);
+* ``/system/health``: readiness: 200, or 503 naming every failed tool and plugin and every
+  backing service that does not answer now (``Tool.probe``, cached ``SYSTEM_PROBE_CACHE`` s);
+* ``/system/live``: liveness: 200 while the process answers;
 * ``/system/status``: tools and plugins with status, error (file, line), registrations,
   boot and reload times;
 * ``/system/routes``: every route that serves, with its request count so far;
@@ -13,7 +15,7 @@ Routes (served through ``http`` under the tool's own owner):
 * ``/system/feed``: server-sent events, one per request and per event (``_feed.py``);
 * ``/system/dashboard``: the page that shows all of it live (``_dashboard.py``).
 
-Outside development every ``/system/*`` route but ``/system/health`` needs
+Outside development every ``/system/*`` route but ``/system/health`` and ``/system/live`` needs
 ``SYSTEM_TOKEN``, sent as ``Authorization: Bearer <token>`` or as the
 ``system_token`` cookie; without a configured token they always answer 401.
 ``/openapi.json`` says so: outside development each guarded route declares the
@@ -61,6 +63,7 @@ from tools.http.http_tool import Exchange, HttpTool
 from ._dashboard import Dashboard
 from ._feed import Feed
 from ._graph import StaticScan, build_graph
+from ._health import Readiness
 from ._metrics import Metrics, MetricsText
 from ._trace import select, traces
 
@@ -176,6 +179,7 @@ class SystemTool(Tool):
     name = "system"
     reserved_routes = (  # what setup registers, for `microcore check` (a static read)
         "GET /system/health",
+        "GET /system/live",
         "GET /system/status",
         "GET /system/routes",
         "GET /system/events",
@@ -203,6 +207,7 @@ class SystemTool(Tool):
         self._dashboard = Dashboard()
         self._static = StaticScan(kernel.root)
         self._recent: deque[Exchange] = deque(maxlen=_RECENT_REQUESTS)
+        self._readiness = Readiness(self._running_tools)
         self._undo: list[Callable[[], object]] = []
 
     async def setup(self) -> None:
@@ -212,6 +217,11 @@ class SystemTool(Tool):
             max_clients=_positive(config, "SYSTEM_FEED_CLIENTS", 16),
             payloads=config.get_bool("SYSTEM_FEED_PAYLOADS", True),
             on_watch=self._watch_requests,
+        )
+        self._readiness = Readiness(
+            self._running_tools,
+            cache=config.get_float("SYSTEM_PROBE_CACHE", 2.0),
+            timeout=config.get_float("SYSTEM_PROBE_TIMEOUT", 2.0),
         )
         await anyio.to_thread.run_sync(self._dashboard.load)
         self._owner.activate()
@@ -229,8 +239,10 @@ class SystemTool(Tool):
         add(
             "/system/health",
             self._get_health,
-            "200 when everything booted, 503 naming every failed tool and plugin",
+            "Readiness: 200, or 503 naming every failed tool and plugin and every backing "
+            "service that does not answer now",
         )
+        add("/system/live", self._get_live, "Liveness: 200 while the process answers")
         add(
             "/system/status",
             self.guarded(self._get_status),
@@ -350,12 +362,34 @@ class SystemTool(Tool):
     # -- handlers --------------------------------------------------------------------
 
     async def _get_health(self, data: Any, context: Context) -> dict[str, Any]:
-        """Liveness and readiness: 503 while any tool or plugin is failed."""
+        """Readiness: 503 while any tool or plugin is failed or a backing service (database,
+        state store, bus) does not answer; probes run at most every ``SYSTEM_PROBE_CACHE`` s."""
         failures = self._kernel.failures()
-        if failures["tools"] or failures["plugins"]:
-            context.set_status(503)
-            return {"status": "failed", **failures}
-        return {"status": "ok", "tools": [], "plugins": []}
+        services = await self._readiness.problems()
+        if not (failures["tools"] or failures["plugins"] or services):
+            return {"status": "ok", "tools": [], "plugins": [], "services": {}}
+        context.set_status(503)
+        named = [f"tool {n}" for n in failures["tools"]]
+        named += [f"plugin {n}" for n in failures["plugins"]]
+        named += [f"{n} ({why})" for n, why in services.items()]
+        return {
+            "success": False,
+            "error": {"code": "not_ready", "message": "not ready: " + "; ".join(named)},
+            "status": "failed",
+            **failures,
+            "services": services,
+        }
+
+    async def _get_live(self, data: Any, context: Context) -> dict[str, Any]:
+        """Liveness: the process answers (no probe, never 503 for a backing service)."""
+        return {"status": "ok"}
+
+    def _running_tools(self) -> list[tuple[str, Tool]]:
+        return [
+            (name, record.instance)
+            for name, record in sorted(self._kernel.tools.items())
+            if record.status == "ok" and record.instance is not None
+        ]
 
     async def _get_status(self, data: Any, context: Context) -> dict[str, Any]:
         """Tools and plugins: status, error (file, line), registrations, boot and reload times."""

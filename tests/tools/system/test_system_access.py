@@ -79,7 +79,8 @@ async def test_access_health_is_always_open(boot: Boot) -> None:
     system = await boot(settings=PRODUCTION)
     response = await system.client.get("/system/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "tools": [], "plugins": []}
+    assert response.json() == {"status": "ok", "tools": [], "plugins": [], "services": {}}
+    assert (await system.client.get("/system/live")).json() == {"status": "ok"}
 
 
 async def test_access_development_is_open(boot: Boot) -> None:

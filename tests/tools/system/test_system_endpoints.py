@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -17,7 +18,78 @@ async def test_health_names_every_failed_plugin_with_503(boot: Boot) -> None:
     system = await boot(files=BROKEN)
     response = await system.client.get("/system/health")
     assert response.status_code == 503
-    assert response.json() == {"status": "failed", "tools": [], "plugins": ["shop.BrokenPlugin"]}
+    assert response.json() == {
+        "success": False,
+        "error": {"code": "not_ready", "message": "not ready: plugin shop.BrokenPlugin"},
+        "status": "failed",
+        "tools": [],
+        "plugins": ["shop.BrokenPlugin"],
+        "services": {},
+    }
+
+
+DOWN_TOOL = """
+from microcore import Tool
+
+
+class DownTool(Tool):
+    name = "down"
+
+    def __init__(self):
+        self.problem = None
+        self.probes = 0
+
+    async def probe(self):
+        self.probes += 1
+        if self.problem == "hang":
+            import anyio
+            await anyio.sleep_forever()
+        if self.problem == "raise":
+            raise RuntimeError("probe broke")
+        return self.problem
+"""
+
+
+async def test_health_names_a_backing_service_that_does_not_answer(boot: Boot) -> None:
+    """A tool whose service does not answer makes /system/health 503 naming it, and 200 once
+    it answers again; /system/live stays 200 throughout; probes are cached briefly."""
+    system = await boot(
+        files={"tools/down/down_tool.py": DOWN_TOOL},
+        settings={"SYSTEM_PROBE_CACHE": "0", "SYSTEM_PROBE_TIMEOUT": "0.05"},
+    )
+    down: Any = system.running.kernel.tool("down")
+    assert (await system.client.get("/system/health")).json()["services"] == {}
+    down.problem = "cannot reach the thing at thing:1"
+    response = await system.client.get("/system/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["services"] == {"down": "cannot reach the thing at thing:1"}
+    assert body["error"] == {
+        "code": "not_ready",
+        "message": "not ready: down (cannot reach the thing at thing:1)",
+    }
+    assert (await system.client.get("/system/live")).json() == {"status": "ok"}
+    down.problem = "hang"
+    assert (await system.client.get("/system/health")).json()["services"] == {
+        "down": "no answer within 0.05 s"
+    }
+    down.problem = "raise"
+    assert (await system.client.get("/system/health")).json()["services"] == {
+        "down": "probe failed: RuntimeError: probe broke"
+    }
+    down.problem = None
+    assert (await system.client.get("/system/health")).status_code == 200
+
+
+async def test_health_probes_at_most_once_per_cache_period(boot: Boot) -> None:
+    """Many health checks within SYSTEM_PROBE_CACHE seconds share one round of probes."""
+    system = await boot(
+        files={"tools/down/down_tool.py": DOWN_TOOL}, settings={"SYSTEM_PROBE_CACHE": "60"}
+    )
+    down: Any = system.running.kernel.tool("down")
+    for _ in range(5):
+        assert (await system.client.get("/system/health")).status_code == 200
+    assert down.probes == 1
 
 
 async def test_status_shows_plugins_with_error_file_and_line(boot: Boot) -> None:
