@@ -96,6 +96,10 @@ class EventBackend(Protocol):
         """
         ...
 
+    def problem(self) -> str | None:
+        """Readiness: None while the transport is connected, else why not (cheap, no I/O)."""
+        ...
+
     async def close(self) -> None:
         """Disconnect. Called after the bus drained."""
         ...

@@ -96,6 +96,10 @@ class EventBusTool(Tool):
         )
         await router.open(settings, backend)
 
+    async def probe(self) -> str | None:
+        """Readiness: the transport carries events now (NATS connected)."""
+        return self._router.backend.problem()
+
     async def on_boot_complete(self) -> None:
         """Serve once the backend carries every subscription (NATS: queue groups joined)."""
         await self._router.backend.ready()

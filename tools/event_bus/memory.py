@@ -130,6 +130,10 @@ class MemoryBackend:
     def unwatch(self, pattern: str, group: str) -> None:
         """Nothing to leave."""
 
+    def problem(self) -> str | None:
+        """In process: always ready."""
+        return None
+
     async def ready(self) -> None:
         """Always ready: subscriptions receive as soon as they are open."""
 

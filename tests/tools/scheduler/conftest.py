@@ -67,6 +67,7 @@ class FakeKernel:
         self.settings = settings
         self.root = Path.cwd()
         self.plugins: dict[str, Any] = {}
+        self.tools: dict[str, Any] = {}
         self.reloaded_at: float | None = None
         self.reload_ms: float | None = None
 

@@ -356,6 +356,15 @@ class NatsBackend:
             self.acks.dead_letter_stored(event)
         return None
 
+    def problem(self) -> str | None:
+        """Readiness: the client is connected to a NATS server now."""
+        nc = self._nc
+        if nc is None or self._closed:
+            return "the NATS connection is closed"
+        if not nc.is_connected:
+            return "NATS is not connected (reconnecting)"
+        return None
+
     async def ready(self) -> None:
         await self._bound()
 
