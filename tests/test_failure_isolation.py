@@ -115,9 +115,16 @@ async def test_failures_are_visible_and_isolated(make_project: ProjectFactory) -
             health = await client.get("/system/health")
             assert health.status_code == 503
             assert health.json() == {
+                "success": False,
+                "error": {
+                    "code": "not_ready",
+                    "message": "not ready: tool flaky; plugin shop.FlakyUserPlugin; "
+                    "plugin shop.HalfPlugin; plugin shop.PayPlugin",
+                },
                 "status": "failed",
                 "tools": ["flaky"],
                 "plugins": ["shop.FlakyUserPlugin", "shop.HalfPlugin", "shop.PayPlugin"],
+                "services": {},
             }
     finally:
         await running.stop()
