@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import pytest
@@ -19,6 +21,31 @@ class ProjectFactory(Protocol):
     """The ``make_project`` fixture: write the files, copy the tools, return the root."""
 
     def __call__(self, files: dict[str, str], *, tools: list[str] | None = None) -> Path: ...
+
+
+_COLLECTED: dict[
+    str, ModuleType
+] = {}  # this repository's tools modules, as test modules imported them
+
+
+def _tools_modules() -> dict[str, ModuleType]:
+    return {n: m for n, m in sys.modules.items() if n == "tools" or n.startswith("tools.")}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember the repository's ``tools`` modules the test modules imported."""
+    _COLLECTED.update(_tools_modules())
+
+
+@pytest.fixture(autouse=True)
+def _collected_tools() -> None:
+    """Each test starts with the ``tools`` modules its test module imported: a project that an
+    earlier test booted swaps the ``tools`` package in ``sys.modules`` for its own copy, and a
+    tool built directly from the imported classes would then import its lazy modules (the NATS
+    backend) from the wrong copy, or fail to find its package."""
+    for name in _tools_modules().keys() - _COLLECTED.keys():
+        del sys.modules[name]
+    sys.modules.update(_COLLECTED)
 
 
 @pytest.fixture(autouse=True)
