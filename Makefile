@@ -30,8 +30,8 @@ pytest: $(STAMP)
 	@rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest
 	@$(BIN)/coverage combine -q
-	$(BIN)/coverage report  # branch coverage of microcore/ + tools/ together: at least 95 %
-	$(BIN)/coverage report --include='microcore/*' --fail-under=100  # the kernel: every branch
+	$(BIN)/coverage report --include='$(CURDIR)/microcore/*,$(CURDIR)/tools/*'  # >= 95 % together
+	$(BIN)/coverage report --include='$(CURDIR)/microcore/*' --fail-under=100  # every branch
 
 test: lint typecheck architecture pytest
 

@@ -93,3 +93,25 @@ def test_check_pattern_refuses_malformed_patterns(pattern: str) -> None:
 def test_check_pattern_accepts_wildcards() -> None:
     """Valid patterns come back as tokens."""
     assert check_pattern("a.*.>") == ["a", "*", ">"]
+
+
+def test_trie_adding_a_value_twice_keeps_one() -> None:
+    """The same value under the same pattern is stored once; removing a value the pattern
+    does not hold answers False."""
+    trie = SubjectTrie[str]()
+    trie.add("order.*", "audit")
+    trie.add("order.*", "audit")
+    assert len(trie) == 1
+    assert trie.match("order.paid") == ("audit",)
+    assert trie.remove("order.*", "billing") is False
+    assert len(trie) == 1
+
+
+def test_trie_match_cache_starts_afresh_at_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-name cache is bounded: past its limit it is cleared, answers stay right."""
+    monkeypatch.setattr("microcore._names._CACHE_LIMIT", 2)
+    trie = SubjectTrie[str]()
+    trie.add("a.>", "all")
+    for name in ("a.b", "a.c", "a.d", "a.b"):
+        assert trie.match(name) == ("all",)
+    assert len(trie._cache) <= 2

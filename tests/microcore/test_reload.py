@@ -518,8 +518,9 @@ async def test_other_domain_files_go_to_the_working_tools(
     async with kernel.run():
         files: Any = kernel.tool("files")
         notes = write(root, "NOTES.md", "not the framework's business")
+        script = write(root, "scripts/seed.py", "print('a script of the project')")
         good = write(root, "domains/a/migrations/002_fine.sql", "SELECT 1;")
-        report = await Reloader(kernel).apply([notes, good])
+        report = await Reloader(kernel).apply([notes, script, good])
         assert files.seen == [["002_fine.sql"]]
         assert (report.failed, report.restart_needed) == ({}, [])
 
