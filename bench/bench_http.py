@@ -66,6 +66,8 @@ PACKAGES = [
     "anyio",
     "watchfiles",
     "pydantic",
+    "cronsim",  # the scheduler tool, copied into the microcore project with the other tools
+    "swagger-ui-bundle-v2",
 ]
 APPS = ("starlette", "microcore", "fastapi", "litestar")
 # Diagnostic only (never in the verdicts): microcore with POST /products inserting through
