@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 
 
@@ -141,3 +143,32 @@ class PrivateRedis:
             process.terminate()
             process.wait(timeout=10)
         wait_for_port(self.port, open_=False)
+
+
+class FakeKernel:
+    """A ``KernelView`` with settings and no plugins, for a tool built without a kernel; its
+    background tasks run in ``tg`` (the test's task group) when one is given."""
+
+    def __init__(self, settings: dict[str, str], tg: anyio.abc.TaskGroup | None = None) -> None:
+        self._tg = tg
+        self.settings = settings
+        self.root = Path.cwd()
+        self.plugins: dict[str, Any] = {}
+        self.tools: dict[str, Any] = {}
+        self.reloaded_at: float | None = None
+        self.reload_ms: float | None = None
+
+    def status(self) -> Any:
+        return {}
+
+    def failures(self) -> dict[str, list[str]]:
+        return {}
+
+    def start_background(
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None
+    ) -> None:
+        assert self._tg is not None, "this fake kernel runs no background tasks"
+        self._tg.start_soon(fn, *args, name=name)
+
+    def add_reload_listener(self, listener: Callable[[], Awaitable[None] | None]) -> None:
+        return None

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ import pytest
 
 from microcore import Event
 from microcore.tooling import Owner
-from tests.support import eventually, free_port
+from tests.support import FakeKernel, eventually, free_port
 from tests.tools.conftest import require_service
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import EventBus
@@ -63,34 +63,6 @@ class Until(Protocol):
     def __call__(
         self, condition: Callable[[], object], *, timeout: float = ...
     ) -> Awaitable[None]: ...
-
-
-class FakeKernel:
-    """A :class:`KernelView` with no plugins: the bus uses its settings and background tasks."""
-
-    def __init__(self, settings: dict[str, str], tg: anyio.abc.TaskGroup | None = None) -> None:
-        self._tg = tg
-        self.settings = settings
-        self.root = Path.cwd()
-        self.plugins: dict[str, Any] = {}
-        self.tools: dict[str, Any] = {}
-        self.reloaded_at: float | None = None
-        self.reload_ms: float | None = None
-
-    def status(self) -> Any:
-        return {}
-
-    def failures(self) -> dict[str, list[str]]:
-        return {}
-
-    def start_background(
-        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None
-    ) -> None:
-        assert self._tg is not None, "this fake kernel runs no background tasks"
-        self._tg.start_soon(fn, *args, name=name)
-
-    def add_reload_listener(self, listener: Callable[[], Awaitable[None] | None]) -> None:
-        return None
 
 
 @asynccontextmanager

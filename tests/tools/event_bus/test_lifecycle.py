@@ -10,9 +10,9 @@ import structlog
 
 from microcore import Event
 from microcore.tooling import ConfigurationError
+from tests.support import FakeKernel
 from tests.tools.event_bus.conftest import (
     BusFactory,
-    FakeKernel,
     InboxFactory,
     PluginFactory,
     Until,

@@ -11,7 +11,8 @@ import structlog
 
 from microcore import Event
 from microcore.tooling import ConfigurationError, Owner
-from tests.tools.event_bus.conftest import BusFactory, FakeKernel, PluginFactory
+from tests.support import FakeKernel
+from tests.tools.event_bus.conftest import BusFactory, PluginFactory
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import SubscriptionState
 from tools.event_bus._history import Graph, History

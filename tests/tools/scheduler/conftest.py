@@ -8,15 +8,14 @@ due time, a run counted) with deadlines instead of sleeping.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.abc
 
 from microcore.tooling import Owner
+from tests.support import FakeKernel
 from tools.config.config_tool import ConfigTool
 from tools.scheduler import Scheduler
 from tools.scheduler.scheduler_tool import SchedulerTool
@@ -57,33 +56,6 @@ class FakeClock:
 
     def sleeping_until(self, when: float) -> bool:
         return when in self.waiting
-
-
-class FakeKernel:
-    """A KernelView with settings and background tasks in the test's task group."""
-
-    def __init__(self, settings: dict[str, str], tg: anyio.abc.TaskGroup) -> None:
-        self._tg = tg
-        self.settings = settings
-        self.root = Path.cwd()
-        self.plugins: dict[str, Any] = {}
-        self.tools: dict[str, Any] = {}
-        self.reloaded_at: float | None = None
-        self.reload_ms: float | None = None
-
-    def status(self) -> Any:
-        return {}
-
-    def failures(self) -> dict[str, list[str]]:
-        return {}
-
-    def start_background(
-        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None
-    ) -> None:
-        self._tg.start_soon(fn, *args, name=name)
-
-    def add_reload_listener(self, listener: Callable[[], Awaitable[None] | None]) -> None:
-        return None
 
 
 @asynccontextmanager

@@ -12,11 +12,10 @@ from microcore.tooling import (
     RegistrationError,
     current_correlation_id,
 )
-from tests.support import eventually
+from tests.support import FakeKernel, eventually
 from tests.tools.scheduler.conftest import (
     START,
     FakeClock,
-    FakeKernel,
     Recorder,
     activate,
     plugin,

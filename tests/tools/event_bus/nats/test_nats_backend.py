@@ -17,10 +17,9 @@ import structlog
 
 from microcore import Event
 from microcore.tooling import NoResponder, RequestTimeout
-from tests.support import eventually, free_port
+from tests.support import FakeKernel, eventually, free_port
 from tests.tools.event_bus.conftest import (
     BusFactory,
-    FakeKernel,
     InboxFactory,
     PluginFactory,
     PrivateNats,

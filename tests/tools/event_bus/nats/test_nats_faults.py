@@ -23,10 +23,9 @@ import structlog
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from microcore import Event
-from tests.support import eventually, free_port
+from tests.support import FakeKernel, eventually, free_port
 from tests.tools.event_bus.conftest import (
     BusFactory,
-    FakeKernel,
     InboxFactory,
     PluginFactory,
     nats_backend_of,
