@@ -86,6 +86,7 @@ class Metrics:
         subscriptions: Iterable[SubscriptionStats],
         outcomes: Iterable[DeliveryOutcome],
         feed: Mapping[str, int],
+        jobs: Iterable[Any] = (),
     ) -> str:
         """The Prometheus text of every family; ``requests`` is the http tool's
         ``request_stats()``, ``status`` is ``kernel.status()``, ``subscriptions`` and
@@ -94,6 +95,7 @@ class Metrics:
         lines += _http(requests)
         lines += self._events(list(subscriptions), list(outcomes))
         lines += _kernel(status)
+        lines += _jobs(list(jobs))
         lines += _family(
             "microcore_reloads_total",
             "counter",
@@ -248,3 +250,20 @@ def _number(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer():
         return str(int(value))
     return repr(float(value))
+
+
+def _jobs(jobs: list[Any]) -> list[str]:
+    """The scheduler's jobs (``JobStats``: owner, name, runs, failures, skips, running)."""
+    rows = [({"plugin": j.owner, "job": j.name}, j) for j in jobs]
+    counters = (
+        ("runs", "Finished runs of scheduled jobs."),
+        ("failures", "Runs of scheduled jobs that raised."),
+        ("skips", "Due times skipped because the job's previous run was still going."),
+    )
+    lines: list[str] = []
+    for field, text in counters:
+        samples = [(labels, getattr(job, field)) for labels, job in rows]
+        lines += _family(f"microcore_job_{field}_total", "counter", text, samples)
+    running = [(labels, int(job.running)) for labels, job in rows]
+    lines += _family("microcore_job_running", "gauge", "Jobs running now (1) or not.", running)
+    return lines

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import hmac
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 import anyio
@@ -173,6 +173,13 @@ class DeliveryCounts(Protocol):
     def outcomes(self) -> list[DeliveryOutcome]: ...
 
 
+@runtime_checkable
+class JobCounts(Protocol):
+    """What a scheduler may report (the ``scheduler`` tool does): every job with its counters."""
+
+    def jobs(self) -> Sequence[Any]: ...
+
+
 class SystemTool(Tool):
     """Health, status, routes, events, graph, metrics and a live dashboard under ``/system``."""
 
@@ -191,7 +198,12 @@ class SystemTool(Tool):
     )
 
     def __init__(
-        self, http: HttpTool, config: Config, kernel: KernelView, event_bus: Tool | None = None
+        self,
+        http: HttpTool,
+        config: Config,
+        kernel: KernelView,
+        event_bus: Tool | None = None,
+        scheduler: Tool | None = None,
     ) -> None:
         self._http = http
         self._config = config
@@ -199,6 +211,7 @@ class SystemTool(Tool):
         # what the bus lets others see, as declared contracts (a bus may offer neither)
         self._events = event_bus if isinstance(event_bus, EventSource) else None
         self._counts = event_bus if isinstance(event_bus, DeliveryCounts) else None
+        self._jobs = scheduler if isinstance(scheduler, JobCounts) else None
         self._owner = Owner("tools.system")
         self._metrics = Metrics()
         self._feed = Feed()
@@ -454,6 +467,7 @@ class SystemTool(Tool):
         text = self._metrics.render(
             requests=self._stats,
             status=self._kernel.status(),
+            jobs=self._jobs.jobs() if self._jobs is not None else [],
             subscriptions=self._counts.subscriptions() if self._counts is not None else [],
             outcomes=self._counts.outcomes() if self._counts is not None else [],
             feed=self._feed.stats(),

@@ -6,10 +6,16 @@ import math
 import re
 import textwrap
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
+
+import httpx
 
 from microcore import Event
 from microcore._dev.reload import Reloader
+from microcore.testing import start_app
+from tests.conftest import ProjectFactory
+from tests.support import eventually
 from tests.tools.system.conftest import BROKEN, PRODUCTION, SHOP, TOKEN, Boot
 from tools.http._stats import FLUSH_AT, RequestStats
 from tools.system._metrics import MAX_SERIES, Metrics
@@ -280,3 +286,52 @@ async def test_metrics_never_repeat_a_series_when_a_plugin_subscribes_twice(boot
     ]
     duplicated = [s for s, n in Counter(samples).items() if n > 1]
     assert duplicated == []
+
+
+TICKING = """
+from microcore import Plugin
+
+
+class TickPlugin(Plugin):
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    async def on_boot(self):
+        self.scheduler.every(0.02, self.tick)
+        self.scheduler.every(3600, self.fail, name="hourly")
+
+    async def tick(self):
+        pass
+
+    async def fail(self):
+        raise RuntimeError("never due in this test")
+"""
+
+
+async def test_metrics_count_scheduled_jobs(make_project: ProjectFactory) -> None:
+    """With the scheduler tool, each job's runs, failures, skips and running state are series
+    labelled by plugin and job."""
+    root = make_project(
+        {"domains/clock/plugins/tick_plugin.py": TICKING},
+        tools=["config", "logger", "http", "scheduler", "system"],
+    )
+    running = await start_app(root)
+    transport = httpx.ASGITransport(app=running.app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            system = SimpleNamespace(client=client)
+
+            async def ticked() -> bool:
+                _, series = await scrape(system)
+                tick = {"plugin": "clock.TickPlugin", "job": "tick"}
+                return value(series, "microcore_job_runs_total", **tick) >= 2
+
+            await eventually(ticked, timeout=10)
+            _, series = await scrape(system)
+            hourly = {"plugin": "clock.TickPlugin", "job": "hourly"}
+            assert value(series, "microcore_job_runs_total", **hourly) == 0
+            assert value(series, "microcore_job_failures_total", **hourly) == 0
+            assert value(series, "microcore_job_skips_total", **hourly) == 0
+            assert value(series, "microcore_job_running", **hourly) == 0
+    finally:
+        await running.stop()
