@@ -18,6 +18,7 @@ import msgspec
 
 from ._core.event import Event
 from ._core.records import PluginRecord, ToolRecord
+from ._core.status import SystemStatus
 
 __all__ = (
     "EventFlows",
@@ -127,7 +128,7 @@ class KernelView(Protocol):
         """How long the last hot reload took."""
         ...
 
-    def status(self) -> Any:
+    def status(self) -> SystemStatus:
         """Every tool and plugin with status and error: the body of ``/system/status``."""
         ...
 

@@ -36,6 +36,7 @@ from ._core.errors import (
 from ._core.injection import require_coroutine_function
 from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
+from ._core.status import ErrorView, PluginStatus, SystemStatus, ToolStatus
 from ._core.tool import FilesApplied
 from ._dev.scan import SourceScan, scan_file
 
@@ -43,6 +44,7 @@ __all__ = (
     "ConfigurationError",
     "DependencyError",
     "ErrorInfo",
+    "ErrorView",
     "EventFlows",
     "EventNameError",
     "EventSource",
@@ -54,6 +56,7 @@ __all__ = (
     "Owner",
     "OwnerState",
     "PluginRecord",
+    "PluginStatus",
     "Registration",
     "RegistrationError",
     "RequestTimeout",
@@ -61,7 +64,9 @@ __all__ = (
     "ServedRoute",
     "ServesRoutes",
     "SourceScan",
+    "SystemStatus",
     "ToolRecord",
+    "ToolStatus",
     "causation",
     "current_correlation_id",
     "current_event_id",

@@ -11,11 +11,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import httpx
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -172,3 +174,9 @@ class FakeKernel:
 
     def add_reload_listener(self, listener: Callable[[], Awaitable[None] | None]) -> None:
         return None
+
+
+def present(value: T | None) -> T:
+    """``value``, which the test expects to be there (a failed assertion when it is None)."""
+    assert value is not None
+    return value

@@ -26,7 +26,7 @@ from .lifecycle import Batch, PluginSet
 from .logs import configure_logging
 from .records import FAILED, PluginRecord, ToolRecord
 from .settings import load_settings
-from .status import relative, render_error
+from .status import PluginStatus, SystemStatus, ToolStatus, relative, render_error
 from .tool import ASGIApp, Tool
 from .toolset import ToolSet
 
@@ -42,7 +42,7 @@ class Kernel:
 
     >>> kernel = Kernel(Path("."))
     >>> async with kernel.run():      # boot ... shutdown
-    ...     kernel.status()["plugins"]
+    ...     kernel.status().plugins
     """
 
     def __init__(
@@ -213,45 +213,46 @@ class Kernel:
 
     # -- introspection ---------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> SystemStatus:
         """Every tool and plugin with status, error, file and registrations; boot and reload
-        times: the body of ``/system/status``."""
+        times: what ``/system/status`` shows."""
         root = self.root
-        plugins: dict[str, Any] = {}
+        plugins: dict[str, PluginStatus] = {}
         for identity in sorted(self.plugins):
             record = self.plugins[identity]
-            kinds: dict[str, list[str]] = {"routes": [], "subscriptions": []}
+            registrations: dict[str, list[str]] = {}
             for registration in record.owner.registrations:
-                kinds.setdefault(registration.kind + "s", []).append(registration.label)
-            plugins[identity] = {
-                "status": record.status,
-                "error": render_error(root, record.error),
-                "reload_error": render_error(root, self.reload_errors.get(record.file.resolve())),
-                "file": relative(root, record.file),
-                "domain": record.domain,
-                "tools": list(record.tools),
-                **kinds,
-                "loaded_at": record.loaded_at,
-            }
-        return {
-            "tools": {
-                name: {
-                    "status": r.status,
-                    "error": render_error(root, r.error),
-                    "file": relative(root, r.file),
-                }
-                for name, r in sorted(self.tools.items())
-            },
-            "plugins": plugins,
-            "booted_at": self.booted_at,
-            "boot_ms": None if self.boot_seconds is None else round(self.boot_seconds * 1000, 1),
-            "reloaded_at": self.reloaded_at,
-            "reload_ms": self.reload_ms,
-            "reload_errors": {
-                relative(root, path): render_error(root, error)
-                for path, error in sorted(self.reload_errors.items())
-            },
+                registrations.setdefault(registration.kind, []).append(registration.label)
+            plugins[identity] = PluginStatus(
+                status=record.status,
+                error=render_error(root, record.error),
+                reload_error=render_error(root, self.reload_errors.get(record.file.resolve())),
+                file=relative(root, record.file),
+                domain=record.domain,
+                tools=list(record.tools),
+                registrations=registrations,
+                loaded_at=record.loaded_at,
+            )
+        tools = {
+            name: ToolStatus(
+                status=r.status, error=render_error(root, r.error), file=relative(root, r.file)
+            )
+            for name, r in sorted(self.tools.items())
         }
+        reload_errors = {
+            relative(root, path) or str(path): view
+            for path, error in sorted(self.reload_errors.items())
+            if (view := render_error(root, error)) is not None
+        }
+        return SystemStatus(
+            tools=tools,
+            plugins=plugins,
+            booted_at=self.booted_at,
+            boot_ms=None if self.boot_seconds is None else round(self.boot_seconds * 1000, 1),
+            reloaded_at=self.reloaded_at,
+            reload_ms=self.reload_ms,
+            reload_errors=reload_errors,
+        )
 
     def failures(self) -> dict[str, list[str]]:
         """Names of failed tools and plugins (``/system/health``)."""

@@ -333,7 +333,7 @@ def test_check_accepts_plugins_built_on_a_domain_base_class(make_project: Projec
     async def statuses() -> dict[str, str]:
         kernel = Kernel(root, environ={})
         async with kernel.run():
-            return {k: v["status"] for k, v in kernel.status()["plugins"].items()}
+            return {k: v.status for k, v in kernel.status().plugins.items()}
 
     loaded = anyio.run(statuses)
     assert loaded["shop.OrdersPlugin"] == loaded["shop.KindsPlugin"] == "ok"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from microcore.testing import Kernel
-from microcore.tooling import ConfigurationError, DependencyError
+from microcore.tooling import ConfigurationError, DependencyError, ErrorView
 from tests.microcore.conftest import KernelProjectFactory, recorder_of, registry_of
-from tests.support import eventually
+from tests.support import eventually, present
 
 GOOD = """
 from microcore import Plugin
@@ -48,11 +48,11 @@ async def test_plugin_identity_is_domain_and_class(kernel_project: KernelProject
     root = kernel_project({"domains/shop/plugins/good_plugin.py": GOOD})
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        plugin = kernel.status()["plugins"]["shop.GoodPlugin"]
-        assert plugin["status"] == "ok"
-        assert plugin["file"] == "domains/shop/plugins/good_plugin.py"
-        assert plugin["tools"] == ["registry", "recorder"]
-        assert plugin["items"] == ["good"]
+        plugin = kernel.status().plugins["shop.GoodPlugin"]
+        assert plugin.status == "ok"
+        assert plugin.file == "domains/shop/plugins/good_plugin.py"
+        assert plugin.tools == ["registry", "recorder"]
+        assert plugin.registrations == {"item": ["good"]}
 
 
 async def test_discovery_ignores_imported_classes_and_other_files(
@@ -69,7 +69,7 @@ async def test_discovery_ignores_imported_classes_and_other_files(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        assert list(kernel.status()["plugins"]) == ["a.GoodPlugin"]
+        assert list(kernel.status().plugins) == ["a.GoodPlugin"]
 
 
 async def test_duplicate_class_name_fails_under_its_file_name(
@@ -85,12 +85,12 @@ async def test_duplicate_class_name_fails_under_its_file_name(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        plugins = kernel.status()["plugins"]
+        plugins = kernel.status().plugins
         assert kernel.failures()["plugins"] == ["a.second_plugin"]
-    assert plugins["a.GoodPlugin"]["file"] == "domains/a/plugins/first_plugin.py"
+    assert plugins["a.GoodPlugin"].file == "domains/a/plugins/first_plugin.py"
     second = plugins["a.second_plugin"]
-    assert second["status"] == "failed" and second["file"] == "domains/a/plugins/second_plugin.py"
-    assert "already defined in domains/a/plugins/first_plugin.py" in second["error"]["message"]
+    assert second.status == "failed" and second.file == "domains/a/plugins/second_plugin.py"
+    assert "already defined in domains/a/plugins/first_plugin.py" in present(second.error).message
 
 
 async def test_missing_tool_fails_only_that_plugin(kernel_project: KernelProjectFactory) -> None:
@@ -109,15 +109,16 @@ async def test_missing_tool_fails_only_that_plugin(kernel_project: KernelProject
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        status = kernel.status()["plugins"]
-        assert status["a.GoodPlugin"]["status"] == "ok"
-        error = status["a.PayPlugin"]["error"]
-        assert status["a.PayPlugin"]["status"] == "failed"
-        assert error["message"] == (
+        status = kernel.status().plugins
+        assert status["a.GoodPlugin"].status == "ok"
+        error = status["a.PayPlugin"].error
+        assert error is not None
+        assert status["a.PayPlugin"].status == "failed"
+        assert error.message == (
             "plugin 'a.PayPlugin' needs tool 'payments', which is not registered; "
             "available tools: config, logger, recorder, registry"
         )
-        assert (error["file"], error["line"]) == ("domains/a/plugins/pay_plugin.py", 5)
+        assert (error.file, error.line) == ("domains/a/plugins/pay_plugin.py", 5)
         assert kernel.failures() == {"tools": [], "plugins": ["a.PayPlugin"]}
 
 
@@ -166,8 +167,9 @@ async def test_uninjectable_signature_is_refused(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        error = kernel.status()["plugins"]["a.BadPlugin"]["error"]
-        assert message in error["message"]
+        error = kernel.status().plugins["a.BadPlugin"].error
+        assert error is not None
+        assert message in error.message
 
 
 async def test_sync_hook_is_refused(kernel_project: KernelProjectFactory) -> None:
@@ -185,12 +187,13 @@ async def test_sync_hook_is_refused(kernel_project: KernelProjectFactory) -> Non
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        error = kernel.status()["plugins"]["a.SyncPlugin"]["error"]
-        assert error["message"] == (
+        error = kernel.status().plugins["a.SyncPlugin"].error
+        assert error is not None
+        assert error.message == (
             "plugin 'a.SyncPlugin': on_boot must be a coroutine function: "
             "declare it 'async def on_boot(...)'"
         )
-        assert error["line"] == 5
+        assert error.line == 5
 
 
 async def test_import_error_is_isolated_with_file_and_line(
@@ -206,16 +209,16 @@ async def test_import_error_is_isolated_with_file_and_line(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        status = kernel.status()["plugins"]
-        assert status["a.GoodPlugin"]["status"] == "ok"
-        assert status["a.broken_plugin"]["error"] == {
-            "type": "ValueError",
-            "message": "nope",
-            "file": "domains/a/plugins/broken_plugin.py",
-            "line": 3,
-        }
-        assert status["a.syntax_plugin"]["error"]["type"] == "SyntaxError"
-        assert status["a.syntax_plugin"]["error"]["line"] == 1
+        status = kernel.status().plugins
+        assert status["a.GoodPlugin"].status == "ok"
+        assert status["a.broken_plugin"].error == ErrorView(
+            type="ValueError",
+            message="nope",
+            file="domains/a/plugins/broken_plugin.py",
+            line=3,
+        )
+        assert present(status["a.syntax_plugin"].error).type == "SyntaxError"
+        assert present(status["a.syntax_plugin"].error).line == 1
 
 
 async def test_raising_init_is_isolated(kernel_project: KernelProjectFactory) -> None:
@@ -234,8 +237,9 @@ async def test_raising_init_is_isolated(kernel_project: KernelProjectFactory) ->
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        error = kernel.status()["plugins"]["a.InitPlugin"]["error"]
-        assert (error["message"], error["line"]) == ("cannot construct", 6)
+        error = kernel.status().plugins["a.InitPlugin"].error
+        assert error is not None
+        assert (error.message, error.line) == ("cannot construct", 6)
         assert registry_of(kernel).visible() == ["good"]
 
 
@@ -264,10 +268,11 @@ async def test_on_boot_failing_halfway_leaves_nothing_registered(
     async with kernel.run():
         registry = registry_of(kernel)
         assert registry.items == [(kernel.plugins["a.GoodPlugin"].owner, "good")]
-        plugin = kernel.status()["plugins"]["a.HalfPlugin"]
-        assert plugin["status"] == "failed"
-        assert "items" not in plugin
-        assert (plugin["error"]["message"], plugin["error"]["line"]) == ("boot failed", 11)
+        plugin = kernel.status().plugins["a.HalfPlugin"]
+        assert plugin.status == "failed"
+        assert "item" not in plugin.registrations
+        error = present(plugin.error)
+        assert (error.message, error.line) == ("boot failed", 11)
 
 
 async def test_pending_registrations_are_invisible_until_commit(
@@ -358,13 +363,13 @@ async def test_failed_tool_setup_fails_dependents_only(
     kernel = Kernel(root, environ={})
     async with kernel.run():
         status = kernel.status()
-        assert status["tools"]["flaky"]["status"] == "failed"
-        assert status["tools"]["flaky"]["error"]["message"] == "no server at 127.0.0.1:1"
-        assert status["tools"]["flaky"]["error"]["line"] == 8
-        assert "needs tool 'flaky', which failed" in status["tools"]["user"]["error"]["message"]
-        needy = status["plugins"]["a.NeedyPlugin"]["error"]["message"]
+        assert status.tools["flaky"].status == "failed"
+        assert present(status.tools["flaky"].error).message == "no server at 127.0.0.1:1"
+        assert present(status.tools["flaky"].error).line == 8
+        assert "needs tool 'flaky', which failed" in present(status.tools["user"].error).message
+        needy = present(status.plugins["a.NeedyPlugin"].error).message
         assert needy.startswith("plugin 'a.NeedyPlugin' needs tool 'flaky', which failed to start")
-        assert status["plugins"]["a.GoodPlugin"]["status"] == "ok"
+        assert status.plugins["a.GoodPlugin"].status == "ok"
         assert kernel.failures() == {"tools": ["flaky", "user"], "plugins": ["a.NeedyPlugin"]}
         with pytest.raises(DependencyError, match="tool 'flaky' is failed"):
             kernel.tool("flaky")
@@ -410,14 +415,15 @@ async def test_broken_tool_file_and_bad_tool_shapes_are_isolated(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        tools = kernel.status()["tools"]
-        assert tools["broken"]["error"]["message"] == "missing driver"
-        assert tools["ctor"]["error"]["message"] == "bad ctor"
-        assert "setup must be a coroutine function" in tools["sync"]["error"]["message"]
+        tools = kernel.status().tools
+        assert present(tools["broken"].error).message == "missing driver"
+        assert present(tools["ctor"].error).message == "bad ctor"
+        assert "setup must be a coroutine function" in present(tools["sync"].error).message
         assert (
-            "needs tool 'missing', which is not registered" in tools["lonely"]["error"]["message"]
+            "needs tool 'missing', which is not registered"
+            in present(tools["lonely"].error).message
         )
-        assert tools["recorder"]["status"] == "ok"
+        assert tools["recorder"].status == "ok"
 
 
 async def test_failing_boot_complete_marks_tool_failed(
@@ -545,7 +551,7 @@ async def test_hook_timeout_fails_a_hanging_on_boot(kernel_project: KernelProjec
     )
     kernel = Kernel(root, environ={"MICROCORE_HOOK_TIMEOUT": "0.05"})
     async with kernel.run():
-        assert kernel.status()["plugins"]["a.HangPlugin"]["error"]["type"] == "TimeoutError"
+        assert present(kernel.status().plugins["a.HangPlugin"].error).type == "TimeoutError"
 
 
 async def test_bad_hook_timeout_setting_is_a_clear_error(
@@ -695,8 +701,9 @@ async def test_a_tools_bind_error_fails_only_that_plugin(
     )
     kernel = Kernel(root, environ={})
     async with kernel.run():
-        error = kernel.status()["plugins"]["a.NeedyPlugin"]["error"]
-        assert (error["type"], error["message"]) == ("LookupError", "no quota for a.NeedyPlugin")
+        error = kernel.status().plugins["a.NeedyPlugin"].error
+        assert error is not None
+        assert (error.type, error.message) == ("LookupError", "no quota for a.NeedyPlugin")
         assert kernel.plugins["a.GoodPlugin"].status == "ok"
 
 

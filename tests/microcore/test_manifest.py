@@ -408,11 +408,11 @@ async def test_manifest_probe_leaves_plugins_alone(make_project: ProjectFactory)
     root = shop(make_project)
     running = await start_app(root)
     try:
-        before = running.kernel.status()["plugins"]
+        before = running.kernel.status().plugins
         from microcore._dev.manifest import describe
 
         describe(running.kernel)
-        assert running.kernel.status()["plugins"] == before
+        assert running.kernel.status().plugins == before
     finally:
         await running.stop()
 

@@ -66,7 +66,7 @@ async def test_changed_plugin_swaps_to_new_version(project: Path) -> None:
         assert registry.visible() == ["one-v2", "two-v1"]
         assert kernel.plugins["a.TwoPlugin"] is two_before
         assert kernel.plugins["a.OnePlugin"].instance.registry.tool is registry  # type: ignore[union-attr]
-        assert kernel.status()["reloaded_at"] is not None
+        assert kernel.status().reloaded_at is not None
         # the old version shuts down in the background, once its calls in flight are done
         calls = recorder_of(kernel).calls
         await eventually(lambda: "OnePlugin.shutdown:one-v1" in calls)
@@ -232,11 +232,11 @@ async def test_broken_new_version_keeps_old_serving(project: Path, broken: str, 
         assert list(report.failed) == ["domains/a/plugins/one_plugin.py"]
         assert registry_of(kernel).visible() == ["one-v1", "two-v1"]
         status = kernel.status()
-        error = status["reload_errors"]["domains/a/plugins/one_plugin.py"]
-        assert error["type"] == kind
-        assert error["file"] == "domains/a/plugins/one_plugin.py"
-        assert status["plugins"]["a.OnePlugin"]["reload_error"] == error
-        assert status["plugins"]["a.OnePlugin"]["status"] == "ok"
+        error = status.reload_errors["domains/a/plugins/one_plugin.py"]
+        assert error.type == kind
+        assert error.file == "domains/a/plugins/one_plugin.py"
+        assert status.plugins["a.OnePlugin"].reload_error == error
+        assert status.plugins["a.OnePlugin"].status == "ok"
 
         fixed = write(
             project,
@@ -245,7 +245,7 @@ async def test_broken_new_version_keeps_old_serving(project: Path, broken: str, 
         )
         report = await reloader.apply([fixed])
         assert report.loaded == ["a.OnePlugin"]
-        assert kernel.status()["reload_errors"] == {}
+        assert kernel.status().reload_errors == {}
         assert registry_of(kernel).visible() == ["one-v3", "two-v1"]
 
 
@@ -337,7 +337,7 @@ async def test_watcher_applies_real_file_edits(project: Path) -> None:
                     PLUGIN.format(cls="OnePlugin", item=f"one-w{version}"),
                 )
                 await anyio.sleep(0.05)
-        assert kernel.status()["reload_ms"] is not None
+        assert kernel.status().reload_ms is not None
 
 
 async def test_half_failing_file_keeps_every_old_class(
@@ -527,5 +527,5 @@ async def test_other_domain_files_go_to_the_working_tools(
         boom = write(root, "domains/a/migrations/boom.sql", "x")
         report = await Reloader(kernel).apply([boom])
         assert files.seen[-1] == ["boom.sql"]
-        error = kernel.status()["reload_errors"]["domains/a/migrations/boom.sql"]
-        assert error["message"] == "tool 'files' failed: cannot read it"
+        error = kernel.status().reload_errors["domains/a/migrations/boom.sql"]
+        assert error.message == "tool 'files' failed: cannot read it"

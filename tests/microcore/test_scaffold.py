@@ -64,7 +64,7 @@ async def test_add_plugin_output_boots_and_passes_its_test(
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.get("/orders/archive-order")
         assert response.json() == {"success": True, "feature": "archive_order"}
-        assert running.kernel.status()["plugins"]["orders.CancelOrderPlugin"]["status"] == "ok"
+        assert running.kernel.status().plugins["orders.CancelOrderPlugin"].status == "ok"
     finally:
         await running.stop()
 

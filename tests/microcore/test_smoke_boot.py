@@ -23,6 +23,6 @@ async def test_start_app_boots_and_stops(make_project: ProjectFactory) -> None:
     )
     running = await start_app(root)
     try:
-        assert running.kernel.status()["plugins"]["a.XPlugin"]["status"] == "ok"
+        assert running.kernel.status().plugins["a.XPlugin"].status == "ok"
     finally:
         await running.stop()

@@ -85,7 +85,7 @@ def microcore_settings() -> dict[str, str]:
 
 async def test_app_fixture_boots_the_project(app: RunningApp) -> None:
     """The app fixture boots the project at microcore_root with its plugins ok."""
-    assert app.kernel.status()["plugins"]["shop.ShopPlugin"]["status"] == "ok"
+    assert app.kernel.status().plugins["shop.ShopPlugin"].status == "ok"
     assert app.kernel.settings["DATABASE_URL"] == "sqlite://:memory:"
 
 

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from microcore import Event
 from microcore.events import DLQ_PREFIX
+from microcore.tooling import SystemStatus
 
 if TYPE_CHECKING:
     from tools.event_bus import DeliveryOutcome, SubscriptionStats
@@ -82,7 +83,7 @@ class Metrics:
         self,
         *,
         requests: RequestStats,
-        status: Mapping[str, Any],
+        status: SystemStatus,
         subscriptions: Iterable[SubscriptionStats],
         outcomes: Iterable[DeliveryOutcome],
         feed: Mapping[str, int],
@@ -194,37 +195,41 @@ def _http(requests: RequestStats) -> Iterator[str]:
         yield f"{name}_count{{{labels}}} {stats.count}"
 
 
-def _kernel(status: Mapping[str, Any]) -> Iterator[str]:
+def _kernel(status: SystemStatus) -> Iterator[str]:
     yield from _family(
         "microcore_tool_up",
         "gauge",
         "1 when the tool set up, 0 when it failed.",
-        [({"tool": n}, int(t["status"] == "ok")) for n, t in sorted(status["tools"].items())],
+        [({"tool": n}, int(t.status == "ok")) for n, t in sorted(status.tools.items())],
     )
     yield from _family(
         "microcore_plugin_up",
         "gauge",
         "1 when the plugin serves, 0 when it failed.",
-        [({"plugin": n}, int(p["status"] == "ok")) for n, p in sorted(status["plugins"].items())],
+        [({"plugin": n}, int(p.status == "ok")) for n, p in sorted(status.plugins.items())],
     )
     yield from _family(
         "microcore_reload_errors",
         "gauge",
         "Changed plugin files whose new version failed (the previous one keeps serving).",
-        [({}, len(status.get("reload_errors") or {}))],
+        [({}, len(status.reload_errors))],
     )
-    for key, name, help_text in (
-        ("booted_at", "microcore_boot_timestamp_seconds", "When the app finished booting."),
-        ("reloaded_at", "microcore_last_reload_timestamp_seconds", "When the last reload ran."),
+    for when, name, help_text in (
+        (status.booted_at, "microcore_boot_timestamp_seconds", "When the app finished booting."),
+        (
+            status.reloaded_at,
+            "microcore_last_reload_timestamp_seconds",
+            "When the last reload ran.",
+        ),
     ):
-        if status.get(key) is not None:
-            yield from _family(name, "gauge", help_text, [({}, status[key])])
-    if status.get("reload_ms") is not None:
+        if when is not None:
+            yield from _family(name, "gauge", help_text, [({}, when)])
+    if status.reload_ms is not None:
         yield from _family(
             "microcore_last_reload_duration_seconds",
             "gauge",
             "How long the last hot reload took.",
-            [({}, status["reload_ms"] / 1000)],
+            [({}, status.reload_ms / 1000)],
         )
 
 

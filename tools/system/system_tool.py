@@ -55,6 +55,7 @@ from microcore.tooling import (
     Owner,
     RouteKind,
     ServedRoute,
+    SystemStatus,
 )
 from tools.config import Config
 from tools.http import Context, NotFound, Unauthorized
@@ -406,8 +407,7 @@ class SystemTool(Tool):
 
     async def _get_status(self, data: Any, context: Context) -> dict[str, Any]:
         """Tools and plugins: status, error (file, line), registrations, boot and reload times."""
-        status: dict[str, Any] = self._kernel.status()
-        return status
+        return status_body(self._kernel.status())
 
     async def _get_routes(self, data: Any, context: Context) -> dict[str, Any]:
         """Every route that serves: kind, method, path, owner, models and requests so far."""
@@ -513,6 +513,17 @@ def documented(handler: Handler, *declared: Mapping[str, Any]) -> Handler:
                 merged[key] = value
     handler_with_openapi.__dict__["openapi"] = merged
     return handler_with_openapi
+
+
+def status_body(status: SystemStatus) -> dict[str, Any]:
+    """``/system/status``'s JSON: each plugin's registrations as ``<kind>s`` lists
+    (``routes`` and ``subscriptions`` always there)."""
+    body: dict[str, Any] = msgspec.to_builtins(status)
+    for plugin in body["plugins"].values():
+        kinds = plugin.pop("registrations")
+        plugin["routes"], plugin["subscriptions"] = [], []
+        plugin.update((f"{kind}s", labels) for kind, labels in kinds.items())
+    return body
 
 
 def _positive(config: Config, key: str, default: int) -> int:

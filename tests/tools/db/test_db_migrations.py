@@ -132,12 +132,12 @@ async def test_migration_changed_after_apply_fails_its_domain(
     await (await boot(root)).stop()
     path = root / "domains/shop/migrations/001_products.sql"
     path.write_text("CREATE TABLE products (id INTEGER, name TEXT);")
-    plugins = (await boot(root)).kernel.status()["plugins"]
-    assert plugins["blog.BlogPlugin"]["status"] == "ok"
+    plugins = (await boot(root)).kernel.status().plugins
+    assert plugins["blog.BlogPlugin"].status == "ok"
     shop = plugins["shop.ShopPlugin"]
-    assert shop["status"] == "failed"
-    assert shop["error"]["type"] == "MigrationError"
-    assert "001_products.sql was changed after it was applied" in shop["error"]["message"]
+    assert shop.status == "failed"
+    assert shop.error.type == "MigrationError"
+    assert "001_products.sql was changed after it was applied" in shop.error.message
 
 
 async def test_migration_line_endings_do_not_count_as_a_change(
@@ -170,11 +170,11 @@ async def test_failing_migration_fails_only_its_domain(
     }
     running = await boot(make_project(files, tools=TOOLS))
     status = running.kernel.status()
-    assert status["tools"]["db"]["status"] == "ok"
-    assert status["plugins"]["blog.BlogPlugin"]["status"] == "ok"
-    shop = status["plugins"]["shop.ShopPlugin"]
-    assert shop["status"] == "failed"
-    message = shop["error"]["message"]
+    assert status.tools["db"].status == "ok"
+    assert status.plugins["blog.BlogPlugin"].status == "ok"
+    shop = status.plugins["shop.ShopPlugin"]
+    assert shop.status == "failed"
+    message = shop.error.message
     assert "domains/shop/migrations/002_broken.sql failed" in message
     syntax = {"sqlite": 'near "CREAT": syntax error', "postgresql": 'at or near "CREAT"'}
     assert syntax[dialect.name] in message
@@ -199,7 +199,7 @@ async def test_fixed_migration_applies_on_next_boot(
         "CREATE TABLE products (id INT);"
     )
     running = await boot(root)
-    assert running.kernel.status()["plugins"]["shop.ShopPlugin"]["status"] == "ok"
+    assert running.kernel.status().plugins["shop.ShopPlugin"].status == "ok"
 
 
 async def test_misnamed_migration_fails_its_domain(
@@ -211,8 +211,8 @@ async def test_misnamed_migration_fails_its_domain(
         **_plugin("shop", "ShopPlugin"),
     }
     running = await boot(make_project(files, tools=TOOLS))
-    error = running.kernel.status()["plugins"]["shop.ShopPlugin"]["error"]
-    assert "products.sql is misnamed; name it NNN_<name>.sql" in error["message"]
+    error = running.kernel.status().plugins["shop.ShopPlugin"].error
+    assert "products.sql is misnamed; name it NNN_<name>.sql" in error.message
 
 
 async def test_duplicate_migration_numbers_fail_their_domain(
@@ -225,9 +225,9 @@ async def test_duplicate_migration_numbers_fail_their_domain(
         **_plugin("shop", "ShopPlugin"),
     }
     running = await boot(make_project(files, tools=TOOLS))
-    error = running.kernel.status()["plugins"]["shop.ShopPlugin"]["error"]
+    error = running.kernel.status().plugins["shop.ShopPlugin"].error
     assert (
-        "001_a.sql and domains/shop/migrations/001_b.sql share the number 1" in (error["message"])
+        "001_a.sql and domains/shop/migrations/001_b.sql share the number 1" in (error.message)
     )
 
 
@@ -278,9 +278,9 @@ async def test_unknown_database_suffix_is_misnamed(
         **_plugin("shop", "ShopPlugin"),
     }
     running = await boot(make_project(files, tools=TOOLS))
-    error = running.kernel.status()["plugins"]["shop.ShopPlugin"]["error"]
-    assert "001_products.postgres.sql is misnamed" in error["message"]
-    assert "NNN_<name>.postgresql.sql" in error["message"]
+    error = running.kernel.status().plugins["shop.ShopPlugin"].error
+    assert "001_products.postgres.sql is misnamed" in error.message
+    assert "NNN_<name>.postgresql.sql" in error.message
 
 
 async def test_variant_of_another_migration_clashes_on_every_database(
@@ -293,10 +293,10 @@ async def test_variant_of_another_migration_clashes_on_every_database(
         **_plugin("shop", "ShopPlugin"),
     }
     running = await boot(make_project(files, tools=TOOLS))
-    error = running.kernel.status()["plugins"]["shop.ShopPlugin"]["error"]
+    error = running.kernel.status().plugins["shop.ShopPlugin"].error
     assert (
         "001_a.sql and domains/shop/migrations/001_b.postgresql.sql share the number 1"
-        in (error["message"])
+        in (error.message)
     )
 
 

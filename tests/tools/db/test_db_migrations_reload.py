@@ -66,7 +66,7 @@ async def test_new_migration_applies_in_process_and_reloads_its_domain(
     assert await _columns(db, dialect, "things") == ["id", "name"]
     ledger = await db.query("SELECT name FROM _microcore_migrations ORDER BY name")
     assert [r["name"] for r in ledger] == ["001_things.sql", "002_name.sql"]
-    assert kernel.status()["reload_errors"] == {}
+    assert kernel.status().reload_errors == {}
 
 
 async def test_failing_migration_leaves_schema_and_plugins_then_applies_when_fixed(
@@ -83,14 +83,14 @@ async def test_failing_migration_leaves_schema_and_plugins_then_applies_when_fix
     report = await Reloader(kernel).apply([path])
     assert report.loaded == [] and kernel.plugins["shop.ThingsPlugin"] is before
     assert "more_things" not in [r["name"] for r in await db.query(dialect.tables_sql)]
-    error = kernel.status()["reload_errors"]["domains/shop/migrations/002_more.sql"]
-    assert "migration domains/shop/migrations/002_more.sql failed" in error["message"]
+    error = kernel.status().reload_errors["domains/shop/migrations/002_more.sql"]
+    assert "migration domains/shop/migrations/002_more.sql failed" in error.message
 
     path.write_text("CREATE TABLE more_things (id INTEGER);")
     report = await Reloader(kernel).apply([path])
     assert report.loaded == ["shop.ThingsPlugin"]
     assert "more_things" in [r["name"] for r in await db.query(dialect.tables_sql)]
-    assert kernel.status()["reload_errors"] == {}
+    assert kernel.status().reload_errors == {}
 
 
 async def test_changed_applied_migration_is_refused(
@@ -106,9 +106,9 @@ async def test_changed_applied_migration_is_refused(
     report = await Reloader(kernel).apply([path])
     assert report.loaded == [] and kernel.plugins["shop.ThingsPlugin"] is before
     assert await _columns(db, dialect, "things") == ["id"]
-    error = kernel.status()["reload_errors"]["domains/shop/migrations/001_things.sql"]
-    assert "was changed after it was applied" in error["message"]
-    assert "put the change in a new migration with the next number" in error["message"]
+    error = kernel.status().reload_errors["domains/shop/migrations/001_things.sql"]
+    assert "was changed after it was applied" in error.message
+    assert "put the change in a new migration with the next number" in error.message
 
 
 async def test_domain_whose_boot_migration_failed_recovers_by_hot_reload(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from microcore.testing import start_app
+from tests.support import present
 
 TOOLS = ["config", "logger", "db"]
 FILE_DB = {"DATABASE_URL": "sqlite:///data/app.db"}
@@ -98,8 +99,8 @@ async def test_bad_settings_fail_the_db_tool_and_its_plugins(
     running = await start_app(root, settings=settings)
     try:
         status = running.kernel.status()
-        assert status["tools"]["db"]["status"] == "failed"
-        assert message in status["tools"]["db"]["error"]["message"]
-        assert status["plugins"]["a.UsesDb"]["status"] == "failed"
+        assert status.tools["db"].status == "failed"
+        assert message in present(status.tools["db"].error).message
+        assert status.plugins["a.UsesDb"].status == "failed"
     finally:
         await running.stop()

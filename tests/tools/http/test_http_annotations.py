@@ -178,10 +178,10 @@ async def test_annotations_unresolvable_name_is_refused(serve: Serve) -> None:
             """,
         }
     )
-    status = served.kernel.status()["plugins"]["shop.BrokenPlugin"]
-    assert status["status"] == "failed"
-    assert status["error"]["type"] == "RegistrationError"
-    message = status["error"]["message"]
+    status = served.kernel.status().plugins["shop.BrokenPlugin"]
+    assert status.status == "failed"
+    assert status.error.type == "RegistrationError"
+    message = status.error.message
     assert "POST /broken of 'shop.BrokenPlugin'" in message
     assert "BrokenPlugin.execute cannot be resolved" in message
     assert "'Missing' is not defined" in message

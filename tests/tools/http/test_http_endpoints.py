@@ -222,10 +222,10 @@ async def test_endpoint_sync_handler_is_refused(serve: Serve) -> None:
             """
         }
     )
-    status = served.kernel.status()["plugins"]["a.SyncPlugin"]
-    assert status["status"] == "failed"
-    assert status["error"]["type"] == "HookError"
-    assert "async def handle" in status["error"]["message"]
+    status = served.kernel.status().plugins["a.SyncPlugin"]
+    assert status.status == "failed"
+    assert status.error.type == "HookError"
+    assert "async def handle" in status.error.message
     assert (await served.client.get("/sync")).status_code == 404
 
 

@@ -117,8 +117,8 @@ async def test_middleware_sync_function_is_refused(serve: Serve) -> None:
             """
         }
     )
-    error = served.kernel.status()["plugins"]["a.SyncPlugin"]["error"]
-    assert error["type"] == "HookError"
+    error = served.kernel.status().plugins["a.SyncPlugin"].error
+    assert error.type == "HookError"
 
 
 CORS_SETTINGS = {"HTTP_CORS_ORIGINS": "https://app.example.com, https://admin.example.com"}

@@ -49,9 +49,9 @@ async def test_ownership_failed_plugin_leaves_no_route(serve: Serve) -> None:
             "domains/a/plugins/ok_plugin.py": ping_plugin("OkPlugin"),
         }
     )
-    status = served.kernel.status()["plugins"]
-    assert status["a.BrokenPlugin"]["status"] == "failed"
-    assert status["a.BrokenPlugin"]["routes"] == []
+    status = served.kernel.status().plugins
+    assert status["a.BrokenPlugin"].status == "failed"
+    assert status["a.BrokenPlugin"].registrations.get("route", []) == []
     assert (await served.client.get("/broken")).status_code == 404
     assert (await served.client.get("/ping")).json() == {"plugin": "OkPlugin"}
 
@@ -59,7 +59,9 @@ async def test_ownership_failed_plugin_leaves_no_route(serve: Serve) -> None:
 async def test_ownership_routes_are_listed_in_status(serve: Serve) -> None:
     """A plugin's routes appear under its entry in the kernel status."""
     served = await serve({"domains/a/plugins/ok_plugin.py": ping_plugin("OkPlugin")})
-    assert served.kernel.status()["plugins"]["a.OkPlugin"]["routes"] == ["GET /ping"]
+    assert served.kernel.status().plugins["a.OkPlugin"].registrations.get("route", []) == [
+        "GET /ping"
+    ]
 
 
 async def test_ownership_unloaded_plugin_routes_vanish(serve: Serve) -> None:
@@ -111,13 +113,13 @@ async def test_ownership_second_plugin_claiming_route_fails_naming_both(serve: S
             "domains/b/plugins/second_plugin.py": ping_plugin("SecondPlugin"),
         }
     )
-    status = served.kernel.status()["plugins"]
-    assert status["a.FirstPlugin"]["status"] == "ok"
+    status = served.kernel.status().plugins
+    assert status["a.FirstPlugin"].status == "ok"
     second = status["b.SecondPlugin"]
-    assert second["status"] == "failed"
-    assert second["error"]["type"] == "RegistrationError"
-    assert "'b.SecondPlugin'" in second["error"]["message"]
-    assert "'a.FirstPlugin'" in second["error"]["message"]
+    assert second.status == "failed"
+    assert second.error.type == "RegistrationError"
+    assert "'b.SecondPlugin'" in second.error.message
+    assert "'a.FirstPlugin'" in second.error.message
     assert (await served.client.get("/ping")).json() == {"plugin": "FirstPlugin"}
 
 

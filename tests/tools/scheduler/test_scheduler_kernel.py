@@ -12,7 +12,7 @@ import structlog
 
 from microcore.testing import EventRecorder, Kernel, record_events, start_app
 from tests.conftest import ProjectFactory
-from tests.support import eventually
+from tests.support import eventually, present
 from tests.tools.scheduler.conftest import START, FakeClock
 
 TOOLS = ["config", "logger", "state", "event_bus", "scheduler"]
@@ -125,8 +125,8 @@ async def test_kernel_jobs_publish_as_their_plugin(project: Project) -> None:
     started = await project.events.wait_for("tick.started")
     feed = await project.events.wait_for("feed.started")
     assert started.source == feed.source == "a.TickPlugin"
-    status = project.kernel.status()["plugins"]["a.TickPlugin"]
-    assert status["jobs"] == ["tick (every 1s)", "feed (run)"]
+    status = project.kernel.status().plugins["a.TickPlugin"]
+    assert status.registrations.get("job", []) == ["tick (every 1s)", "feed (run)"]
     assert [(j.owner, j.name, j.schedule) for j in project.scheduler.jobs()] == [
         ("a.TickPlugin", "feed", "run"),
         ("a.TickPlugin", "tick", "every 1s"),
@@ -182,9 +182,9 @@ async def test_kernel_bad_cron_fails_the_plugin_quoting_it(project: Project) -> 
     )
     with structlog.testing.capture_logs():
         await project.load(f"VERSION = 1\nHOLD = False\n{bad}")
-    status = project.kernel.status()["plugins"]["a.TickPlugin"]
-    assert status["status"] == "failed"
-    assert status["error"]["type"] == "ScheduleError"
-    assert "cron expression '61 * * * *' is not valid: Bad minute" in status["error"]["message"]
+    status = project.kernel.status().plugins["a.TickPlugin"]
+    assert status.status == "failed"
+    assert present(status.error).type == "ScheduleError"
+    assert "cron expression '61 * * * *' is not valid: Bad minute" in present(status.error).message
     assert project.scheduler.jobs() == []
     assert project.clock.waiting == []

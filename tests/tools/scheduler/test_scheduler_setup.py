@@ -9,7 +9,7 @@ import structlog
 
 from microcore.testing import start_app
 from tests.conftest import ProjectFactory
-from tests.support import eventually
+from tests.support import eventually, present
 from tests.tools.scheduler.conftest import START, FakeClock, Recorder, plugin, running_scheduler
 from tools.scheduler._clock import SystemClock
 from tools.scheduler._lease import Lease
@@ -37,9 +37,9 @@ async def test_scheduler_without_a_reachable_shared_store_fails_clearly(
     with structlog.testing.capture_logs():
         running = await start_app(root, settings={"STATE_URL": "redis://127.0.0.1:1/0"})
     try:
-        tool = running.kernel.status()["tools"]["scheduler"]
-        assert tool["status"] == "failed"
-        assert "needs the shared state store" in tool["error"]["message"]
+        tool = running.kernel.status().tools["scheduler"]
+        assert tool.status == "failed"
+        assert "needs the shared state store" in present(tool.error).message
     finally:
         await running.stop()
 
@@ -53,7 +53,7 @@ async def test_scheduler_without_a_state_tool_refuses_a_shared_store(
     with structlog.testing.capture_logs():
         running = await start_app(root, settings={"STATE_URL": "redis://app:s3cret@host:6379/0"})
     try:
-        message = running.kernel.status()["tools"]["scheduler"]["error"]["message"]
+        message = present(running.kernel.status().tools["scheduler"].error).message
         assert (
             "STATE_URL='host:6379/0' is shared by replicas, but there is no state tool" in message
         )

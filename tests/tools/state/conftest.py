@@ -32,7 +32,7 @@ async def state(
     """The running state tool on each store."""
     running = await start_app(make_project({}, tools=TOOLS), settings=store_settings)
     try:
-        assert running.kernel.status()["tools"]["state"]["status"] == "ok"
+        assert running.kernel.status().tools["state"].status == "ok"
         yield running.kernel.tool("state")
     finally:
         await running.stop()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from microcore.testing import start_app
+from tests.support import present
 
 TOOLS = ["config", "logger", "db", "state"]
 
@@ -106,10 +107,10 @@ async def test_state_url_errors_fail_the_tool(
     """A STATE_URL the tool cannot serve fails the state tool with a clear message."""
     running = await start_app(make_project({}, tools=TOOLS), settings={"STATE_URL": url})
     try:
-        tool = running.kernel.status()["tools"]["state"]
-        assert tool["status"] == "failed"
-        assert message in tool["error"]["message"]
-        assert "s3cret" not in tool["error"]["message"]
+        tool = running.kernel.status().tools["state"]
+        assert tool.status == "failed"
+        assert message in present(tool.error).message
+        assert "s3cret" not in present(tool.error).message
     finally:
         await running.stop()
 
@@ -122,9 +123,9 @@ async def test_state_prefix_errors_fail_the_tool(
     settings = {"STATE_PREFIX": prefix}
     running = await start_app(make_project({}, tools=TOOLS), settings=settings)
     try:
-        tool = running.kernel.status()["tools"]["state"]
-        assert tool["status"] == "failed"
-        assert "STATE_PREFIX must be a non-empty name without spaces" in tool["error"]["message"]
+        tool = running.kernel.status().tools["state"]
+        assert tool.status == "failed"
+        assert "STATE_PREFIX must be a non-empty name without spaces" in present(tool.error).message
     finally:
         await running.stop()
 
@@ -138,7 +139,7 @@ async def test_redis_url_without_the_redis_package_says_how_to_install_it(
     settings = {"STATE_URL": "redis://127.0.0.1:6379/0"}
     running = await start_app(make_project({}, tools=TOOLS), settings=settings)
     try:
-        tool = running.kernel.status()["tools"]["state"]
-        assert "pip install 'microcore[redis]'" in tool["error"]["message"]
+        tool = running.kernel.status().tools["state"]
+        assert "pip install 'microcore[redis]'" in present(tool.error).message
     finally:
         await running.stop()

@@ -257,5 +257,6 @@ async def test_feed_client_ring_keeps_the_newest_items() -> None:
 async def test_feed_limits_must_be_positive(boot: Boot, setting: str) -> None:
     """A zero feed limit fails the system tool at boot with a message naming the setting."""
     system = await boot(settings={setting: "0"})
-    error = system.kernel.status()["tools"]["system"]["error"]
-    assert setting in error["message"]
+    error = system.kernel.status().tools["system"].error
+    assert error is not None
+    assert setting in error.message

@@ -14,6 +14,7 @@ import httpx
 from microcore import Event
 from microcore._dev.reload import Reloader
 from microcore.testing import start_app
+from microcore.tooling import SystemStatus
 from tests.conftest import ProjectFactory
 from tests.support import eventually
 from tests.tools.system.conftest import BROKEN, PRODUCTION, SHOP, TOKEN, Boot
@@ -25,6 +26,16 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
 _SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("",), "gauge": ("",)}
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+EMPTY_STATUS = SystemStatus(
+    tools={},
+    plugins={},
+    booted_at=None,
+    boot_ms=None,
+    reloaded_at=None,
+    reload_ms=None,
+    reload_errors={},
+)
 
 
 def parse(text: str) -> tuple[dict[str, str], Series]:
@@ -220,7 +231,7 @@ def render(metrics: Metrics, requests: RequestStats) -> str:
     """The text of ``metrics`` with no kernel, bus or feed behind it."""
     return metrics.render(
         requests=requests,
-        status={"tools": {}, "plugins": {}},
+        status=EMPTY_STATUS,
         subscriptions=[],
         outcomes=[],
         feed={"clients": 0, "dropped": 0},

@@ -10,7 +10,7 @@ from typing import cast
 import msgspec
 
 from microcore import Event
-from microcore.tooling import PluginRecord
+from microcore.tooling import PluginRecord, SystemStatus
 from tools.http import Context
 from tools.http._stats import RequestStats
 from tools.http.http_tool import Exchange
@@ -18,6 +18,16 @@ from tools.system._feed import Feed
 from tools.system._graph import StaticScan
 from tools.system._metrics import MAX_SERIES, OTHER, Metrics
 from tools.system._trace import MAX_PAYLOAD, payload_view, select, traces
+
+EMPTY_STATUS = SystemStatus(
+    tools={},
+    plugins={},
+    booted_at=None,
+    boot_ms=None,
+    reloaded_at=None,
+    reload_ms=None,
+    reload_errors={},
+)
 
 
 def event(name: str, id: str, parent: str | None = None, payload: object = None) -> Event:
@@ -106,7 +116,7 @@ def test_metrics_dead_letter_series_stay_bounded() -> None:
     metrics.event(event("_dlq.odd", "x", payload=["not", "a", "dict"]))
     text = metrics.render(
         requests=RequestStats(),
-        status={"tools": {}, "plugins": {}},
+        status=EMPTY_STATUS,
         subscriptions=[],
         outcomes=[],
         feed={"clients": 0, "dropped": 0},

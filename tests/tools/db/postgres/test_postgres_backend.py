@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from microcore.testing import RunningApp, start_app
-from tests.support import eventually
+from tests.support import eventually, present
 
 TOOLS = ["config", "logger", "db"]
 
@@ -365,9 +365,9 @@ async def test_postgres_bad_settings_fail_the_db_tool(
     """A bad pool or isolation setting fails the db tool with the fix in the message."""
     running = await _boot(make_project, "postgresql://nobody@127.0.0.1:1/none", **settings)
     try:
-        tool = running.kernel.status()["tools"]["db"]
-        assert tool["status"] == "failed"
-        assert message in tool["error"]["message"]
+        tool = running.kernel.status().tools["db"]
+        assert tool.status == "failed"
+        assert message in present(tool.error).message
     finally:
         await running.stop()
 
@@ -378,9 +378,9 @@ async def test_postgres_unreachable_server_fails_the_tool_without_the_password(
     """A server that does not answer fails the db tool, naming the URL but not its password."""
     running = await _boot(make_project, "postgresql://app:s3cret@127.0.0.1:1/shop")
     try:
-        tool = running.kernel.status()["tools"]["db"]
-        assert tool["status"] == "failed"
-        message = tool["error"]["message"]
+        tool = running.kernel.status().tools["db"]
+        assert tool.status == "failed"
+        message = present(tool.error).message
         assert "cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1/shop" in message
         assert "s3cret" not in message
     finally:
@@ -394,8 +394,8 @@ async def test_postgres_without_asyncpg_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "asyncpg", None)
     running = await _boot(make_project, "postgresql://app@127.0.0.1/shop")
     try:
-        tool = running.kernel.status()["tools"]["db"]
-        assert "pip install 'microcore[postgres]'" in tool["error"]["message"]
+        tool = running.kernel.status().tools["db"]
+        assert "pip install 'microcore[postgres]'" in present(tool.error).message
     finally:
         await running.stop()
 
