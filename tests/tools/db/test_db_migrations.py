@@ -226,9 +226,7 @@ async def test_duplicate_migration_numbers_fail_their_domain(
     }
     running = await boot(make_project(files, tools=TOOLS))
     error = running.kernel.status().plugins["shop.ShopPlugin"].error
-    assert (
-        "001_a.sql and domains/shop/migrations/001_b.sql share the number 1" in (error.message)
-    )
+    assert "001_a.sql and domains/shop/migrations/001_b.sql share the number 1" in (error.message)
 
 
 async def test_database_variant_replaces_the_portable_file(
@@ -294,9 +292,8 @@ async def test_variant_of_another_migration_clashes_on_every_database(
     }
     running = await boot(make_project(files, tools=TOOLS))
     error = running.kernel.status().plugins["shop.ShopPlugin"].error
-    assert (
-        "001_a.sql and domains/shop/migrations/001_b.postgresql.sql share the number 1"
-        in (error.message)
+    assert "001_a.sql and domains/shop/migrations/001_b.postgresql.sql share the number 1" in (
+        error.message
     )
 
 
