@@ -129,7 +129,8 @@ async def tool_side(base: Path, rows: int, readers: int) -> AsyncIterator[tuple[
     async with kernel.run():
         db: Any = kernel.tool("db")
         await db.execute(SCHEMA)
-        yield Side(db.execute, db.execute_many, db.query_one, rows), len(db._driver._readers)
+        readers = db._open_backend().details()["readers"]  # the backend's own boot-log figures
+        yield Side(db.execute, db.execute_many, db.query_one, rows), readers
 
 
 @asynccontextmanager
