@@ -95,7 +95,8 @@ class _SourceLoader(importlib.machinery.SourceFileLoader):
 
     The bytecode cache validates by the source's mtime in whole seconds and its size, so
     an edit that keeps both (a one-character fix saved within the same second) would be
-    served from the stale cache. Compiling a plugin file costs well under a millisecond.
+    served from the stale cache. Compiling costs about 1 ms per file (the 91 files of this
+    repository's tools/ and domains/ take ~100 ms), paid once per import.
     """
 
     def get_code(self, fullname: str) -> CodeType:
