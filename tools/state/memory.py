@@ -1,4 +1,4 @@
-"""The in-memory state store: namespaced keys, TTL expiry, atomic ``incr``.
+"""The in-memory state store: namespaced keys, TTL expiry, atomic ``incr`` and ``claim``.
 
 Values are stored msgpack-encoded, so a reader gets its own copy (mutating it
 changes nothing stored) and what fits here also fits Redis. Expiry is lazy on
@@ -151,6 +151,22 @@ class MemoryBackend:
         entry = _Entry(_encoder.encode(value), expires_at)
         self._store(namespace, key, entry, schedule=False)  # same expiry: already scheduled
         return value
+
+    async def claim(self, namespace: str, key: str, ttl: float, holder: str | None = None) -> bool:
+        # No await between read and write: atomic on the event loop.
+        mine = _encoder.encode(True if holder is None else holder)
+        expires_at = self._expires_at(ttl)
+        entry = self._live(namespace, key)
+        if entry is not None and (holder is None or entry.value != mine):
+            return False
+        self._store(namespace, key, _Entry(mine, expires_at))
+        return True
+
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        entry = self._live(namespace, key)
+        if entry is None or entry.value != _encoder.encode(holder):
+            return False
+        return await self.delete(namespace, key)
 
     async def keys(self, namespace: str) -> list[str]:
         self._sweep(self._clock())
