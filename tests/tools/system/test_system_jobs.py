@@ -1,0 +1,118 @@
+"""Scheduled jobs in ``/system/status`` and on the dashboard: each job with its schedule,
+last run, last duration, last error and next run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from microcore.testing import start_app
+from tests.conftest import ProjectFactory
+from tests.support import eventually
+from tests.tools.system.conftest import Boot
+
+JOBS = """
+from microcore import Plugin
+
+
+class PartnerPlugin(Plugin):
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    async def on_boot(self):
+        self.scheduler.every(0.05, self.poll)
+        self.scheduler.every(0.05, self.push, name="push-orders")
+        self.scheduler.cron("0 9 * * MON-FRI", self.digest)
+
+    async def poll(self):
+        pass
+
+    async def push(self):
+        raise RuntimeError("partner said 503")
+
+    async def digest(self):
+        pass
+"""
+
+
+@pytest.fixture
+async def client(make_project: ProjectFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """A project whose plugin has three jobs, with the scheduler and system tools."""
+    root = make_project(
+        {"domains/partner/plugins/partner_plugin.py": JOBS},
+        tools=["config", "logger", "http", "scheduler", "system"],
+    )
+    running = await start_app(root, settings={"LOG_LEVEL": "CRITICAL"})
+    transport = httpx.ASGITransport(app=running.app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+    finally:
+        await running.stop()
+
+
+async def _jobs(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    response = await client.get("/system/status")
+    assert response.status_code == 200
+    return {job["name"]: job for job in response.json()["jobs"]}
+
+
+async def test_status_lists_each_job_with_its_last_and_next_run(
+    client: httpx.AsyncClient,
+) -> None:
+    """Each job: its plugin, schedule, runs, last run and duration, last error, next run."""
+
+    async def ran() -> bool:
+        jobs = await _jobs(client)
+        return bool(jobs["poll"]["runs"] >= 2 and jobs["push-orders"]["failures"] >= 2)
+
+    await eventually(ran, timeout=10)
+    jobs = await _jobs(client)
+    assert sorted(jobs) == ["digest", "poll", "push-orders"]
+    assert {job["owner"] for job in jobs.values()} == {"partner.PartnerPlugin"}
+    poll, push, digest = jobs["poll"], jobs["push-orders"], jobs["digest"]
+    assert (poll["kind"], poll["schedule"]) == ("every", "every 0.05s")
+    assert poll["last_error"] is None and poll["failures"] == 0
+    assert poll["last_run"] > 1e9 and 0 <= poll["last_duration"] < 5
+    assert poll["next_run"] > poll["last_run"]
+    assert push["last_error"] == "RuntimeError: partner said 503"
+    assert push["runs"] >= push["failures"] >= 2
+    assert (digest["kind"], digest["schedule"]) == ("cron", "cron 0 9 * * MON-FRI")
+    assert (digest["runs"], digest["last_run"], digest["last_duration"]) == (0, None, None)
+    due = datetime.fromtimestamp(digest["next_run"], UTC)
+    assert (due.hour, due.minute, due.second, due.weekday() < 5) == (9, 0, 0, True)
+    assert set(poll) == {
+        "owner",
+        "name",
+        "kind",
+        "schedule",
+        "runs",
+        "failures",
+        "skips",
+        "last_run",
+        "last_duration",
+        "last_error",
+        "next_run",
+        "running",
+    }
+
+
+async def test_status_has_no_jobs_without_a_scheduler(boot: Boot) -> None:
+    """A project without the scheduler tool answers an empty job list."""
+    system = await boot()
+    response = await system.client.get("/system/status")
+    assert response.json()["jobs"] == []
+
+
+async def test_dashboard_renders_the_jobs_of_status(client: httpx.AsyncClient) -> None:
+    """The page has a jobs panel, and its script fills it from ``/system/status``'s jobs."""
+    page = (await client.get("/system/dashboard")).text
+    assert 'id="jobs-panel"' in page and '<table id="jobs">' in page
+    script = (await client.get("/system/dashboard/dashboard.js")).text
+    assert "renderJobs(status.jobs || [])" in script
+    for field in ("schedule", "last_run", "last_duration", "last_error", "next_run"):
+        assert f"job.{field}" in script
