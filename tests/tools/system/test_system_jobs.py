@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from microcore.testing import start_app
 from tests.conftest import ProjectFactory
-from tests.support import eventually
+from tests.support import eventually, serve
+from tests.test_dashboard_browser import WAIT_MS, browser, open_page  # noqa: F401 - a fixture
 from tests.tools.system.conftest import Boot
+
+if TYPE_CHECKING:  # the package is optional at run time: the browser test skips without it
+    from playwright.sync_api import Browser
+
+APP = "from microcore import create_app\n\napp = create_app()\n"
 
 JOBS = """
 from microcore import Plugin
@@ -116,3 +122,33 @@ async def test_dashboard_renders_the_jobs_of_status(client: httpx.AsyncClient) -
     assert "renderJobs(status.jobs || [])" in script
     for field in ("schedule", "last_run", "last_duration", "last_error", "next_run"):
         assert f"job.{field}" in script
+
+
+def test_dashboard_shows_jobs_in_a_browser(
+    browser: Browser,  # noqa: F811 - the fixture imported above
+    make_project: ProjectFactory,
+) -> None:
+    """In Chromium the jobs panel lists each job with its schedule, last run, next run and
+    the last error of the failing one (the panel refreshes while jobs run)."""
+    from playwright.sync_api import expect
+
+    root = make_project(
+        {"app.py": APP, "domains/partner/plugins/partner_plugin.py": JOBS},
+        tools=["config", "logger", "http", "scheduler", "system"],
+    )
+    env = {"MICROCORE_ENV": "development", "LOG_LEVEL": "CRITICAL"}
+    with serve(root, env) as base, open_page(browser, f"{base}/system/dashboard") as (page, errors):
+        poll = page.locator('#jobs tr[data-job="partner.PartnerPlugin/poll"]')
+        expect(poll).to_be_visible(timeout=WAIT_MS)
+        expect(poll.locator(".schedule")).to_have_text("every 0.05s")
+        expect(poll.locator(".next-run")).not_to_have_text("next —")
+        push = page.locator('#jobs tr[data-job="partner.PartnerPlugin/push-orders"]')
+        expect(push.locator(".error")).to_have_text(
+            "RuntimeError: partner said 503", timeout=WAIT_MS
+        )
+        expect(push.locator(".last-run")).not_to_have_text("last never")
+        digest = page.locator('#jobs tr[data-job="partner.PartnerPlugin/digest"]')
+        expect(digest.locator(".schedule")).to_have_text("cron 0 9 * * MON-FRI")
+        expect(digest.locator(".last-run")).to_have_text("last never")
+        expect(page.locator("#no-jobs")).to_be_hidden()
+        assert errors == []
