@@ -9,6 +9,7 @@ once and never read again do not pile up.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,8 +85,10 @@ class MemoryBackend:
     def _expires_at(self, ttl: float | None) -> float | None:
         if ttl is None:
             return None
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
             raise StateError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        if not math.isfinite(ttl):  # as Redis refuses it
+            raise StateError(f"ttl must be a finite number of seconds or None, got {ttl!r}")
         return self._clock() + ttl
 
     def _store(self, namespace: str, key: str, entry: _Entry, *, schedule: bool = True) -> None:

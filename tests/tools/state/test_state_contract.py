@@ -3,6 +3,7 @@ copied in and out, TTLs, atomic incr that keeps the TTL, sorted live keys."""
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -270,9 +271,11 @@ async def test_claim_refuses_a_missing_ttl_or_holder(state: Any) -> None:
     """A claim needs a positive ttl (it must free itself) and a non-empty string holder."""
     with pytest.raises(_error(state), match="needs a ttl"):
         await state.claim("ns", "k", None)
-    for ttl in (0, -1, "10", True):
+    for ttl in (0, -1, "10", True, math.nan):
         with pytest.raises(_error(state), match="ttl must be a positive number"):
             await state.claim("ns", "k", ttl)
+    with pytest.raises(_error(state), match="ttl must be a finite number"):
+        await state.claim("ns", "k", math.inf)
     for holder in ("", 7):
         with pytest.raises(_error(state), match="holder must be a non-empty string"):
             await state.claim("ns", "k", 5, holder=holder)
