@@ -259,3 +259,23 @@ async def test_kernel_shutdown_waits_for_runs_and_reports_what_it_cut(
     assert cut == [("a.SlowPlugin", "stuck")]
     assert probe.finished["stuck"] == 0
     assert 1.0 <= took < 10
+
+
+async def test_kernel_plugin_failing_after_registering_leaves_no_job(project: Project) -> None:
+    """A plugin whose on_boot raises after registering jobs fails; its jobs never start."""
+    failing = TICK.replace(
+        "self.scheduler.run(self.feed)",
+        'self.scheduler.run(self.feed)\n        raise RuntimeError("no partner credentials")',
+    )
+    with structlog.testing.capture_logs():
+        await project.load(f"VERSION = 1\nHOLD = False\n{failing}")
+    status = project.kernel.status().plugins["a.TickPlugin"]
+    assert status.status == "failed"
+    assert present(status.error).message == "no partner credentials"
+    assert project.scheduler.jobs() == []
+    project.clock.advance(5)
+    await project.load(tick(2))  # fixed: the new version's jobs run, the failed one's never did
+    await _tick(project, START + 6)
+    await eventually(lambda: len(project.payloads("tick.finished")) == 1)
+    assert project.payloads("feed.started") == [("a.TickPlugin", 2)]
+    assert project.payloads("tick.finished") == [("a.TickPlugin", 2)]
