@@ -1,6 +1,6 @@
 """Benchmark: what OpenTelemetry tracing costs per request, on and off, in the same run.
 
-    python bench/bench_tracing.py [--requests 4000] [--rounds 3]
+    python bench/bench_tracing.py [--requests 4000] [--rounds 3] [--before DIR]
 
 The example app (this repository's ``domains/`` and ``tools/``) boots in production
 configuration (``MICROCORE_ENV=production``, access log and metrics on, SQLite file) in a
@@ -12,7 +12,10 @@ sockets, so the table shows the framework's own time per request):
 * ``off``: OpenTelemetry installed, not configured (what every app without it runs);
 * ``on``: ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at a local OTLP/HTTP receiver (a thread
   in the same process that answers 200), batch exporter as in production; every span
-  sampled and exported.
+  sampled and exported;
+* ``before`` (with ``--before DIR``): the same app from another checkout, e.g. the commit
+  before tracing existed (``git worktree add /tmp/before <commit>``), so "off" can be
+  compared with code that has no tracing seams at all.
 
 Modes alternate over rounds; the table shows the median µs per request of each mode and
 the difference. Log lines go to /dev/null (they are rendered, as in production).
@@ -50,15 +53,15 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def _project(folder: Path) -> Path:
+def _project(folder: Path, code: Path) -> Path:
     for name in ("tools", "domains"):
-        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(code / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "app.py").write_text("from microcore import create_app\n\napp = create_app()\n")
     return folder
 
 
-async def _measure(root: Path, requests: int) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT))
+async def _measure(root: Path, requests: int, code: Path) -> dict[str, float]:
+    sys.path.insert(0, str(code))
     from microcore import create_app
     from microcore._app import running
 
@@ -115,7 +118,7 @@ async def _measure(root: Path, requests: int) -> dict[str, float]:
     return results
 
 
-def _child(mode: str, requests: int) -> None:
+def _child(mode: str, requests: int, code: Path) -> None:
     import anyio
 
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
@@ -131,12 +134,12 @@ def _child(mode: str, requests: int) -> None:
     if mode == "on":
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver.server_port}"
     with tempfile.TemporaryDirectory() as folder:
-        root = _project(Path(folder))
+        root = _project(Path(folder), code)
         os.chdir(root)
         with open(os.devnull, "w") as devnull:
             stderr, sys.stderr = sys.stderr, devnull
             try:
-                results = anyio.run(_measure, root, requests)
+                results = anyio.run(_measure, root, requests, code)
             finally:
                 sys.stderr = stderr
     print(json.dumps(results))
@@ -146,16 +149,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["on", "off"], help=argparse.SUPPRESS)
+    parser.add_argument("--before", type=Path, help="another checkout to measure as 'before'")
+    parser.add_argument("--child", choices=["on", "off", "before"], help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.requests)
+        _child(args.child, args.requests, args.code.resolve())
         return 0
-    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    modes = ["off", "on"] + (["before"] if args.before else [])
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for round_ in range(args.rounds):
-        for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+        for mode in modes[round_ % len(modes) :] + modes[: round_ % len(modes)]:
+            code = args.before if mode == "before" else ROOT
+            command = [sys.executable, __file__, "--child", mode, "--code", str(code)]
             out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, "--requests", str(args.requests)],
+                [*command, "--requests", str(args.requests)],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -165,12 +173,17 @@ def main() -> int:
     for label in runs["off"][0]:
         off = statistics.median(r[label] for r in runs["off"])
         on = statistics.median(r[label] for r in runs["on"])
-        rows.append((label, f"{off:.1f}", f"{on:.1f}", f"{on - off:+.1f}", f"{on / off:.2f}x"))
+        row = (label, f"{off:.1f}", f"{on:.1f}", f"{on - off:+.1f}", f"{on / off:.2f}x")
+        if args.before:
+            before = statistics.median(r[label] for r in runs["before"])
+            row += (f"{before:.1f}", f"{off / before:.2f}x")
+        rows.append(row)
     print(
         table(
             f"Tracing cost, µs per request in-process (median of {args.rounds} rounds, "
             f"{args.requests} requests each)",
-            ("endpoint", "off", "on (OTLP)", "delta", "ratio"),
+            ("endpoint", "off", "on (OTLP)", "delta", "on/off")
+            + (("before", "off/before") if args.before else ()),
             rows,
         )
     )
