@@ -150,5 +150,7 @@ def test_dashboard_shows_jobs_in_a_browser(
         digest = page.locator('#jobs tr[data-job="partner.PartnerPlugin/digest"]')
         expect(digest.locator(".schedule")).to_have_text("cron 0 9 * * MON-FRI")
         expect(digest.locator(".last-run")).to_have_text("last never")
+        expect(digest.locator(".status")).to_have_text("waiting")
+        expect(push.locator(".status")).to_have_text("failed")
         expect(page.locator("#no-jobs")).to_be_hidden()
         assert errors == []

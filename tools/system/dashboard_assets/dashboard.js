@@ -124,7 +124,7 @@
     $("no-jobs").hidden = jobs.length > 0;
     const rows = jobs.map((job) => {
       const last = job.last_run ? `${when(job.last_run)} (${seconds(job.last_duration)})` : "never";
-      const health = job.running ? "running" : job.last_error ? "failed" : "ok";
+      const health = job.running ? "running" : job.last_error ? "failed" : job.runs ? "ok" : "waiting";
       return el("tr", { class: job.last_error ? "failed" : "", "data-job": `${job.owner}/${job.name}` },
         el("td", { class: "mono" }, job.name, el("div", { class: "muted" }, job.owner)),
         el("td", { class: "mono schedule" }, job.schedule),
