@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -39,6 +39,9 @@ from ._history import Graph, History
 from ._settings import BusSettings
 from ._stats import SubscriptionState
 from .memory import MemoryBackend
+
+if TYPE_CHECKING:
+    from ._outbox import Relay
 
 __all__ = ("SOURCE", "Router", "Start")
 
@@ -71,6 +74,7 @@ class Router:
         self.fanout = Fanout(buffer=1024, publish_timeout=30.0)
         self.deliverer = self._make_deliverer(timeout=30.0, backoff=0.1)
         self._send: Publisher = self.fanout.dispatch
+        self.outbox: Relay | None = None  # publish(..., transaction=tx): see _outbox.py
 
     def _make_deliverer(self, *, timeout: float, backoff: float) -> Deliverer:
         return Deliverer(
@@ -206,6 +210,12 @@ class Router:
     # -- inside ------------------------------------------------------------------------
 
     def _event(self, name: str, payload: Any, source: str) -> Event:
+        event = self.make(name, payload, source)
+        self.note(event)
+        return event
+
+    def make(self, name: str, payload: Any, source: str) -> Event:
+        """A checked event with its id and causality, not published (nor in history) yet."""
         parent = current_event_id()
         if not self.accepting and parent is None:
             raise BusClosed(
@@ -221,7 +231,7 @@ class Router:
                 f"payload of {name!r} must be a dict or a msgspec Struct, "
                 f"got {type(payload).__name__}"
             )
-        event = Event(
+        return Event(
             name=name,
             payload=payload,
             id=f"{self._prefix}{next(self._counter):016x}",
@@ -230,10 +240,12 @@ class Router:
             timestamp=time.time(),
             parent_id=parent,
         )
+
+    def note(self, event: Event) -> None:
+        """Record ``event`` as published: history and taps."""
         self.history.append(event)
         if self.taps:
             self._notify(event)
-        return event
 
     def _notify(self, event: Event) -> None:
         for tap in tuple(self.taps):
