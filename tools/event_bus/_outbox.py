@@ -122,6 +122,7 @@ class Relay:
         self._partial: dict[str, set[object]] = {}  # in process: subscriptions that have it
         self._failing = False
         self._closed = False
+        self.running = False  # the relay task was started
         self.relayed = 0  # events relayed by this process since boot
 
     # -- the publisher's side ----------------------------------------------------------

@@ -109,7 +109,7 @@ class EventBusTool(Tool):
         await self._open_outbox()
 
     async def _open_outbox(self) -> None:
-        """Create the outbox table and start relaying (rows a crash left included)."""
+        """Create the outbox table; relaying starts once every plugin booted."""
         store = self._store
         if store is None:
             return
@@ -119,16 +119,20 @@ class EventBusTool(Tool):
         except Exception as exc:  # noqa: BLE001 - the db tool failed: the bus works without
             _log.warning("outbox_unavailable", error=f"{type(exc).__name__}: {exc}")
             return
-        relay = self._router.outbox = Relay(store, self._router, lease=lease)
-        self._router.start_background(relay.run, name="event_bus:outbox")
+        self._router.outbox = Relay(store, self._router, lease=lease)
 
     async def probe(self) -> str | None:
         """Readiness: the transport carries events now (NATS connected)."""
         return self._router.backend.problem()
 
     async def on_boot_complete(self) -> None:
-        """Serve once the backend carries every subscription (NATS: queue groups joined)."""
+        """Serve once the backend carries every subscription (NATS: queue groups joined);
+        then relay the outbox (what a crash left too: every plugin subscribed by now)."""
         await self._router.backend.ready()
+        relay = self._router.outbox
+        if relay is not None and not relay.running:
+            relay.running = True
+            self._router.start_background(relay.run, name="event_bus:outbox")
 
     def bind(self, owner: Owner) -> EventBus:
         return EventBus(self._router, owner)
