@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import msgspec
 import pytest
 
@@ -169,22 +170,15 @@ async def test_outbox_rows_left_by_a_crash_are_relayed_at_the_next_boot(boot: Bo
     after its lease ran out."""
     first = await boot()
     db: Any = first.kernel.tool("db")
-    event = Event(
-        name="product.created",
-        payload={"n": 7},
-        id=f"crash-{uuid.uuid4().hex}",
-        correlation_id="c1",
-        source="shop.Writer",
-        timestamp=1.0,
-    )
+    event_id = f"crash-{uuid.uuid4().hex}"
     async with db.transaction() as tx:  # what a writer that died before relaying left
         await db.outbox.put(
-            tx, id=event.id, topic=event.name, body=msgspec.msgpack.encode(event), lease=1.0
+            tx, id=event_id, topic="product.created", body=_body(event_id, n=7), lease=1.0
         )
     await first.stop()
     second = await boot()
     await eventually(lambda: _has(second, 1), timeout=15)
-    assert await seen(second) == [{"event_id": event.id, "name": "product.created", "n": 7}]
+    assert await seen(second) == [{"event_id": event_id, "name": "product.created", "n": 7}]
     await eventually(lambda: _depth_is(second, 0), timeout=10)
 
 
@@ -245,3 +239,47 @@ async def _has(app: RunningApp, count: int) -> bool:
 async def _depth_is(app: RunningApp, expected: int, *, at_least: bool = False) -> bool:
     now = await depth(app)
     return now >= expected if at_least else now == expected
+
+
+async def test_outbox_depth_in_metrics_and_graph(make_project: Callable[..., Path]) -> None:
+    """/system/metrics has ``microcore_outbox_pending`` and /system/graph ``outbox``: the rows
+    committed and not relayed yet; both fall to 0 once relayed."""
+    root = make_project(
+        {"domains/shop/migrations/001_seen.sql": SEEN_TABLE},
+        tools=["config", "logger", "db", "event_bus", "http", "system"],
+    )
+    app = await start_app(root, settings={"MICROCORE_ENV": "development"})
+    transport = httpx.ASGITransport(app=app.app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def pending() -> tuple[str, Any]:
+                metrics = (await client.get("/system/metrics")).text
+                line = next(x for x in metrics.splitlines() if x.startswith("microcore_outbox_"))
+                return line, (await client.get("/system/graph")).json()["outbox"]
+
+            assert await pending() == ("microcore_outbox_pending 0", 0)
+            db: Any = app.kernel.tool("db")
+            async with db.transaction() as tx:  # a row whose writer died: due in 1 s
+                await db.outbox.put(tx, id="e1", topic="product.created", body=_body("e1"), lease=1)
+            assert await pending() == ("microcore_outbox_pending 1", 1)
+            await eventually(lambda: _pending_is(pending, 0), timeout=10)
+    finally:
+        await app.stop()
+
+
+async def _pending_is(pending: Callable[[], Awaitable[tuple[str, Any]]], count: int) -> bool:
+    return bool((await pending())[1] == count)
+
+
+def _body(event_id: str, *, n: int = 1) -> bytes:
+    """An event as the outbox stores it."""
+    event = Event(
+        name="product.created",
+        payload={"n": n},
+        id=event_id,
+        correlation_id="c1",
+        source="shop.Writer",
+        timestamp=1.0,
+    )
+    return msgspec.msgpack.encode(event)
