@@ -49,7 +49,8 @@ class EventBus:
     async def publish(
         self, name: str, payload: Any, *, transaction: Transaction | None = None
     ) -> str:
-        """Publish an event (fire-and-forget) and return its id.
+        """Publish an event (fire-and-forget) and return its id; with ``transaction=tx``,
+        once ``tx`` commits (transactional outbox).
 
         ``payload`` is a dict or a msgspec Struct. Returns once the event is
         queued for every subscriber, without yielding to other tasks unless it
