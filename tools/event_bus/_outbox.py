@@ -53,6 +53,7 @@ _log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 _BATCH = 100  # rows claimed per sweep
 _POLL = 1.0  # s between sweeps for rows whose lease ran out (a crash's, a failed relay's)
+_DELETE_EVERY = 0.05  # s: relayed rows are deleted in batches, at least this often
 _BACKOFF = (0.1, 5.0)  # s: first and longest delay before a refused event is tried again
 _READY = 10_000  # committed events waiting in memory; past it they wait for a sweep
 _REMEMBERED = 10_000  # relayed event ids remembered (a row whose delete failed is not resent)
@@ -144,14 +145,25 @@ class Relay:
     # -- the relay task ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Relay what commits, and sweep for due rows every ``_POLL`` s, until cancelled."""
+        """Relay what commits here as it commits; sweep the table for due rows every
+        ``_POLL`` s; delete relayed rows in batches (``_DELETE_EVERY``). Until closed."""
+        sweep_at = 0.0
         while not self._closed:
-            with anyio.move_on_after(_POLL):
+            wait = _DELETE_EVERY if self._delete else max(0.0, sweep_at - anyio.current_time())
+            with anyio.move_on_after(wait):
                 await self._wake.wait()
-            await self.relay_once()
+            self._wake = anyio.Event()
+            await self._relay_ready()
+            now = anyio.current_time()
+            if now >= sweep_at:
+                sweep_at = now + _POLL
+                if await self._sweep():
+                    sweep_at = now  # a full batch: more may be due
+            if len(self._delete) >= _BATCH or (self._delete and not self._ready):
+                await self._forget_relayed()
 
     async def relay_once(self) -> None:
-        """One pass: the events committed here, then the due rows of the table."""
+        """One pass: the events committed here, the due rows of the table, the deletes."""
         self._wake = anyio.Event()
         await self._relay_ready()
         await self._sweep()
@@ -176,21 +188,21 @@ class Relay:
                 await self._release(waiting, attempts=0)
                 return
 
-    async def _sweep(self) -> None:
+    async def _sweep(self) -> bool:
+        """Relay the due rows of the table (a batch); True when the batch was full."""
         try:
             rows = await self.store.claim(limit=_BATCH, lease=self._lease)
         except Exception as exc:  # noqa: BLE001 - isolation boundary: the db may be down; next poll
             self._trouble("outbox_claim_failed", exc)
-            return
+            return False
         for index, row in enumerate(rows):
             if row.id in self._relayed:  # relayed, its delete failed: do not send it again
                 self._delete.append(row.id)
                 continue
             if not await self._relay(_decode(row.body)):
                 await self._release([r.id for r in rows[index:]], attempts=row.attempts)
-                return
-        if len(rows) == _BATCH:
-            self._wake.set()  # more may be due: go on at once
+                return False
+        return len(rows) == _BATCH
 
     async def _relay(self, event: Event) -> bool:
         """Hand ``event`` to the bus; False when the bus refused it (logged)."""
