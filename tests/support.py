@@ -78,9 +78,7 @@ def serve(
 
 
 @contextmanager
-def _served(
-    root: Path, env: Mapping[str, str], app: str, port: int, stderr: Any
-) -> Iterator[str]:
+def _served(root: Path, env: Mapping[str, str], app: str, port: int, stderr: Any) -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
         cwd=root,
@@ -141,17 +139,19 @@ class PrivateRedis:
     """A redis-server of the test's own on a free port, to stop and start at will (the
     machine's shared Redis is never touched)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, store: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.store = store  # a folder: keep the data across restarts (append-only file)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence = ["--save", "", "--appendonly", "no"]
+        if self.store is not None:
+            persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+            persistence += ["--dir", str(self.store)]
         self._process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
+            [*("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"), *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,11 +38,12 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    """A started :class:`PrivateRedis` (its own port), stopped afterwards."""
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started :class:`PrivateRedis` (its own port; its data kept across restarts in an
+    append-only file), stopped afterwards."""
     if shutil.which("redis-server") is None:
         _cannot_run("redis-server is not installed (needed for a private Redis)")
-    server = PrivateRedis()
+    server = PrivateRedis(store=tmp_path)
     server.start()
     try:
         yield server
