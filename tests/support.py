@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from unittest.mock import AsyncMock, MagicMock
 
 import anyio
 import anyio.abc
@@ -198,16 +197,6 @@ def present(value: T | None) -> T:
     """``value``, which the test expects to be there (a failed assertion when it is None)."""
     assert value is not None
     return value
-
-
-def mock_db() -> tuple[AsyncMock, AsyncMock]:
-    """A mock ``db`` and the mock ``tx`` its ``async with db.transaction() as tx`` yields
-    (for plugins that write in a transaction, e.g. with ``publish(..., transaction=tx)``)."""
-    db, tx = AsyncMock(), AsyncMock()
-    tx.__aenter__.return_value = tx
-    tx.__aexit__.return_value = None
-    db.transaction = MagicMock(return_value=tx)
-    return db, tx
 
 
 class PrivatePostgres:

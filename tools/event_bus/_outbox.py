@@ -45,7 +45,8 @@ from .memory import MemoryBackend
 if TYPE_CHECKING:
     from tools.db import Transaction
 
-    from ._router import Router
+    from ._backend import EventBackend
+    from ._fanout import Fanout
 
 __all__ = ("OutboxStore", "OutboxUnavailable", "Relay", "outbox_lease")
 
@@ -99,6 +100,17 @@ class OutboxStore(Protocol):
     async def depth(self) -> int: ...
 
 
+class Bus(Protocol):
+    """What the relay needs of the bus (``_router.Router``)."""
+
+    backend: EventBackend
+    fanout: Fanout
+
+    def make(self, name: str, payload: Any, source: str) -> Event: ...
+
+    def note(self, event: Event) -> None: ...
+
+
 def outbox_lease(config: Config) -> float:
     """``EVENT_BUS_OUTBOX_LEASE`` (10 s): how long a committed event is this replica's to
     relay before any replica may (also how soon a crash's leftovers are relayed)."""
@@ -111,7 +123,7 @@ def outbox_lease(config: Config) -> float:
 class Relay:
     """Writes events into the outbox in a transaction and relays them to the bus after commit."""
 
-    def __init__(self, store: OutboxStore, router: Router, *, lease: float) -> None:
+    def __init__(self, store: OutboxStore, router: Bus, *, lease: float) -> None:
         self.store = store
         self._router = router
         self._lease = lease

@@ -6,7 +6,6 @@ from unittest.mock import AsyncMock, MagicMock
 
 from domains.products.models import NewProduct, Product
 from domains.products.plugins.create_product_plugin import CreateProductPlugin
-from tests.support import mock_db
 
 
 async def test_create_product_registers_post_route() -> None:
@@ -21,10 +20,10 @@ async def test_create_product_registers_post_route() -> None:
     assert kwargs["status_code"] == 201
 
 
-async def test_create_product_inserts_and_publishes() -> None:
+async def test_create_product_inserts_and_publishes(db: AsyncMock, tx: AsyncMock) -> None:
     """execute inserts the row and publishes product.created with the new id in one
     transaction (the event commits with the row), and returns the product."""
-    (db, tx), bus = mock_db(), AsyncMock()
+    bus = AsyncMock()
     plugin = CreateProductPlugin(http=MagicMock(), db=db, event_bus=bus, logger=MagicMock())
     tx.execute.return_value = 7
     result = await plugin.execute(NewProduct(name="Pen", price=2.5), context=MagicMock())

@@ -8,22 +8,21 @@ import pytest
 
 from domains.products.models import ProductId
 from domains.products.plugins.delete_product_plugin import DeleteProductPlugin
-from tests.support import mock_db
 from tools.http import NotFound
 
 
-async def test_delete_product_publishes_and_returns_nothing() -> None:
+async def test_delete_product_publishes_and_returns_nothing(db: AsyncMock, tx: AsyncMock) -> None:
     """A deleted product answers no content and publishes product.deleted with the delete."""
-    (db, tx), bus = mock_db(), AsyncMock()
+    bus = AsyncMock()
     plugin = DeleteProductPlugin(http=MagicMock(), db=db, event_bus=bus)
     tx.execute.return_value = 1
     await plugin.execute(ProductId(product_id=3), MagicMock())
     bus.publish.assert_awaited_once_with("product.deleted", {"id": 3}, transaction=tx)
 
 
-async def test_delete_product_missing_is_404_without_event() -> None:
+async def test_delete_product_missing_is_404_without_event(db: AsyncMock, tx: AsyncMock) -> None:
     """Deleting an unknown id raises NotFound and publishes nothing."""
-    (db, tx), bus = mock_db(), AsyncMock()
+    bus = AsyncMock()
     plugin = DeleteProductPlugin(http=MagicMock(), db=db, event_bus=bus)
     tx.execute.return_value = 0
     with pytest.raises(NotFound):
