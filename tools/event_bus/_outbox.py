@@ -159,10 +159,11 @@ class Relay:
     async def run(self) -> None:
         """Relay what commits here as it commits; sweep the table for due rows every
         ``_POLL`` s; delete relayed rows in batches (``_DELETE_EVERY``). Until closed."""
-        sweep_at = 0.0
+        sweep_at = deleted_at = 0.0
         while not self._closed:
-            wait = _DELETE_EVERY if self._delete else max(0.0, sweep_at - anyio.current_time())
-            with anyio.move_on_after(wait):
+            now = anyio.current_time()
+            due = deleted_at + _DELETE_EVERY if self._delete else sweep_at
+            with anyio.move_on_after(max(0.0, due - now)):
                 await self._wake.wait()
             self._wake = anyio.Event()
             await self._relay_ready()
@@ -171,7 +172,8 @@ class Relay:
                 sweep_at = now + _POLL
                 if await self._sweep():
                     sweep_at = now  # a full batch: more may be due
-            if len(self._delete) >= _BATCH or (self._delete and not self._ready):
+            if len(self._delete) >= _BATCH or now >= deleted_at + _DELETE_EVERY:
+                deleted_at = now  # one DELETE for many rows: it competes for the writer
                 await self._forget_relayed()
 
     async def relay_once(self) -> None:
