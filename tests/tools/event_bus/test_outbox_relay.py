@@ -3,8 +3,8 @@ deduplication by event id, shutdown. (The real tables: ``test_outbox.py``.)"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 import anyio
@@ -16,7 +16,7 @@ import structlog.testing
 from microcore import Event
 from microcore.tooling import ConfigurationError
 from tests.support import FakeKernel
-from tests.tools.event_bus.conftest import Inbox, _pin_tools, plugin
+from tests.tools.event_bus.conftest import Inbox, plugin, running_bus
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import _outbox
 from tools.event_bus._outbox import Relay, outbox_lease
@@ -92,23 +92,10 @@ class Tx:
             callback()
 
 
-@asynccontextmanager
-async def bus_with(store: Store, **settings: Any) -> AsyncIterator[EventBusTool]:
+def bus_with(store: Store, **settings: Any) -> AbstractAsyncContextManager[EventBusTool]:
     """A set-up memory bus whose outbox is ``store`` (the relay task is not started: tests
-    drive it with ``relay_once``)."""
-    _pin_tools()
-    async with anyio.create_task_group() as tg:
-        kernel = FakeKernel({k: str(v) for k, v in settings.items()}, tg)
-        db = cast(Any, type("FakeDb", (), {"outbox": store})())
-        bus = EventBusTool(ConfigTool(kernel), kernel, db=db)
-        await bus.setup()
-        try:
-            yield bus
-        finally:
-            with anyio.CancelScope(shield=True):
-                await bus.drain()
-                await bus.shutdown()
-            tg.cancel_scope.cancel()
+    drive it with ``relay_once``, or start it with ``on_boot_complete``)."""
+    return running_bus(db=type("FakeDb", (), {"outbox": store})(), **settings)
 
 
 def relay_of(bus: EventBusTool) -> Relay:
