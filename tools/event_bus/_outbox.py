@@ -37,7 +37,7 @@ import msgspec
 import structlog
 
 from microcore import Event
-from microcore.tooling import ConfigurationError, MicroCoreError
+from microcore.tooling import TRACING, ConfigurationError, MicroCoreError
 from tools.config import Config
 
 from .memory import MemoryBackend
@@ -106,7 +106,9 @@ class Bus(Protocol):
     backend: EventBackend
     fanout: Fanout
 
-    def make(self, name: str, payload: Any, source: str) -> Event: ...
+    def make(
+        self, name: str, payload: Any, source: str, traceparent: str | None = None
+    ) -> Event: ...
 
     def note(self, event: Event) -> None: ...
 
@@ -142,7 +144,9 @@ class Relay:
 
     async def put(self, tx: Transaction, name: str, payload: Any, source: str) -> str:
         """Write the event in ``tx``; relayed once ``tx`` commits. Its id."""
-        event = self._router.make(name, payload, source)
+        # traced: the delivery links to the request that wrote it, however late it runs
+        traceparent = TRACING.traceparent() if TRACING.enabled else None
+        event = self._router.make(name, payload, source, traceparent)
         await self.store.put(
             tx, id=event.id, topic=event.name, body=_encode(event), lease=self._lease
         )
