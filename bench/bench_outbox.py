@@ -13,7 +13,8 @@ One "request" is what the example's ``POST /products`` does, three ways:
 "answer" is the time until the request's code returns (what the HTTP client waits for);
 "all handled" is the wall time until a subscriber has handled every event, divided by
 the number of requests (the relay's work, the outbox row's DELETE included). Best of
-``--repeat`` runs per way, the ways alternating so drift hits each.
+``--repeat`` runs per way, the ways alternating so drift hits each. The run's table and
+NATS stream are removed; the outbox table stays (empty) in the database.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class Bench:
         return answers, time.perf_counter() - started
 
 
+async def _delete_stream(url: str, stream: str) -> None:
+    """Leave the NATS server as it was: the run's stream goes."""
+    import nats
+
+    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        await client.jsm().delete_stream(stream)
+    finally:
+        await client.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -136,6 +148,8 @@ async def main() -> None:
                         best[name] = (answers, wall)
             depth = await bus_tool.outbox_depth()
             await db.execute("DROP TABLE products")
+    if args.bus_url.startswith("nats"):
+        await _delete_stream(args.bus_url, settings["EVENT_BUS_STREAM"])
     base = sum(best["plain (insert, publish)"][0]) / args.requests
     rows: list[tuple[str, ...]] = []
     for name, (answers, wall) in best.items():
