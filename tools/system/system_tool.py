@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 import anyio
 import msgspec
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -75,6 +76,9 @@ if TYPE_CHECKING:  # the bus is optional: a project without one still has a syst
 Handler = Callable[[Any, Context], Awaitable[Any]]
 
 _RECENT_REQUESTS = 500  # requests remembered (while watched) to name an event's request
+_OUTBOX_TIMEOUT = 1.0  # s a scrape waits for the outbox depth (the database may be down)
+
+_log = structlog.get_logger("microcore.system", tool="system")
 
 # What /openapi.json says about the routes (the http tool reads a handler's ``openapi``
 # mapping): the token guard as two alternative security schemes, and the answers that
@@ -176,6 +180,13 @@ class DeliveryCounts(Protocol):
 
 
 @runtime_checkable
+class OutboxDepth(Protocol):
+    """What a bus with a transactional outbox reports (the ``event_bus`` tool does)."""
+
+    async def outbox_depth(self) -> int | None: ...
+
+
+@runtime_checkable
 class JobCounts(Protocol):
     """What a scheduler may report (the ``scheduler`` tool does): every job with its counters."""
 
@@ -214,6 +225,7 @@ class SystemTool(Tool):
         self._events = event_bus if isinstance(event_bus, EventSource) else None
         self._counts = event_bus if isinstance(event_bus, DeliveryCounts) else None
         self._jobs = scheduler if isinstance(scheduler, JobCounts) else None
+        self._outbox = event_bus if isinstance(event_bus, OutboxDepth) else None
         self._owner = Owner("tools.system")
         self._metrics = Metrics()
         self._feed = Feed()
@@ -467,7 +479,20 @@ class SystemTool(Tool):
                 sent=self._metrics.dead_letter_sources,
             ),
             "subscriptions": self._counts.subscriptions() if self._counts is not None else [],
+            "outbox": await self._outbox_depth(),
         }
+
+    async def _outbox_depth(self) -> int | None:
+        """Pending outbox rows; None without an outbox or when the database does not answer
+        within ``_OUTBOX_TIMEOUT`` (a scrape never waits on it longer)."""
+        if self._outbox is None:
+            return None
+        with anyio.move_on_after(_OUTBOX_TIMEOUT):
+            try:
+                return await self._outbox.outbox_depth()
+            except Exception as exc:  # noqa: BLE001 - a metric must not fail the scrape
+                _log.warning("outbox_depth_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
 
     async def _get_metrics(self, data: Any, context: Context) -> MetricsText:
         """Prometheus text exposition format 0.0.4."""
@@ -478,6 +503,7 @@ class SystemTool(Tool):
             subscriptions=self._counts.subscriptions() if self._counts is not None else [],
             outcomes=self._counts.outcomes() if self._counts is not None else [],
             feed=self._feed.stats(),
+            outbox=await self._outbox_depth(),
         )
         return MetricsText(text)
 

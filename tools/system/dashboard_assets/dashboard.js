@@ -331,7 +331,17 @@
   // -- loading ---------------------------------------------------------------------------
 
   async function refreshGraph() {
-    renderGraph(await api("/system/graph"));
+    const graph = await api("/system/graph");
+    renderGraph(graph);
+    renderOutbox(graph.outbox);
+  }
+
+  // Events committed with publish(..., transaction=tx), not relayed to the bus yet.
+  function renderOutbox(pending) {
+    const el = $("outbox");
+    el.hidden = pending === null || pending === undefined;
+    el.textContent = `outbox: ${pending} pending`;
+    el.classList.toggle("warn", pending > 0);
   }
 
   function scheduleGraph(delay) {
