@@ -24,6 +24,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from microcore.tooling import MicroCoreError, causation, new_id
 
+from ._body import BodyLimit
+from ._body import Disconnected as _Disconnected
 from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
@@ -45,16 +47,13 @@ _bind = structlog.contextvars.bind_contextvars
 _reset = structlog.contextvars.reset_contextvars
 
 
-class _Disconnected(Exception):
-    """The client went away while we read its body: nobody is left to answer."""
-
-
 class HttpApp:
     """Serves ``snapshot``; the tool replaces the snapshot whole when plugins change."""
 
     def __init__(self, *, log: Any, max_body: int, cors: Cors | None = None) -> None:
         self.snapshot = Snapshot(RouteTable(), ())
         self.max_body = max_body
+        self.max_upload = 20 * max_body
         self.cors = cors
         self.sse_ping = 15.0
         self.observers = Observers(log)
@@ -74,7 +73,7 @@ class HttpApp:
         snapshot = self.snapshot
         request_id = None
         length = -1
-        origin = None
+        origin = content_type = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 length = int(value) if value.isdigit() else -2
@@ -84,26 +83,36 @@ class HttpApp:
                 length = -2  # chunked: read until the end, counting
             elif name == b"origin":
                 origin = value
+            elif name == b"content-type":
+                content_type = value
         if request_id is None or not _REQUEST_ID_OK.match(request_id):
             request_id = new_id()
         tokens = _bind(request_id=request_id)
         observing = self.observers.observing
         started = perf_counter() if observing else 0.0
         endpoint: Endpoint | None = None
+        context: Context | None = None
         try:
             with causation(request_id):
-                context = Context(scope, receive, request_id)
+                context = Context(
+                    scope,
+                    receive,
+                    request_id,
+                    length=length,
+                    content_type=content_type,
+                    limit=BodyLimit(self.max_body),
+                )
                 cors = self.cors
                 if cors is not None and origin is not None and cors.is_preflight(scope):
                     response: Response = cors.preflight(origin, scope)
                 else:
                     endpoint, allow = _route(snapshot.table, context)
+                    if endpoint is not None and endpoint.uploads:
+                        context._limit = BodyLimit(self.max_upload, "HTTP_MAX_UPLOAD")
                     if snapshot.middleware:
-                        response = await self._wrapped(snapshot, context, endpoint, allow, length)
+                        response = await self._wrapped(snapshot, context, endpoint, allow)
                     else:
-                        response = await self._serve(
-                            snapshot.table, context, endpoint, allow, length
-                        )
+                        response = await self._serve(snapshot.table, context, endpoint, allow)
                 response.raw_headers.append((_X_REQUEST_ID, request_id.encode("latin-1")))
                 if cors is not None and origin is not None:
                     cors.decorate(response, origin)
@@ -128,6 +137,8 @@ class HttpApp:
         except _Disconnected:
             return
         finally:
+            if context is not None and context._uploads:
+                await context._close_uploads()
             _reset(**tokens)
 
     def _observed(
@@ -173,12 +184,11 @@ class HttpApp:
         context: Context,
         endpoint: Endpoint | None,
         allow: str,
-        length: int,
     ) -> Response:
         """The request through the middleware chain (only when some plugin added one)."""
 
         async def innermost() -> Response:
-            return await self._serve(snapshot.table, context, endpoint, allow, length)
+            return await self._serve(snapshot.table, context, endpoint, allow)
 
         try:
             return await _chain(snapshot.middleware, context, innermost)
@@ -193,7 +203,6 @@ class HttpApp:
         context: Context,
         endpoint: Endpoint | None,
         allow: str,
-        length: int,
     ) -> Response:
         scope = context.scope
         try:
@@ -204,11 +213,7 @@ class HttpApp:
                     f"{endpoint.method} {endpoint.path} requires authentication; "
                     "send credentials the auth middleware accepts",
                 )
-            body = None
-            if length > 0 or length == -2:
-                body = await self._read_body(context.receive, length)
-                context._body = body
-            data = endpoint.build_data(context.params, scope["query_string"], body)
+            data = await endpoint.read_data(context)
             if endpoint.kind == "sse":
                 if scope["method"] == "HEAD":  # the headers only: a stream would never end
                     return EventStream.head(context)
@@ -263,33 +268,6 @@ class HttpApp:
             location = other + ("?" + query.decode("latin-1") if query else "")
             return JSONReply(b"", 307, [(b"location", location.encode("latin-1"))])
         raise NotFound(f"no route matches {method} {path}")
-
-    async def _read_body(self, receive: Receive, length: int) -> bytes:
-        """The whole body, refusing it (413) as soon as it is known to be over the limit."""
-        limit = self.max_body
-        if length > limit:
-            raise _too_large(limit)
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > limit:
-                raise _too_large(limit)
-            return body
-        chunks = [body]
-        size = len(body)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     def _failure(self, exc: BaseException, context: Context, endpoint: Endpoint | None) -> Response:
         error_id = new_id()
@@ -392,14 +370,6 @@ async def _chain(
         return render_result(result, context)
 
     return await step(0)
-
-
-def _too_large(limit: int) -> HttpError:
-    return HttpError(
-        413,
-        "payload_too_large",
-        f"the request body is over the limit of {limit} bytes (HTTP_MAX_BODY)",
-    )
 
 
 def _without_body(send: Send) -> Send:

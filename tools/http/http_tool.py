@@ -9,7 +9,8 @@ a version that stops serving is closed at once (the client reconnects to the
 new version), and every open stream closes on SIGTERM/SIGINT, so none holds a
 reload or the shutdown.
 
-Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_DOCS`` (serve
+Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_MAX_UPLOAD`` (the whole
+body of a route with ``UploadFile`` fields, bytes, default 20 MiB), ``HTTP_DOCS`` (serve
 ``/openapi.json`` and ``/docs``, default true), ``HTTP_TITLE``, ``HTTP_VERSION``,
 ``HTTP_SSE_PING``, ``HTTP_ACCESS_LOG`` (one ``http_request`` log line per request:
 method, path, status, duration_ms, request_id, plugin; default true) and the
@@ -17,7 +18,8 @@ method, path, status, duration_ms, request_id, plugin; default true) and the
 
 Module map: ``_handle`` (what plugins call), ``_registry`` (who owns what,
 collisions), ``_routing`` (the route table), ``_app`` (the ASGI dispatcher),
-``_endpoint`` (data in, response out), ``_context``, ``_errors``,
+``_endpoint`` (data in, response out), ``_body`` (reading it, bounded), ``_forms``
+(url-encoded and multipart bodies), ``_uploads`` (``UploadFile``), ``_context``, ``_errors``,
 ``_responses``, ``_streaming`` (SSE, websockets), ``_streams`` (closing open
 streams on reload and shutdown), ``_static``, ``_cors``,
 ``_observe`` (access log, observers), ``_stats`` (request counters), ``_openapi``
@@ -81,12 +83,8 @@ class HttpTool(Tool):
     async def setup(self) -> None:
         config = self._config
         self.development = bool(config.development)
-        max_body = config.get_int("HTTP_MAX_BODY", MIB)
-        if max_body <= 0:
-            raise ConfigurationError(
-                f"HTTP_MAX_BODY must be a positive number of bytes, got {max_body}"
-            )
-        self.app.max_body = max_body
+        self.app.max_body = _positive(config, "HTTP_MAX_BODY", MIB)
+        self.app.max_upload = _positive(config, "HTTP_MAX_UPLOAD", 20 * MIB)
         self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
         self.app.cors = _cors_from(config)
         self.app.observers.set_access_log(config.get_bool("HTTP_ACCESS_LOG", True))
@@ -186,6 +184,13 @@ def _served(entry: Entry) -> ServedRoute:
     if isinstance(target, StaticMount):
         return ServedRoute(kind=kind, label=entry.label, owner=owner, path=target.prefix)
     return ServedRoute(kind=kind, label=entry.label, owner=owner)  # middleware
+
+
+def _positive(config: Config, key: str, default: int) -> int:
+    value = config.get_int(key, default)
+    if value <= 0:
+        raise ConfigurationError(f"{key} must be a positive number of bytes, got {value}")
+    return value
 
 
 def _cors_from(config: Config) -> Cors | None:
