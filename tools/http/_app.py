@@ -31,6 +31,7 @@ from ._cors import Cors
 from ._endpoint import Endpoint, render_result
 from ._errors import HttpError, NotFound, Unauthorized, error_json
 from ._observe import Exchange, Observers
+from ._proxies import TrustedProxies
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
 from ._routing import RouteTable
@@ -43,6 +44,8 @@ __all__ = ("HttpApp",)
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _X_REQUEST_ID = b"x-request-id"
+_DEFAULT_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
+_DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULT_HEADERS)
 _bind = structlog.contextvars.bind_contextvars
 _reset = structlog.contextvars.reset_contextvars
 
@@ -54,6 +57,8 @@ class HttpApp:
         self.snapshot = Snapshot(RouteTable(), ())
         self.max_body = max_body
         self.max_upload = 20 * max_body
+        self.proxies: TrustedProxies | None = None  # HTTP_TRUSTED_PROXIES
+        self.ws_origins: frozenset[str] | None = None  # HTTP_WS_ORIGINS
         self.cors = cors
         self.sse_ping = 15.0
         self.observers = Observers(log)
@@ -71,6 +76,8 @@ class HttpApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         snapshot = self.snapshot
+        if self.proxies is not None:
+            self.proxies.apply(scope)
         request_id = None
         length = -1
         origin = content_type = None
@@ -114,6 +121,7 @@ class HttpApp:
                     else:
                         response = await self._serve(snapshot.table, context, endpoint, allow)
                 response.raw_headers.append((_X_REQUEST_ID, request_id.encode("latin-1")))
+                _default_headers(response.raw_headers)
                 if cors is not None and origin is not None:
                     cors.decorate(response, origin)
                 if scope["method"] == "HEAD":
@@ -293,6 +301,11 @@ class HttpApp:
     # -- websocket -------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies is not None:
+            self.proxies.apply(scope)
+        if self.ws_origins is not None and not self._origin_allowed(scope):
+            await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
+            return
         found = self.snapshot.table.match_websocket(scope["path"])
         if found is None:
             await send({"type": "websocket.close", "code": 1000})
@@ -310,6 +323,16 @@ class HttpApp:
                     await _close(websocket, stream.closed.websocket_code, stream.closed.reason)
         finally:
             _reset(**tokens)
+
+    def _origin_allowed(self, scope: Scope) -> bool:
+        """Whether a websocket's ``Origin`` is in HTTP_WS_ORIGINS (no Origin: not a browser)."""
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1").strip().rstrip("/").lower()
+                if self.ws_origins is not None and origin not in self.ws_origins:
+                    self._log.warning("websocket_origin_refused", origin=origin, path=scope["path"])
+                    return False
+        return True
 
     async def _converse(self, route: WebSocketRoute, websocket: WebSocket) -> None:
         """The plugin's handler, its failure logged and answered with close code 1011."""
@@ -370,6 +393,19 @@ async def _chain(
         return render_result(result, context)
 
     return await step(0)
+
+
+def _default_headers(raw: list[tuple[bytes, bytes]]) -> None:
+    """Add ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` unless the
+    response has its own."""
+    for name, _ in raw:
+        if name in _DEFAULT_NAMES:
+            break
+    else:
+        raw.extend(_DEFAULT_HEADERS)
+        return
+    present = {name for name, _ in raw}
+    raw.extend(pair for pair in _DEFAULT_HEADERS if pair[0] not in present)
 
 
 def _without_body(send: Send) -> Send:

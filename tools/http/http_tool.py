@@ -13,8 +13,10 @@ Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_MAX_UPLOAD`` (the who
 body of a route with ``UploadFile`` fields, bytes, default 20 MiB), ``HTTP_DOCS`` (serve
 ``/openapi.json`` and ``/docs``, default true), ``HTTP_TITLE``, ``HTTP_VERSION``,
 ``HTTP_SSE_PING``, ``HTTP_ACCESS_LOG`` (one ``http_request`` log line per request:
-method, path, status, duration_ms, request_id, plugin; default true) and the
-``HTTP_CORS_*`` settings (see ``_cors.py``).
+method, path, status, duration_ms, request_id, plugin; default true), the
+``HTTP_CORS_*`` settings (see ``_cors.py``), ``HTTP_TRUSTED_PROXIES`` (see
+``_proxies.py``) and ``HTTP_WS_ORIGINS`` (origins that may open a websocket; others
+are closed with 1008 before accept).
 
 Module map: ``_handle`` (what plugins call), ``_registry`` (who owns what,
 collisions), ``_routing`` (the route table), ``_app`` (the ASGI dispatcher),
@@ -44,6 +46,7 @@ from ._docs import ApiDocs
 from ._endpoint import Endpoint
 from ._handle import Http
 from ._observe import Exchange, Observer
+from ._proxies import TrustedProxies
 from ._registry import Entry, Registry
 from ._static import StaticMount
 from ._stats import RequestStats
@@ -85,6 +88,8 @@ class HttpTool(Tool):
         self.development = bool(config.development)
         self.app.max_body = _positive(config, "HTTP_MAX_BODY", MIB)
         self.app.max_upload = _positive(config, "HTTP_MAX_UPLOAD", 20 * MIB)
+        self.app.proxies = TrustedProxies.parse(config.get("HTTP_TRUSTED_PROXIES"))
+        self.app.ws_origins = _origins(config.get("HTTP_WS_ORIGINS"))
         self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
         self.app.cors = _cors_from(config)
         self.app.observers.set_access_log(config.get_bool("HTTP_ACCESS_LOG", True))
@@ -191,6 +196,18 @@ def _positive(config: Config, key: str, default: int) -> int:
     if value <= 0:
         raise ConfigurationError(f"{key} must be a positive number of bytes, got {value}")
     return value
+
+
+def _origins(raw: str | None) -> frozenset[str] | None:
+    """HTTP_WS_ORIGINS as normalised origins (None: any origin may open a websocket)."""
+    origins = {o.strip().rstrip("/").lower() for o in (raw or "").split(",") if o.strip()}
+    for origin in origins:
+        if "://" not in origin:
+            raise ConfigurationError(
+                f"HTTP_WS_ORIGINS: {origin!r} is not an origin; list scheme and host as a "
+                "browser sends them, e.g. HTTP_WS_ORIGINS=https://app.example.com"
+            )
+    return frozenset(origins) or None
 
 
 def _cors_from(config: Config) -> Cors | None:
