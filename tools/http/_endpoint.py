@@ -58,6 +58,12 @@ def _is_sequence(tp: Any) -> bool:
     return False
 
 
+def _is_list(tp: Any) -> bool:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return typing.get_origin(tp) is list or tp is list
+
+
 def _mentions(tp: Any, target: type) -> bool:
     """Whether ``target`` appears in ``tp`` (``UploadFile | None``, ``list[UploadFile]``...)."""
     if tp is target:
@@ -88,6 +94,8 @@ class Endpoint:
     __slots__ = (
         "_body_decoder",
         "_fields",
+        "_file_fields",
+        "_lists",
         "_sequences",
         "_validate_response",
         "auth",
@@ -137,11 +145,16 @@ class Endpoint:
         )
         self._fields: dict[str, Any] = {}
         self._sequences: frozenset[str] = frozenset()
+        self._lists: tuple[str, ...] = ()  # required list fields
         if is_struct(request_model):
             info = msgspec.structs.fields(request_model)
             self._fields = {f.encode_name: f.type for f in info}
             self._sequences = frozenset(n for n, t in self._fields.items() if _is_sequence(t))
-        self.uploads = any(_mentions(t, UploadFile) for t in self._fields.values())
+            self._lists = tuple(f.encode_name for f in info if f.required and _is_list(f.type))
+        self._file_fields = frozenset(
+            name for name, tp in self._fields.items() if _mentions(tp, UploadFile)
+        )
+        self.uploads = bool(self._file_fields)
         """Whether the model has ``UploadFile`` fields: a multipart route (``HTTP_MAX_UPLOAD``)."""
         if self._validate_response:
             # Fail at registration, not at the first request, when the type is not usable.
@@ -169,7 +182,7 @@ class Endpoint:
             return self.build_data(context.params, query, body or None)
         if kind is MULTIPART and content_type is not None and context._length != 0:
             pairs: Sequence[tuple[str, FormValue]] = await parse_multipart(
-                context._chunks(), content_type, context._uploads
+                context._chunks(), content_type, context._uploads, self._file_fields
             )
         else:
             pairs = parse_urlencoded(await context.body())
@@ -188,6 +201,8 @@ class Endpoint:
         merged = self._query(query, typed=True)
         merged.update(self._collect(pairs, typed=True))
         merged.update({k: v for k, v in params.items() if k in self._fields})
+        for name in self._lists:  # a form sends nothing for an empty list (no file, no box ticked)
+            merged.setdefault(name, [])
         return self._convert(merged, strict=False)
 
     def build_data(self, params: dict[str, Any], query: bytes, body: bytes | None) -> Any:

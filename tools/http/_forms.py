@@ -70,19 +70,23 @@ def parse_urlencoded(body: bytes) -> list[tuple[str, str]]:
 
 
 async def parse_multipart(
-    chunks: AsyncIterator[bytes], content_type: bytes, files: list[UploadFile]
+    chunks: AsyncIterator[bytes],
+    content_type: bytes,
+    files: list[UploadFile],
+    file_fields: frozenset[str] = frozenset(),
 ) -> list[tuple[str, FormValue]]:
     """The fields and files of a multipart body read from ``chunks``.
 
-    Every :class:`UploadFile` made is appended to ``files`` at once, so whoever owns
-    that list closes them all whatever happens here (a 413, a malformed body, a
-    disconnect).
+    A part with a filename is a file, and so is any part named in ``file_fields`` (a
+    filename is optional in a multipart body: RFC 7578). Every :class:`UploadFile` made
+    is appended to ``files`` at once, so whoever owns that list closes them all
+    whatever happens here (a 413, a malformed body, a disconnect).
     """
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
         raise _malformed("the multipart/form-data body has no boundary in its Content-Type")
-    parts = _Parts(files)
+    parts = _Parts(files, file_fields)
     try:
         parser = MultipartParser(boundary, parts.callbacks())
         async for chunk in chunks:
@@ -99,9 +103,10 @@ class _Parts:
     """python-multipart's callbacks (plain calls): what they find is written out by
     :meth:`flush`, awaited between chunks, so a file's bytes go to disk off the loop."""
 
-    def __init__(self, files: list[UploadFile]) -> None:
+    def __init__(self, files: list[UploadFile], file_fields: frozenset[str]) -> None:
         self.items: list[tuple[str, FormValue]] = []
         self._files = files
+        self._file_fields = file_fields
         self._pending: list[tuple[UploadFile, bytes]] = []
         self._finished: list[UploadFile] = []
         self._headers: dict[str, str] = {}
@@ -146,8 +151,8 @@ class _Parts:
         if b"name" not in options:
             raise _malformed("a multipart/form-data part has no name in its Content-Disposition")
         self._name = _text(options[b"name"], "a part name")
-        if b"filename" in options:
-            filename = _text(options[b"filename"], f"the filename of {self._name!r}")
+        if b"filename" in options or self._name in self._file_fields:
+            filename = _text(options.get(b"filename", b""), f"the filename of {self._name!r}")
             self._file = UploadFile(
                 filename, self._headers.get("content-type"), headers=self._headers
             )

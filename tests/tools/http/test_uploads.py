@@ -318,3 +318,12 @@ async def test_upload_openapi_shows_a_multipart_form_with_binary_fields(serve: S
     assert {"413", "415", "422"} <= set(operation["responses"])
     album = document["components"]["schemas"]["Album"]["properties"]
     assert album["photos"]["items"] == {"type": "string", "format": "binary"}
+
+
+async def test_upload_form_without_filenames_or_files(serve: Serve) -> None:
+    """A part for an ``UploadFile`` field without a filename is still a file (a filename is
+    optional in multipart), and a list field nothing was sent for is empty."""
+    served = await serve(UPLOADS)
+    response = await served.client.post("/albums", files={"cover": (None, "raw bytes")})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"photos": [], "cover": ""}
