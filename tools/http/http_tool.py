@@ -23,7 +23,7 @@ collisions), ``_routing`` (the route table), ``_app`` (the ASGI dispatcher),
 ``_endpoint`` (data in, response out), ``_body`` (reading it, bounded), ``_forms``
 (url-encoded and multipart bodies), ``_uploads`` (``UploadFile``), ``_context``, ``_errors``,
 ``_responses``, ``_streaming`` (SSE, websockets), ``_streams`` (closing open
-streams on reload and shutdown), ``_static``, ``_cors``,
+streams on reload and shutdown), ``_static``, ``_cors``, ``_proxies`` (trusted proxies),
 ``_observe`` (access log, observers), ``_stats`` (request counters), ``_openapi``
 and ``_docs``.
 """
