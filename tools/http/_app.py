@@ -303,7 +303,7 @@ class HttpApp:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.proxies is not None:
             self.proxies.apply(scope)
-        if self.ws_origins is not None and not self._origin_allowed(scope):
+        if self.ws_origins is not None and not self._origin_allowed(scope, self.ws_origins):
             await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
             return
         found = self.snapshot.table.match_websocket(scope["path"])
@@ -324,12 +324,12 @@ class HttpApp:
         finally:
             _reset(**tokens)
 
-    def _origin_allowed(self, scope: Scope) -> bool:
-        """Whether a websocket's ``Origin`` is in HTTP_WS_ORIGINS (no Origin: not a browser)."""
+    def _origin_allowed(self, scope: Scope, origins: frozenset[str]) -> bool:
+        """Whether a websocket's ``Origin`` is in ``origins`` (no Origin: not a browser)."""
         for name, value in scope["headers"]:
             if name == b"origin":
                 origin = value.decode("latin-1").strip().rstrip("/").lower()
-                if self.ws_origins is not None and origin not in self.ws_origins:
+                if origin not in origins:
                     self._log.warning("websocket_origin_refused", origin=origin, path=scope["path"])
                     return False
         return True

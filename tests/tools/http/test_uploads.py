@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tools.http import UploadFile
+from tools.http import HttpError, UploadFile
+from tools.http._body import BodyLimit, read_body
 
 from .conftest import Serve, Served
 
@@ -327,3 +328,36 @@ async def test_upload_form_without_filenames_or_files(serve: Serve) -> None:
     response = await served.client.post("/albums", files={"cover": (None, "raw bytes")})
     assert response.status_code == 200, response.text
     assert response.json() == {"photos": [], "cover": ""}
+
+
+async def test_upload_settings_must_be_positive(serve: Serve) -> None:
+    """HTTP_MAX_UPLOAD of zero or less fails the http tool, naming the setting."""
+    served = await serve(UPLOADS, settings={"HTTP_MAX_UPLOAD": "0"})
+    record = served.kernel.tools["http"]
+    assert record.status == "failed"
+    assert "HTTP_MAX_UPLOAD must be a positive number of bytes, got 0" in record.error.message
+
+
+async def test_upload_with_too_many_parts_is_refused(serve: Serve) -> None:
+    """A multipart body of more than 1000 parts answers 400 before the parts pile up."""
+    served = await serve(UPLOADS)
+    part = b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n'
+    response = await served.client.post(
+        "/plain",
+        content=part * 1001 + b"--b--\r\n",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 400
+    assert "more than 1000 parts" in response.json()["error"]["message"]
+
+
+async def test_upload_single_message_over_the_limit_is_refused() -> None:
+    """A body that arrives in one message without a declared length is still bounded."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x" * 11, "more_body": False}
+
+    with pytest.raises(HttpError) as caught:
+        await read_body(receive, -1, BodyLimit(10))
+    assert caught.value.http_status == 413
+    assert "(HTTP_MAX_BODY)" in caught.value.message
