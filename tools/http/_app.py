@@ -67,6 +67,8 @@ class HttpApp:
         self._log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies is not None:  # the client's address, before anything reads it
+            self.proxies.apply(scope)
         kind = scope["type"]
         if kind == "http":
             if TRACING.enabled:
@@ -80,8 +82,6 @@ class HttpApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         snapshot = self.snapshot
-        if self.proxies is not None:
-            self.proxies.apply(scope)
         request_id = None
         length = -1
         origin = content_type = None
@@ -305,8 +305,6 @@ class HttpApp:
     # -- websocket -------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.proxies is not None:
-            self.proxies.apply(scope)
         if self.ws_origins is not None and not self._origin_allowed(scope, self.ws_origins):
             await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
             return
