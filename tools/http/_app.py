@@ -56,8 +56,8 @@ class HttpApp:
 
     def __init__(self, *, log: Any, max_body: int, cors: Cors | None = None) -> None:
         self.snapshot = Snapshot(RouteTable(), ())
-        self.max_body = max_body
-        self.max_upload = 20 * max_body
+        self.body_limit = BodyLimit(max_body)  # HTTP_MAX_BODY
+        self.upload_limit = BodyLimit(20 * max_body, "HTTP_MAX_UPLOAD")
         self.proxies: TrustedProxies | None = None  # HTTP_TRUSTED_PROXIES
         self.ws_origins: frozenset[str] | None = None  # HTTP_WS_ORIGINS
         self.cors = cors
@@ -111,7 +111,7 @@ class HttpApp:
                     request_id,
                     length=length,
                     content_type=content_type,
-                    limit=BodyLimit(self.max_body),
+                    limit=self.body_limit,
                 )
                 cors = self.cors
                 if cors is not None and origin is not None and cors.is_preflight(scope):
@@ -119,7 +119,7 @@ class HttpApp:
                 else:
                     endpoint, allow = _route(snapshot.table, context)
                     if endpoint is not None and endpoint.uploads:
-                        context._limit = BodyLimit(self.max_upload, "HTTP_MAX_UPLOAD")
+                        context._limit = self.upload_limit
                     if snapshot.middleware:
                         response = await self._wrapped(snapshot, context, endpoint, allow)
                     else:

@@ -41,6 +41,7 @@ from microcore.tooling import ConfigurationError, Owner, RouteKind, ServedRoute
 from tools.config import Config
 
 from ._app import HttpApp
+from ._body import BodyLimit
 from ._cors import Cors
 from ._docs import ApiDocs
 from ._endpoint import Endpoint
@@ -86,8 +87,10 @@ class HttpTool(Tool):
     async def setup(self) -> None:
         config = self._config
         self.development = bool(config.development)
-        self.app.max_body = _positive(config, "HTTP_MAX_BODY", MIB)
-        self.app.max_upload = _positive(config, "HTTP_MAX_UPLOAD", 20 * MIB)
+        self.app.body_limit = BodyLimit(_positive(config, "HTTP_MAX_BODY", MIB))
+        self.app.upload_limit = BodyLimit(
+            _positive(config, "HTTP_MAX_UPLOAD", 20 * MIB), "HTTP_MAX_UPLOAD"
+        )
         self.app.proxies = TrustedProxies.parse(config.get("HTTP_TRUSTED_PROXIES"))
         self.app.ws_origins = _origins(config.get("HTTP_WS_ORIGINS"))
         self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
