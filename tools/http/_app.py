@@ -105,14 +105,7 @@ class HttpApp:
         context: Context | None = None
         try:
             with causation(request_id):
-                context = Context(
-                    scope,
-                    receive,
-                    request_id,
-                    length=length,
-                    content_type=content_type,
-                    limit=self.body_limit,
-                )
+                context = Context(scope, receive, request_id, length, content_type, self.body_limit)
                 cors = self.cors
                 if cors is not None and origin is not None and cors.is_preflight(scope):
                     response: Response = cors.preflight(origin, scope)
@@ -225,7 +218,11 @@ class HttpApp:
                     f"{endpoint.method} {endpoint.path} requires authentication; "
                     "send credentials the auth middleware accepts",
                 )
-            data = await endpoint.read_data(context)
+            length = context._length
+            if length > 0 or length == -2 or context._body is not None:
+                data = await endpoint.read_data(context)  # JSON, a form or an upload
+            else:
+                data = endpoint.build_data(context.params, scope["query_string"], None)
             if endpoint.kind == "sse":
                 if scope["method"] == "HEAD":  # the headers only: a stream would never end
                     return EventStream.head(context)

@@ -75,7 +75,6 @@ class Context:
         scope: Scope,
         receive: Receive,
         request_id: str,
-        *,
         length: int = -1,
         content_type: bytes | None = None,
         limit: BodyLimit = _BODY_LIMIT,
@@ -95,7 +94,7 @@ class Context:
         self._content_type = content_type
         self._limit = limit
         self._streamed = False
-        self._uploads: list[UploadFile] = []
+        self._uploads: list[UploadFile] | None = None
 
     # -- the request ---------------------------------------------------------------
 
@@ -165,7 +164,7 @@ class Context:
 
     async def _close_uploads(self) -> None:
         """Close every upload of the request (shielded: it runs even when cancelled)."""
-        uploads, self._uploads = self._uploads, []
+        uploads, self._uploads = self._uploads or [], None
         with anyio.CancelScope(shield=True):
             for upload in uploads:
                 await upload.close()

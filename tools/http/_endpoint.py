@@ -181,8 +181,9 @@ class Endpoint:
                 body = b""  # text, XML, bytes...: the handler reads them with context.body()
             return self.build_data(context.params, query, body or None)
         if kind is MULTIPART and content_type is not None and context._length != 0:
+            files = context._uploads = []
             pairs: Sequence[tuple[str, FormValue]] = await parse_multipart(
-                context._chunks(), content_type, context._uploads, self._file_fields
+                context._chunks(), content_type, files, self._file_fields
             )
         else:
             pairs = parse_urlencoded(await context.body())
