@@ -47,7 +47,10 @@ def form_kind(content_type: bytes | None) -> str | None:
     """:data:`FORM` or :data:`MULTIPART` when ``content_type`` is one of them, else None."""
     if not content_type:
         return None
-    media = content_type.split(b";", 1)[0].strip().lower()
+    lowered = content_type.lower()
+    if b"form" not in lowered:  # JSON and everything else: one C-speed search
+        return None
+    media = lowered.split(b";", 1)[0].strip()
     if media == b"multipart/form-data":
         return MULTIPART
     if media == b"application/x-www-form-urlencoded":
