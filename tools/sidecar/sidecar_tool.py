@@ -169,7 +169,10 @@ class SidecarTool(Tool):
             for registration in run.owner.registrations if run is not None else ():
                 registrations.setdefault(registration.kind, []).append(registration.label)
             state = _state(sidecar)
-            error = None if state == "running" else sidecar.last_error or "not started yet"
+            error = None
+            if state != "running":
+                ended = run.error if run is not None else None
+                error = sidecar.last_error or ended or f"its program is {state}"
             found[identity] = PluginStatus(
                 status="ok" if state == "running" else "failed",
                 error=None if error is None else _error(root, decl.file, error),
