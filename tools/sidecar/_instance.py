@@ -222,6 +222,8 @@ class Instance:
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
                 return
             except anyio.DelimiterNotFound:
+                line = None
+            if line is None or len(line) > limit:  # anyio checks the limit per read, not line
                 self.error = f"sent a line longer than {limit} bytes (SIDECAR_MAX_LINE)"
                 self.log.error("sidecar_protocol_error", error=self.error)
                 return

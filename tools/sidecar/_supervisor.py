@@ -130,21 +130,26 @@ class Sidecar:
             self.host.spawn(run.run, name=f"sidecar:{self.decl.identity}")
             with anyio.move_on_after(self.host.settings.ready_timeout):
                 await run.settled.wait()
+            why = await self._settle(run, owner)
             self.first_attempt.set()
-            if run.committed:
-                self.reload_error = None
-                return None
-            run.abandoned = True
-            why = run.error or f"not ready within {self.host.settings.ready_timeout:g} s"
-            why += " (SIDECAR_READY_TIMEOUT)" if run.error is None else ""
-            _log.error("sidecar_start_failed", plugin=self.decl.identity, error=why)
-            await run.stop()
-            await owner.release()
-            if self.running:
-                self.reload_error = why
-            else:
-                self.last_error = why
             return why
+
+    async def _settle(self, run: Instance, owner: Owner) -> str | None:
+        """None when ``run`` serves; else stop it, note why and return it."""
+        if run.committed:
+            self.reload_error = None
+            return None
+        run.abandoned = True
+        why = run.error or f"not ready within {self.host.settings.ready_timeout:g} s"
+        why += " (SIDECAR_READY_TIMEOUT)" if run.error is None else ""
+        _log.error("sidecar_start_failed", plugin=self.decl.identity, error=why)
+        await run.stop()
+        await owner.release()
+        if self.running:
+            self.reload_error = why
+        else:
+            self.last_error = why
+        return why
 
     def commit(self, run: Instance) -> bool:
         """Swap ``run`` in (synchronously): its registrations serve, the old run's stop."""
