@@ -62,9 +62,7 @@ class Declaration(msgspec.Struct, frozen=True, kw_only=True):
     digest: bytes  # the declaration's text: an edit restarts the sidecar
 
     def watches(self, path: Path) -> bool:
-        """Whether a change to ``path`` (absolute) restarts this sidecar."""
-        if path == self.file:
-            return True
+        """Whether a change to ``path`` (absolute; not the declaration) restarts it."""
         try:
             rel = path.relative_to(self.cwd)
         except ValueError:

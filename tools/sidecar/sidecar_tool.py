@@ -141,7 +141,8 @@ class SidecarTool(Tool):
         except ConfigurationError as exc:
             sidecar.reload_error = str(exc)
             return str(exc)
-        if decl.digest == sidecar.decl.digest:
+        if decl.digest == sidecar.decl.digest:  # saved as it serves (or a broken edit undone)
+            sidecar.reload_error = None
             return None
         return await sidecar.start(decl)
 

@@ -226,3 +226,37 @@ routes = [
 responds = ["js.double"]
 subscribes = ["test.ping"]
 """
+
+
+async def test_sidecar_reload_edges(boot: Boot) -> None:
+    """A declaration saved unchanged restarts nothing; a broken edit keeps the old run serving
+    and says why until fixed; a new broken declaration fails; files it does not watch (or
+    outside its folder) are not its business."""
+    lab = await boot()
+    reloader = Reloader(lab.kernel)
+    toml = lab.root / "domains/lab/plugins/worker.sidecar.toml"
+    pid = lab.plugin().details["pid"]
+    assert (await reloader.apply([toml])).applied == ["domains/lab/plugins/worker.sidecar.toml"]
+    assert lab.plugin().details["pid"] == pid
+    good = toml.read_text()
+    toml.write_text("unknown = 1\n" + good)
+    report = await reloader.apply([toml])
+    assert "unknown" in report.failed["domains/lab/plugins/worker.sidecar.toml"].message
+    assert "unknown" in lab.plugin().reload_error.message
+    assert (await lab.client.get("/js/hello/ann")).status_code == 200
+    toml.write_text(good)
+    await reloader.apply([toml])
+    assert lab.plugin().reload_error is None
+    broken = lab.root / "domains/lab/plugins/broken.sidecar.toml"
+    broken.write_text("command = [")
+    report = await reloader.apply([broken])
+    assert "Invalid value" in report.failed["domains/lab/plugins/broken.sidecar.toml"].message
+    assert lab.plugin("lab.broken").status == "failed"
+    notes = lab.root / "domains/lab/notes.txt"
+    notes.write_text("not a program")
+    elsewhere = lab.root / "domains/other/data.txt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("x")
+    report = await reloader.apply([notes, elsewhere])
+    assert report.applied == [] and report.failed == {}
+    assert lab.plugin().details["pid"] == pid  # none of it restarted the program
