@@ -36,7 +36,7 @@ import httpx  # noqa: E402 - after the repo root is importable
 from microcore.testing import start_app  # noqa: E402
 from microcore.tooling import Owner  # noqa: E402
 
-PYTHON_PLUGIN = '''
+PYTHON_PLUGIN = """
 from microcore import Plugin
 
 
@@ -56,7 +56,7 @@ class PricePlugin(Plugin):
 
     async def answer(self, event):
         return self.format(event.payload["amount"])
-'''
+"""
 
 SIDECAR_TOML = """
 command = ["node", "price.js"]
@@ -171,7 +171,8 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
             await running.stop()
     print(
         table(
-            f"Sidecar vs Python ({calls} calls, best of {rounds}, {concurrency} concurrent callers)",
+            f"Sidecar vs Python ({calls} calls, best of {rounds}, "
+            f"{concurrency} concurrent callers)",
             ("case", "p50 us", "p99 us", "calls/s", "x Python"),
             rows,
         )

@@ -554,14 +554,17 @@ def test_check_reads_sidecar_declarations(make_project: ProjectFactory) -> None:
     """A request a sidecar declares it answers has a responder; what a sidecar requests needs
     one; a route it declares collides like a Python one."""
     root = make_project(
-        {"domains/shop/plugins/ask_plugin.py": ASKER, "domains/shop/plugins/price.sidecar.toml": SIDECAR},
+        {
+            "domains/shop/plugins/ask_plugin.py": ASKER,
+            "domains/shop/plugins/price.sidecar.toml": SIDECAR,
+        },
         tools=[],
     )
     findings = [str(f) for f in check_project(root)[0]]
     assert findings == [
         "domains/shop/plugins/price.sidecar.toml:6: route GET /prices/{cents:int} collides with "
-        "GET /prices/{id:int} of AskPlugin (domains/shop/plugins/ask_plugin.py:10); change one path "
-        "or method (parameter names do not make paths different)",
+        "GET /prices/{id:int} of AskPlugin (domains/shop/plugins/ask_plugin.py:10); change one "
+        "path or method (parameter names do not make paths different)",
         "domains/shop/plugins/price.sidecar.toml:10: request 'stock.level' has no responder: "
         "nothing subscribes to it; add a plugin that does "
         "'await self.bus.subscribe('stock.level', self.on_request)' and returns the reply",
@@ -583,7 +586,9 @@ def test_check_reports_a_broken_sidecar_declaration(make_project: ProjectFactory
     findings = {f.file.split("/")[-1]: (f.line, f.message) for f in check_project(root)[0]}
     assert findings["a.sidecar.toml"][1].startswith("cannot be read: ")
     assert "may only hold lists named routes, subscribes" in findings["b.sidecar.toml"][1]
-    assert findings["c.sidecar.toml"][1] == "declares.routes must be a list of strings, got 'GET /x'"
+    assert (
+        findings["c.sidecar.toml"][1] == "declares.routes must be a list of strings, got 'GET /x'"
+    )
     assert findings["d.sidecar.toml"] == (
         4,
         "declares.routes holds '/nomethod'; write 'METHOD /path'",

@@ -804,7 +804,11 @@ class Hosting(Tool):
     name = "hosting"
 
     def hosted_plugins(self):
-        return {"a.zz_ok": _hosted("ok"), "a.down": _hosted("failed"), "a.GoodPlugin": _hosted("failed")}
+        return {
+            "a.zz_ok": _hosted("ok"),
+            "a.down": _hosted("failed"),
+            "a.GoodPlugin": _hosted("failed"),
+        }
 
 
 class Broken(Tool):
@@ -815,7 +819,9 @@ class Broken(Tool):
 """
 
 
-async def test_hosted_plugins_show_in_status_and_health(kernel_project: KernelProjectFactory) -> None:
+async def test_hosted_plugins_show_in_status_and_health(
+    kernel_project: KernelProjectFactory,
+) -> None:
     """Plugins a tool runs itself are listed in status (sorted, with their details) and a
     failed one counts in failures; the kernel's own plugin wins a shared identity, and a
     tool whose report raises is left out."""

@@ -508,7 +508,9 @@ def test_manifest_lists_sidecars_from_their_declarations(make_project: ProjectFa
     assert "- `bad` (`domains/shop/plugins/bad.sidecar.toml`)\n  FAILED: cannot be read" in text
     assert "- `GET /prices/{cents:int}` (shop.price)" in text
     events = text[text.index("## Events") : text.index("## Requests")]
-    assert "- `price.changed`: published by shop.price; handled by shop.price (via price.*)" in events
+    assert (
+        "- `price.changed`: published by shop.price; handled by shop.price (via price.*)" in events
+    )
     assert "handled by shop.AuditPlugin (via item.>), shop.price" in events
     assert "price.format" not in events
     requests = text[text.index("## Requests") : text.index("## Tables")]
