@@ -2,7 +2,7 @@
 
 One project (every tool of this repository, in-memory settings) holds two plugins doing
 the same work, formatting a price: a Python plugin (``GET /py/price``, answers
-``py.price``) and a Node.js sidecar through ``clients/node/microcore_sidecar.js``
+``py.price``) and a Node.js sidecar through ``tools/sidecar/node/microcore_sidecar.js``
 (``GET /js/price``, answers ``js.price``). Requests go through the app in-process
 (``httpx`` over ASGI, the same client for both), so the difference is what the sidecar
 adds: a JSON line each way over pipes, the Node.js handler, and the wait for its answer.
@@ -69,7 +69,8 @@ responds = ["js.price"]
 SIDECAR_JS = """
 "use strict";
 const path = require("node:path");
-const { Sidecar } = require(path.join(__dirname, "../../../clients/node/microcore_sidecar.js"));
+const client = path.join(__dirname, "../../../tools/sidecar/node/microcore_sidecar.js");
+const { Sidecar } = require(client);
 const format = (amount) => ({ text: `${Number(amount).toFixed(2)} EUR`, amount: Number(amount) });
 const sidecar = new Sidecar();
 sidecar.route("GET", "/js/price", async (req) => format(req.query.amount));
@@ -88,9 +89,6 @@ def project(folder: Path) -> Path:
     (plugins / "price_plugin.py").write_text(PYTHON_PLUGIN)
     (plugins / "price.sidecar.toml").write_text(SIDECAR_TOML)
     (plugins / "price.js").write_text(SIDECAR_JS)
-    client = root / "clients" / "node"
-    client.mkdir(parents=True)
-    shutil.copy(ROOT / "clients" / "node" / "microcore_sidecar.js", client)
     return root
 
 

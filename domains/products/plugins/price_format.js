@@ -5,7 +5,7 @@
 "use strict";
 
 const path = require("node:path");
-const { HttpError, Sidecar } = require(path.join(__dirname, "../../../clients/node/microcore_sidecar.js"));
+const { HttpError, Sidecar } = require(path.join(__dirname, "../../../tools/sidecar/node/microcore_sidecar.js"));
 
 const locale = process.env.PRICE_LOCALE || "en-US";
 const defaultCurrency = process.env.PRICE_CURRENCY || "USD";

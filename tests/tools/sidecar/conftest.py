@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from tools.sidecar.sidecar_tool import SidecarTool
 
 HERE = Path(__file__).parent
-REPO = HERE.parents[2]
 TOOLS = ["config", "logger", "http", "event_bus", "system", "sidecar"]
 FAST = {  # restarts and stops quick enough for tests
     "SIDECAR_RESTART_BACKOFF": "0.05",
@@ -137,9 +136,6 @@ async def boot(make_project: Callable[..., Path], node: str) -> AsyncIterator[Bo
             *, settings: Mapping[str, str] | None = None, files: Mapping[str, str] | None = None
         ) -> Lab:
             root = make_project({**worker_files(), **(files or {})}, tools=TOOLS)
-            client_js = root / "clients" / "node" / "microcore_sidecar.js"
-            client_js.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(REPO / "clients" / "node" / "microcore_sidecar.js", client_js)
             running = await start_app(root, settings={**FAST, **(settings or {})})
             stack.push_async_callback(running.stop)
             transport = httpx.ASGITransport(app=running.app)

@@ -2,7 +2,7 @@
 "use strict";
 
 const path = require("node:path");
-const { HttpError, Sidecar, reply } = require(path.join(__dirname, "../../../clients/node/microcore_sidecar.js"));
+const { HttpError, Sidecar, reply } = require(path.join(__dirname, "../../../tools/sidecar/node/microcore_sidecar.js"));
 
 const VERSION = 1;
 const sidecar = new Sidecar();

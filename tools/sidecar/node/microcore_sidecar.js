@@ -2,7 +2,7 @@
 // No dependencies (Node.js >= 18). The protocol is JSON lines over stdin/stdout; see the
 // "Sidecars" section of microcore's README. Copy this file, or require it by path:
 //
-//   const { Sidecar, HttpError } = require("../../../clients/node/microcore_sidecar.js");
+//   const { Sidecar, HttpError } = require("../../../tools/sidecar/node/microcore_sidecar.js");
 //   const sidecar = new Sidecar();
 //   sidecar.respond("price.format", async (payload) => ({ text: format(payload.amount) }));
 //   sidecar.route("GET", "/prices/{cents:int}", async (req) => ({ text: format(req.params.cents) }));
