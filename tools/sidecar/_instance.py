@@ -13,6 +13,7 @@ import base64
 import contextlib
 import itertools
 import os
+import re
 import shlex
 import signal
 from collections import deque
@@ -310,6 +311,7 @@ class Instance:
                     message.path,
                     method,
                     self._forwarder(message),
+                    request_model=_request_model(decl.identity, method, message),
                     status_code=message.status_code,
                     summary=message.summary,
                     tags=message.tags or None,
@@ -440,6 +442,25 @@ class Instance:
 
 
 _LEVELS = ("debug", "info", "warning", "error")
+_FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _request_model(identity: str, method: str, route: p.Route) -> Any:
+    """A Struct of the route's declared ``fields``: validated (422 naming the field) and
+    documented in /openapi.json like a Python route's request model; None without fields."""
+    if not route.fields:
+        return None
+    spec: list[Any] = []
+    for name, kind in route.fields.items():
+        field_type = _FIELD_TYPES.get(kind.removesuffix("?"))
+        if field_type is None or not name.isidentifier():
+            raise RegistrationError(
+                f"route {method} {route.path}: field {name!r} has type {kind!r}; name each "
+                "field with an identifier and one of str, int, float, bool (? if optional)"
+            )
+        spec.append((name, field_type | None, None) if kind.endswith("?") else (name, field_type))
+    words = re.findall(r"[A-Za-z0-9]+", f"{identity.split('.', 1)[1]} {method} {route.path}")
+    return msgspec.defstruct("".join(w.capitalize() for w in words), spec, kw_only=True)
 
 
 def _event_json(event: Event) -> dict[str, Any]:

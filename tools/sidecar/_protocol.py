@@ -71,6 +71,7 @@ class Route(_Message, tag="route"):
     tags: list[str] = []
     auth: str | bool | None = None
     timeout: float | None = None
+    fields: dict[str, str] = {}  # name -> str, int, float or bool (? when optional)
 
 
 class Ready(_Message, tag="ready"):

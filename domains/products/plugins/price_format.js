@@ -1,5 +1,5 @@
 // Formats prices in the shop's locale: a feature in JavaScript, under the same kernel.
-//   GET /prices/format?amount=12.5[&currency=USD]  -> {"text": "12,50 €", ...}
+//   GET /prices/format?amount=12.5                  -> {"text": "12,50 €", ...}
 //   request "price.format" {amount, currency?}      -> {"text": ..., "locale": ...}
 //   on "product.created" it publishes "price.formatted" {id, text}
 "use strict";
@@ -28,7 +28,10 @@ function checked(raw, currency) {
 
 const sidecar = new Sidecar();
 
-sidecar.route("GET", "/prices/format", async (req) => checked(req.query.amount, req.query.currency), {
+// `fields` are validated by the kernel before the request reaches us (422 naming the field)
+// and documented in /openapi.json, like a Python route's request model.
+sidecar.route("GET", "/prices/format", async (req) => format(req.data.amount), {
+  fields: { amount: "float" },
   summary: "A price formatted in the shop's locale",
   tags: ["products"],
 });

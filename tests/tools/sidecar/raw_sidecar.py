@@ -69,6 +69,11 @@ def main() -> None:
     sys.stderr.flush()
     for path in ANSWERS:
         call({"type": "route", "id": path, "method": "GET", "path": path})
+    typed = {"n": "int", "tag": "str?"}
+    call({"type": "route", "id": "t", "method": "GET", "path": "/raw/typed", "fields": typed})
+    untyped = {"type": "route", "id": "u", "method": "GET", "path": "/raw/typed-bad"}
+    refused_type = call({**untyped, "fields": {"n": "decimal"}})
+    sys.stderr.write(f"refused {refused_type['error']['message']}\n")
     call({"type": "subscribe", "id": "s", "pattern": "raw.ping"})
     refused = call({"type": "respond", "id": "r", "name": "not.declared"})
     sys.stderr.write(f"refused {refused['error']['message']}\n")
@@ -79,7 +84,9 @@ def main() -> None:
     call({"type": "ready", "id": "ready"})
     while True:
         message = receive()
-        if message["type"] == "http":
+        if message["type"] == "http" and message["route"] == "/raw/typed":
+            send({"type": "result", "id": message["id"], "result": {"json": message["data"]}})
+        elif message["type"] == "http":
             send({"type": "result", "id": message["id"], "result": ANSWERS[message["route"]]})
         elif message["type"] == "event":
             payload = message["event"]["payload"]

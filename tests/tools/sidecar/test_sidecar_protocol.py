@@ -26,7 +26,10 @@ cwd = "{cwd}"
 MODE = "{mode}"
 
 [declares]
-routes = ["GET /raw/bytes", "GET /raw/empty", "GET /raw/bad-status", "GET /raw/bad-shape"]
+routes = [
+    "GET /raw/bytes", "GET /raw/empty", "GET /raw/bad-status", "GET /raw/bad-shape",
+    "GET /raw/typed", "GET /raw/typed-bad",
+]
 subscribes = ["raw.ping"]
 """,
         "domains/lab/plugins/raw_sidecar.py": (HERE / "raw_sidecar.py").read_text(),
@@ -51,6 +54,22 @@ async def test_sidecar_answers_map_to_responses(boot: Boot) -> None:
         bad = await lab.client.get(path)
         assert bad.status_code == 500
         assert bad.json()["error"]["id"]
+
+
+async def test_sidecar_route_fields_are_validated_and_documented(boot: Boot) -> None:
+    """A route's declared fields are converted and checked before the program sees the
+    request (422 naming the field) and documented in /openapi.json; a field of an unknown
+    type is refused at registration."""
+    lab = await boot(files=raw_files("answers"))
+    typed = await lab.client.get("/raw/typed", params={"n": "7"})
+    assert typed.json() == {"n": 7, "tag": None}
+    bad = await lab.client.get("/raw/typed", params={"n": "seven"})
+    assert (bad.status_code, bad.json()["error"]["path"]) == (422, "$.n")
+    spec = (await lab.client.get("/openapi.json")).json()
+    parameters = spec["paths"]["/raw/typed"]["get"]["parameters"]
+    assert {(p["name"], p["required"]) for p in parameters} == {("n", True), ("tag", False)}
+    assert "422" in spec["paths"]["/raw/typed"]["get"]["responses"]
+    assert (await lab.client.get("/raw/typed-bad")).status_code == 404
 
 
 async def test_sidecar_event_errors_and_replies(boot: Boot) -> None:

@@ -84,7 +84,9 @@ class Sidecar {
   /**
    * Serve `method path` (Starlette syntax, declared in the .sidecar.toml). The handler gets
    * {method, path, route, params, query, headers, body, data, client, identity} and returns
-   * the JSON body, or reply({status, headers, json | text | bodyBase64}).
+   * the JSON body, or reply({status, headers, json | text | bodyBase64}). Options: fields
+   * ({name: "str" | "int" | "float" | "bool", "?" suffix when optional: checked and
+   * converted by the kernel, data holds them), status_code, summary, tags, auth, timeout.
    */
   route(method, path, handler, options = {}) {
     const verb = method.toUpperCase();
