@@ -472,7 +472,7 @@ class SystemTool(Tool):
         plugins = self._kernel.plugins
         return {
             **build_graph(
-                plugins=plugins,
+                plugins=self._kernel.status().plugins,  # tools' hosted plugins too
                 static=self._static.calls(plugins),
                 flows=self._events.flows() if self._events is not None else None,
                 counts=self._metrics.published(),

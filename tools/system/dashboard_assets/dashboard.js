@@ -106,7 +106,8 @@
         ...(plugin.subscriptions || []).map((s) => "on " + s),
       ];
       return el("tr", { class: plugin.status === "ok" ? "ok" : "failed", "data-plugin": identity },
-        el("td", { class: "mono" }, identity, el("div", { class: "muted" }, plugin.file || "")),
+        el("td", { class: "mono" }, identity, el("div", { class: "muted" }, plugin.file || ""),
+          hosted(plugin.details)),
         el("td", { class: "status " + plugin.status }, plugin.status),
         el("td", {}, owns.join(" · "), error ? el("div", { class: "error" }, error) : null));
     });
@@ -136,6 +137,15 @@
         el("td", { class: "error" }, job.last_error || ""));
     });
     $("jobs").tBodies[0].replaceChildren(...rows);
+  }
+
+  // A plugin a tool runs itself (a sidecar): its process id and restarts.
+  function hosted(details) {
+    if (!details || !details.kind) return null;
+    const facts = [details.kind];
+    if (details.pid) facts.push("pid " + details.pid);
+    if (details.restarts) facts.push(details.restarts + (details.restarts === 1 ? " restart" : " restarts"));
+    return el("div", { class: "muted" }, facts.join(" · "));
   }
 
   function renderRoutes(body) {
