@@ -18,7 +18,7 @@ import re
 import sys
 import tomllib
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .._core.kernel import Kernel
 from .._core.status import relative
 from .._core.tool import Tool
 from .._names import matches
+from ..events import Contract, DeclaresContracts
 from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
 from .scan import scan_file
 from .typeref import TypeInfo, define_types, exported_types, tool_packages
@@ -81,6 +82,8 @@ class PluginInfo(msgspec.Struct, frozen=True):
     publishes: list[str]
     requests: list[str]
     error: str | None = None
+    payloads: dict[str, str] = {}  # published/requested name -> qualified payload class
+    replies: dict[str, str] = {}  # requested name -> qualified class of ``reply=``
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -100,6 +103,8 @@ class Flow(msgspec.Struct, frozen=True):
     name: str
     senders: list[str]
     receivers: list[str]
+    payload: str = ""  # its shape, when a publisher or a handler declares it
+    reply: str = ""  # a request's reply shape
 
 
 class Table(msgspec.Struct):
@@ -188,6 +193,8 @@ def _plugins(kernel: Kernel) -> list[PluginInfo]:
                 publishes=sorted({c.name for c in calls if c.kind == "publish"}),
                 requests=sorted({c.name for c in calls if c.kind == "request"}),
                 error=_error_text(kernel, record.error),
+                payloads={c.name: c.model for c in calls if c.model},
+                replies={c.name: c.reply for c in calls if c.reply},
             )
         )
     return infos
@@ -219,33 +226,91 @@ def _routes(kernel: Kernel) -> list[Route]:
     return sorted(routes, key=lambda r: (r.path, r.method, r.owner))
 
 
-def _flows(plugins: list[PluginInfo]) -> tuple[list[Flow], list[Flow]]:
+def _contracts(kernel: Kernel, plugins: list[PluginInfo]) -> list[Contract]:
+    """What the bus reports its handlers declare; without such a bus, the registrations."""
+    for _, record in sorted(kernel.tools.items()):
+        if record.status == "ok" and isinstance(record.instance, DeclaresContracts):
+            return record.instance.contracts()
+    return [
+        Contract(kind=kind, pattern=pattern, owner=plugin.identity)
+        for plugin in plugins
+        for kind in _SUBSCRIPTION_KINDS
+        for pattern in plugin.registrations.get(kind, ())
+    ]
+
+
+def _resolve(qualified: str) -> Any:
+    """The class a scan's qualified name (``domains.shop.models.Order``) names, if imported."""
+    module, _, attr = qualified.rpartition(".")
+    found = getattr(sys.modules.get(module), attr, None)
+    return found if isinstance(found, type) else None
+
+
+def _shape(tp: Any, qualified: str = "") -> str:
+    if tp is None:
+        tp = _resolve(qualified) if qualified else None
+        if tp is None:
+            return qualified.rpartition(".")[2]
+    return compact_schema(tp)
+
+
+def _flows(plugins: list[PluginInfo], contracts: list[Contract]) -> tuple[list[Flow], list[Flow]]:
     published: dict[str, set[str]] = {}
     requested: dict[str, set[str]] = {}
-    subscribed: dict[str, set[str]] = {}
+    payloads: dict[str, str] = {}
+    replies: dict[str, str] = {}
     for plugin in plugins:
         for name in plugin.publishes:
             published.setdefault(name, set()).add(plugin.identity)
         for name in plugin.requests:
             requested.setdefault(name, set()).add(plugin.identity)
-        for kind in _SUBSCRIPTION_KINDS:
-            for pattern in plugin.registrations.get(kind, ()):
-                subscribed.setdefault(pattern, set()).add(plugin.identity)
+        payloads.update(plugin.payloads)
+        replies.update(plugin.replies)
 
-    def receivers(name: str) -> list[str]:
+    def receivers(name: str, request: bool) -> tuple[list[str], Contract | None]:
         found: set[str] = set()
-        for pattern, who in subscribed.items():
-            if pattern == name or matches(pattern, name):
-                via = "" if pattern == name else f" (via {pattern})"
-                found.update(f"{w}{via}" for w in who)
-        return sorted(found)
+        typed: Contract | None = None
+        for c in contracts:
+            if (c.kind == "broadcast" if request else c.kind == "responder") or not (
+                c.pattern == name or matches(c.pattern, name)
+            ):
+                continue
+            notes = [] if c.pattern == name else [f"via {c.pattern}"]
+            notes += [f"retries {c.retries}"] if c.retries else []
+            notes += ["broadcast"] if c.kind == "broadcast" else []
+            found.add(c.owner + (f" ({', '.join(notes)})" if notes else ""))
+            if c.payload is not None or c.reply is not None:
+                typed = c if typed is None or c.kind == "responder" else typed
+        return sorted(found), typed
 
+    def flow(name: str, senders: set[str], request: bool) -> Flow:
+        who, typed = receivers(name, request)
+        payload = _shape(None, payloads[name]) if name in payloads else ""
+        if not payload and typed is not None and typed.payload is not None:
+            payload = _shape(typed.payload)
+        reply = ""
+        if request:
+            if typed is not None and typed.reply is not None:
+                reply = _shape(typed.reply)
+            elif name in replies:
+                reply = _shape(None, replies[name])
+        return Flow(name, sorted(senders), who, payload, reply)
+
+    answered = {c.pattern for c in contracts if c.kind == "responder"}
     only_requests = {
-        p for p in subscribed if p not in published and any(matches(p, r) for r in requested)
+        c.pattern
+        for c in contracts
+        if c.kind == "subscription"
+        and c.pattern not in published
+        and any(matches(c.pattern, r) for r in requested)
     }
-    names = sorted(set(published) | (set(subscribed) - only_requests))
-    events = [Flow(n, sorted(published.get(n, ())), receivers(n)) for n in names]
-    requests = [Flow(n, sorted(who), receivers(n)) for n, who in sorted(requested.items())]
+    subscribed = {
+        c.pattern
+        for c in contracts
+        if c.kind != "responder" and not any(matches(c.pattern, n) for n in published)
+    } - only_requests
+    events = [flow(n, published.get(n, set()), False) for n in sorted(set(published) | subscribed)]
+    requests = [flow(n, requested.get(n, set()), True) for n in sorted(set(requested) | answered)]
     return events, requests
 
 
@@ -324,7 +389,7 @@ def _project_name(root: Path) -> str:
 def describe(kernel: Kernel) -> Manifest:
     """Everything AI_CONTEXT.md says, read from a booted kernel."""
     plugins = _plugins(kernel)
-    events, requests = _flows(plugins)
+    events, requests = _flows(plugins, _contracts(kernel, plugins))
     exported = exported_types(tool_packages(kernel.tools))
     tools = _tools(kernel, exported)
     named = [RECIPE, *(m.signature for t in tools for m in t.methods)]
@@ -478,7 +543,9 @@ def _render_domains(manifest: Manifest) -> list[str]:
     return lines
 
 
-def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
+def _render_routes(
+    routes: list[Route], plugins: set[str], short: Callable[[str], str]
+) -> list[str]:
     """Plugins' endpoints in full; the tools' own (docs, system) on one line, files left out."""
     lines = ["## Endpoints", ""]
     for route in (r for r in routes if r.owner in plugins):
@@ -487,9 +554,9 @@ def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
         summary = f": {route.summary}" if route.summary else ""
         lines.append(f"- `{route.method} {route.path}`{status}{kind} ({route.owner}){summary}")
         if route.request is not None:
-            lines.append(f"  request: `{route.request}`")
+            lines.append(f"  request: `{short(route.request)}`")
         if route.response is not None:
-            lines.append(f"  response: `{route.response}`")
+            lines.append(f"  response: `{short(route.response)}`")
     if len(lines) == 2:
         lines.append("none")
     served = [
@@ -500,13 +567,31 @@ def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
     return lines
 
 
-def _render_flows(title: str, flows: list[Flow], sends: str, receives: str) -> list[str]:
+def _render_flows(
+    title: str, flows: list[Flow], sends: str, receives: str, short: Callable[[str], str]
+) -> list[str]:
     lines = [title, ""]
     for flow in flows:
+        shape = f" `{short(flow.payload) or 'any'}`" if flow.payload or flow.reply else ""
+        if flow.reply:
+            shape += f" -> `{short(flow.reply)}`"
         lines.append(
-            f"- `{flow.name}`: {sends} {_names(flow.senders)}; {receives} {_names(flow.receivers)}"
+            f"- `{flow.name}`{shape}: {sends} {_names(flow.senders)}; "
+            f"{receives} {_names(flow.receivers)}"
         )
     return lines if flows else [*lines, "none"]
+
+
+def _shortener(models: dict[str, list[str]]) -> Callable[[str], str]:
+    """Write a domain model by its name alone (its fields are on the domain's Models line)."""
+    full = sorted((m for ms in models.values() for m in ms if "{" in m), key=len, reverse=True)
+
+    def short(text: str) -> str:
+        for model in full:
+            text = text.replace(model, model.partition("{")[0])
+        return text
+
+    return short
 
 
 def _render_tables(tables: list[Table]) -> list[str]:
@@ -519,6 +604,7 @@ def _render_tables(tables: list[Table]) -> list[str]:
 def render(manifest: Manifest) -> str:
     """The Markdown text of AI_CONTEXT.md."""
     plugins = {p.identity for p in manifest.plugins}
+    short = _shortener(manifest.models)
     counts = (
         f"{len(manifest.tools)} tools, {len(manifest.plugins)} plugins, "
         f"{sum(r.owner in plugins for r in manifest.routes)} endpoints, "
@@ -536,10 +622,10 @@ def render(manifest: Manifest) -> str:
         _render_tools(manifest.tools),
         _render_types(manifest.types),
         _render_domains(manifest),
-        _render_routes(manifest.routes, plugins),
-        _render_flows("## Events", manifest.events, "published by", "handled by"),
+        _render_routes(manifest.routes, plugins, short),
+        _render_flows("## Events", manifest.events, "published by", "handled by", short),
         _render_flows(
-            "## Requests (request/reply)", manifest.requests, "requested by", "answered by"
+            "## Requests (request/reply)", manifest.requests, "requested by", "answered by", short
         ),
         _render_tables(manifest.tables),
     ]

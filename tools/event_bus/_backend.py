@@ -38,8 +38,12 @@ class Reply(Protocol):
         """Say how many responders got the request (known once it was queued for all)."""
         ...
 
-    def answer(self, value: Any, responder: str) -> bool:
-        """Offer a responder's return value; True if it was the winning reply."""
+    def answer(self, value: Any, responder: str, *, final: bool = False) -> bool:
+        """Offer a handler's return value; True if it was the winning reply.
+
+        ``None`` answers only when ``final`` (a responder registered with ``respond``);
+        a subscriber's ``None`` just says it finished.
+        """
         ...
 
     def fail(self, error: BaseException, responder: str) -> None:
@@ -80,11 +84,15 @@ class EventBackend(Protocol):
         """
         ...
 
-    def watch(self, pattern: str, group: str) -> None:
-        """A local subscription of ``group`` (a plugin identity) to ``pattern`` became active."""
+    def watch(self, pattern: str, group: str, mode: str = "subscribe") -> None:
+        """A local subscription of ``group`` (a plugin identity) to ``pattern`` became active.
+
+        ``mode`` (``_fanout.SUBSCRIBE``, ``BROADCAST`` or ``RESPOND``) says what it takes:
+        events once per group and requests; events on every replica; requests only.
+        """
         ...
 
-    def unwatch(self, pattern: str, group: str) -> None:
+    def unwatch(self, pattern: str, group: str, mode: str = "subscribe") -> None:
         """That subscription went away."""
         ...
 

@@ -32,9 +32,10 @@ from microcore.tooling import (
 )
 
 from ._backend import EventBackend, Publisher
-from ._delivery import Deliverer
+from ._contracts import check, convert, declared
+from ._delivery import Deliverer, who
 from ._errors import BusClosed, EventPayloadError
-from ._fanout import EventHandler, Fanout, Subscription
+from ._fanout import BROADCAST, RESPOND, SUBSCRIBE, EventHandler, Fanout, Subscription
 from ._history import Graph, History
 from ._settings import BusSettings
 from ._stats import SubscriptionState
@@ -58,11 +59,13 @@ class Router:
         self.start_background = start_background
         self.graph = Graph()
         self.taps: list[Tap] = []
+        self.request_taps: list[Tap] = []  # taps of requests (``tap(..., requests=True)``)
         self.owned: dict[Owner, list[Subscription]] = {}
         self._names: set[str] = set()
         self._prefix = os.urandom(8).hex()
         self._counter = itertools.count(1)
         self.accepting = False
+        self.validate = False  # EVENT_BUS_VALIDATE: contracts checked at the publisher
         self.drained = False
         self._watchdog = False
         self.drain_timeout = 5.0
@@ -87,6 +90,7 @@ class Router:
         """Apply ``settings``, connect ``backend`` and start taking events."""
         self.backend = backend
         self.drain_timeout = settings.drain_timeout
+        self.validate = settings.validate
         self.history = History(settings.history)
         self.fanout = Fanout(buffer=settings.buffer, publish_timeout=settings.publish_timeout)
         self.deliverer = self._make_deliverer(
@@ -149,25 +153,36 @@ class Router:
         await self._send(event)
         return event.id
 
-    async def request(self, name: str, payload: Any, source: str, timeout: float) -> Any:
-        """Make the event and return the first reply to it."""
-        event = self._event(name, payload, source)
-        return await self.backend.request(event, timeout)
+    async def request(
+        self, name: str, payload: Any, source: str, timeout: float, reply: Any = None
+    ) -> Any:
+        """Make the event and return the first reply to it (as ``reply``, when given)."""
+        event = self._event(name, payload, source, request=True)
+        value = await self.backend.request(event, timeout)
+        if reply is None or value is None:
+            return value
+        return convert(name, value, reply, f"the request from {source}")
 
     def subscription(
-        self, owner: Owner, pattern: str, handler: EventHandler, retries: int
+        self, owner: Owner, pattern: str, handler: EventHandler, retries: int, mode: str = SUBSCRIBE
     ) -> Subscription:
         """A checked, not yet tracked subscription (see :meth:`track`)."""
+        what = "responder" if mode == RESPOND else "event handler"
         require_coroutine_function(
-            handler, what=f"event handler for {pattern!r} of plugin {owner.identity!r}"
+            handler, what=f"{what} for {pattern!r} of plugin {owner.identity!r}"
         )
-        check_pattern(pattern)
+        if mode == RESPOND:
+            check_name(pattern)
+        else:
+            check_pattern(pattern)
         if type(retries) is not int or retries < 0:
             raise RegistrationError(
                 f"retries for {pattern!r} of plugin {owner.identity!r} must be an int >= 0, "
                 f"got {retries!r}"
             )
-        return Subscription(owner, pattern, handler, retries)
+        payload_type, reply_type = declared(handler)
+        reply_type = reply_type if mode == RESPOND else None  # only a responder's return replies
+        return Subscription(owner, pattern, handler, retries, mode, payload_type, reply_type)
 
     def track(self, sub: Subscription) -> None:
         """Own ``sub`` under its plugin; it receives once the plugin is active."""
@@ -205,7 +220,7 @@ class Router:
 
     # -- inside ------------------------------------------------------------------------
 
-    def _event(self, name: str, payload: Any, source: str) -> Event:
+    def _event(self, name: str, payload: Any, source: str, *, request: bool = False) -> Event:
         parent = current_event_id()
         if not self.accepting and parent is None:
             raise BusClosed(
@@ -221,6 +236,17 @@ class Router:
                 f"payload of {name!r} must be a dict or a msgspec Struct, "
                 f"got {type(payload).__name__}"
             )
+        if self.validate:
+            skip = BROADCAST if request else RESPOND  # who would not receive it
+            check(
+                name,
+                payload,
+                [
+                    (sub.payload_type, who(sub))
+                    for sub in self.fanout.trie.match(name)
+                    if sub.payload_type is not None and sub.mode != skip
+                ],
+            )
         event = Event(
             name=name,
             payload=payload,
@@ -231,12 +257,13 @@ class Router:
             parent_id=parent,
         )
         self.history.append(event)
-        if self.taps:
-            self._notify(event)
+        taps = self.request_taps if request else self.taps
+        if taps:
+            self._notify(event, taps)
         return event
 
-    def _notify(self, event: Event) -> None:
-        for tap in tuple(self.taps):
+    def _notify(self, event: Event, taps: list[Tap]) -> None:
+        for tap in tuple(taps):
             try:
                 tap(event)
             except Exception:  # noqa: BLE001 - isolation boundary: an observer must not break publish
@@ -259,12 +286,12 @@ class Router:
             if sub.receive is not None:
                 sub.receive.close()
             raise
-        self.backend.watch(sub.pattern, sub.identity)
+        self.backend.watch(sub.pattern, sub.identity, sub.mode)
 
     def _close(self, sub: Subscription) -> None:
         """Stop ``sub`` receiving new events (its consumer finishes the backlog)."""
         if sub.state is SubscriptionState.ACTIVE:
-            self.backend.unwatch(sub.pattern, sub.identity)
+            self.backend.unwatch(sub.pattern, sub.identity, sub.mode)
         self.fanout.close(sub)
 
     async def _dead_letter(

@@ -31,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from microcore import Event, Tool
+from microcore.events import Contract
 from microcore.tooling import ConfigurationError, EventFlows, KernelView, Owner
 from tools.config import Config
 
 from ._backend import EventBackend
+from ._fanout import RESPOND, SUBSCRIBE
 from ._handle import EventBus
 from ._router import Router, Start
 from ._settings import BusSettings, read_settings
@@ -120,12 +122,15 @@ class EventBusTool(Tool):
 
     # -- observing (tools and tests) ------------------------------------------------
 
-    def tap(self, callback: Callable[[Event], object]) -> Callable[[], None]:
-        """Call ``callback(event)`` synchronously for every event published; returns ``remove``.
+    def tap(
+        self, callback: Callable[[Event], object], *, requests: bool = False
+    ) -> Callable[[], None]:
+        """Call ``callback(event)`` synchronously for every event published (with
+        ``requests=True``: for every request sent instead); returns ``remove``.
 
         >>> remove = event_bus.tap(seen.append)
         """
-        taps = self._router.taps
+        taps = self._router.request_taps if requests else self._router.taps
         taps.append(callback)
 
         def remove() -> None:
@@ -133,6 +138,32 @@ class EventBusTool(Tool):
                 taps.remove(callback)
 
         return remove
+
+    def silence(self, name: str, *, keep: Owner | None = None) -> Callable[[], None]:
+        """Tests: events and requests named ``name`` reach no handler but ``keep``'s (a
+        stub) until the returned ``restore()``; a request then raises ``NoResponder``.
+        In-process bus only (the test settings' ``memory://``).
+
+        >>> restore = event_bus.silence("product.get")
+        """
+        fanout = self._router.fanout
+        fanout.silenced[name] = fanout.silenced.get(name, 0) + 1
+        if keep is not None:
+            fanout.exempt.add(keep)
+        done = False
+
+        def restore() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            fanout.silenced[name] -= 1
+            if not fanout.silenced[name]:
+                del fanout.silenced[name]
+            if keep is not None:
+                fanout.exempt.discard(keep)
+
+        return restore
 
     def history(
         self, *, correlation_id: str | None = None, limit: int | None = None
@@ -169,6 +200,27 @@ class EventBusTool(Tool):
             for sub in subs
         ]
         return sorted(rows, key=lambda r: (r.subscriber, r.pattern))
+
+    def contracts(self) -> list[Contract]:
+        """What each subscription and responder declares: payload type, reply type, retries.
+
+        >>> [(c.pattern, c.payload) for c in event_bus.contracts() if c.kind == "responder"]
+        """
+        kinds = {SUBSCRIBE: "subscription", RESPOND: "responder"}
+        rows = {
+            (sub.pattern, sub.identity, sub.mode): Contract(
+                kind=kinds.get(sub.mode, "broadcast"),
+                pattern=sub.pattern,
+                owner=sub.identity,
+                retries=sub.retries,
+                payload=sub.payload_type,
+                reply=sub.reply_type,
+            )
+            for subs in self._router.owned.values()
+            for sub in subs
+            if sub.state is SubscriptionState.ACTIVE
+        }
+        return [rows[key] for key in sorted(rows)]
 
     def outcomes(self) -> list[DeliveryOutcome]:
         """Handled events by event name and subscriber since boot: delivered, failed

@@ -31,8 +31,7 @@ class CreateProductPlugin(Plugin):
         product_id = await self.db.execute(
             "INSERT INTO products (name, price) VALUES (?, ?)", (data.name, data.price)
         )
-        await self.bus.publish(
-            "product.created", {"id": product_id, "name": data.name, "price": data.price}
-        )
+        product = Product(id=product_id, name=data.name, price=data.price)
+        await self.bus.publish("product.created", product)  # the Struct is the payload's shape
         self.logger.info("product created", id=product_id)
-        return Product(id=product_id, name=data.name, price=data.price)
+        return product

@@ -23,4 +23,4 @@ class DeleteProductPlugin(Plugin):
         deleted = await self.db.execute("DELETE FROM products WHERE id = ?", (data.product_id,))
         if not deleted:
             raise NotFound(f"product {data.product_id} not found")
-        await self.bus.publish("product.deleted", {"id": data.product_id})
+        await self.bus.publish("product.deleted", data)
