@@ -275,11 +275,11 @@ def record_events(kernel: Kernel) -> tuple[EventRecorder, Callable[[], object]]:
     recorder = EventRecorder(bus)
     for event in bus.history():
         recorder.record(event)
-    remove = bus.tap(recorder.record)
     try:
-        remove_requests = bus.tap(recorder.record_request, requests=True)  # type: ignore[call-arg]
-    except TypeError:  # a bus whose tap does not tell requests apart
-        return recorder, remove
+        remove = bus.tap(recorder.record, only="events")  # type: ignore[call-arg]
+        remove_requests = bus.tap(recorder.record_request, only="requests")  # type: ignore[call-arg]
+    except TypeError:  # a bus whose tap does not tell requests from events
+        return recorder, bus.tap(recorder.record)
 
     def detach() -> None:
         remove()

@@ -59,7 +59,8 @@ class Router:
         self.start_background = start_background
         self.graph = Graph()
         self.taps: list[Tap] = []
-        self.request_taps: list[Tap] = []  # taps of requests (``tap(..., requests=True)``)
+        self.event_taps: list[Tap] = []  # ``tap(..., only="events")``
+        self.request_taps: list[Tap] = []  # ``tap(..., only="requests")``
         self.owned: dict[Owner, list[Subscription]] = {}
         self._names: set[str] = set()
         self._prefix = os.urandom(8).hex()
@@ -257,9 +258,11 @@ class Router:
             parent_id=parent,
         )
         self.history.append(event)
-        taps = self.request_taps if request else self.taps
-        if taps:
-            self._notify(event, taps)
+        if self.taps:
+            self._notify(event, self.taps)
+        only = self.request_taps if request else self.event_taps
+        if only:
+            self._notify(event, only)
         return event
 
     def _notify(self, event: Event, taps: list[Tap]) -> None:

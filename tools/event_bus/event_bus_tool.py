@@ -29,6 +29,7 @@ grammar and pattern matching are :mod:`microcore.events`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from microcore import Event, Tool
 from microcore.events import Contract
@@ -123,14 +124,20 @@ class EventBusTool(Tool):
     # -- observing (tools and tests) ------------------------------------------------
 
     def tap(
-        self, callback: Callable[[Event], object], *, requests: bool = False
+        self,
+        callback: Callable[[Event], object],
+        *,
+        only: Literal["events", "requests"] | None = None,
     ) -> Callable[[], None]:
-        """Call ``callback(event)`` synchronously for every event published (with
-        ``requests=True``: for every request sent instead); returns ``remove``.
+        """Call ``callback(event)`` synchronously for every event published and request
+        sent (``only=`` one of the two); returns ``remove``.
 
         >>> remove = event_bus.tap(seen.append)
         """
-        taps = self._router.request_taps if requests else self._router.taps
+        router = self._router
+        taps = {None: router.taps, "events": router.event_taps, "requests": router.request_taps}[
+            only
+        ]
         taps.append(callback)
 
         def remove() -> None:

@@ -45,3 +45,4 @@ class LiveProductsPlugin(Plugin):
                     yield context.event(event.payload, event=event.name, id=event.id)
         finally:
             self.clients.discard(send)
+            send.close()

@@ -30,4 +30,4 @@ async def test_create_product_inserts_and_publishes() -> None:
     db.execute.assert_awaited_once_with(
         "INSERT INTO products (name, price) VALUES (?, ?)", ("Pen", 2.5)
     )
-    bus.publish.assert_awaited_once_with("product.created", {"id": 7, "name": "Pen", "price": 2.5})
+    bus.publish.assert_awaited_once_with("product.created", Product(id=7, name="Pen", price=2.5))
