@@ -197,6 +197,15 @@ class EventRecorder:
             self._handle = self._bus.bind(self._owner)
         return self._handle
 
+    @property
+    def bus(self) -> Any:
+        """An ``EventBus`` for the test itself (plugin ``tests.Stub``): publish or request
+        as another domain's plugin would.
+
+        >>> product = await events.bus.request("product.get", ProductId(7), reply=Product)
+        """
+        return self._stubs()
+
     def silence(self, name: str) -> None:
         """Until the test ends, events and requests named ``name`` reach none of the app's
         handlers (a request raises ``NoResponder``: the responder is absent).

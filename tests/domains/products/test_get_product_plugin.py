@@ -1,4 +1,4 @@
-"""GetProductPlugin with mocks: found and not found, over HTTP and as the `product.get` responder."""
+"""GetProductPlugin with mocks: found and not found, over HTTP and as `product.get` responder."""
 
 from __future__ import annotations
 

@@ -9,18 +9,8 @@ import pytest
 from httpx import AsyncClient
 
 from domains.products.models import Product, ProductId
-from microcore.testing import EventRecorder, RunningApp
-from tools.event_bus import EventBus, EventPayloadError, NoResponder, RequestTimeout
-
-
-def asker(app: RunningApp) -> EventBus:
-    """A bus handle for the test to request with (as another domain's plugin would)."""
-    from microcore.tooling import Owner
-
-    owner = Owner("tests.Asker")
-    owner.activate()
-    bus: EventBus = app.kernel.tool("event_bus").bind(owner)
-    return bus
+from microcore.testing import EventRecorder
+from tools.event_bus import EventPayloadError, NoResponder, RequestTimeout
 
 
 async def test_create_publishes_and_is_counted(client: AsyncClient, events: EventRecorder) -> None:
@@ -55,12 +45,12 @@ async def test_delete_then_get_is_404(client: AsyncClient, events: EventRecorder
 
 
 async def test_product_get_replies_product_or_none(
-    app: RunningApp, client: AsyncClient, events: EventRecorder
+    client: AsyncClient, events: EventRecorder
 ) -> None:
     """`product.get` answers the Product, and None (at once, not a timeout) for an unknown
     id; the request is listed in ``events.requests``, not ``events.published``."""
     created = (await client.post("/products", json={"name": "Cup", "price": 4})).json()
-    bus = asker(app)
+    bus = events.bus
     found = await bus.request("product.get", ProductId(product_id=created["id"]), reply=Product)
     assert found == Product(id=created["id"], name="Cup", price=4.0)
     with anyio.fail_after(1):
@@ -70,18 +60,18 @@ async def test_product_get_replies_product_or_none(
 
 
 async def test_product_get_payload_breaking_its_contract_fails_at_the_requester(
-    app: RunningApp,
+    events: EventRecorder,
 ) -> None:
     """In tests (development), a payload the responder's `Event[ProductId]` refuses is an
     error at the requester, naming the field."""
     with pytest.raises(EventPayloadError, match=r"ProductId.*\$\.product_id"):
-        await asker(app).request("product.get", {"product_id": "seven"})
+        await events.bus.request("product.get", {"product_id": "seven"})
 
 
-async def test_stubbed_silenced_and_slow_responders(app: RunningApp, events: EventRecorder) -> None:
+async def test_stubbed_and_silenced_responders(events: EventRecorder) -> None:
     """A test replaces the responder (stub), removes it (503 NoResponder) or slows it
     (504 RequestTimeout) without touching the kernel."""
-    bus = asker(app)
+    bus = events.bus
     await events.stub_responder("product.get", Product(id=1, name="Stub", price=1.0))
     assert await bus.request("product.get", ProductId(product_id=1), reply=Product) == Product(
         id=1, name="Stub", price=1.0
@@ -91,7 +81,7 @@ async def test_stubbed_silenced_and_slow_responders(app: RunningApp, events: Eve
         await bus.request("stock.count", {})
 
 
-async def test_slow_responder_times_out(app: RunningApp, events: EventRecorder) -> None:
+async def test_slow_responder_times_out(events: EventRecorder) -> None:
     """``stub_responder(..., delay=)`` past the request's timeout is a RequestTimeout."""
 
     async def reply(event: Any) -> dict[str, int]:
@@ -99,14 +89,14 @@ async def test_slow_responder_times_out(app: RunningApp, events: EventRecorder) 
 
     await events.stub_responder("product.get", reply, delay=5.0)
     with pytest.raises(RequestTimeout):
-        await asker(app).request("product.get", {"product_id": 1}, timeout=0.05)
+        await events.bus.request("product.get", {"product_id": 1}, timeout=0.05)
 
 
-async def test_silenced_responder_is_absent(app: RunningApp, events: EventRecorder) -> None:
+async def test_silenced_responder_is_absent(events: EventRecorder) -> None:
     """``events.silence`` makes the app's responder absent for this test: NoResponder."""
     events.silence("product.get")
     with pytest.raises(NoResponder):
-        await asker(app).request("product.get", {"product_id": 1})
+        await events.bus.request("product.get", {"product_id": 1})
 
 
 async def test_live_feed_streams_created_and_deleted(client: Any) -> None:
