@@ -177,17 +177,29 @@ class TestClient(httpx.AsyncClient):
                     await self._app(scope, receive, send)
             started.set()
 
+        failure: Exception | None = None  # raised outside the task group, unwrapped
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout) as waiting:
                 await started.wait()
-            if not head:
-                raise RuntimeError(f"GET {path} ended without a response")
-            status = int(head[0]["status"])
-            names = httpx.Headers([(k.decode(), v.decode()) for k, v in head[0]["headers"]])
-            try:
-                async with body:
-                    yield SseStream(status, names, body)
-            finally:
-                gone.set()  # the app sees the disconnect; it gets ``timeout`` s to finish
-                app_scope.deadline = anyio.current_time() + timeout
+            if waiting.cancelled_caught or not head:
+                tg.cancel_scope.cancel()
+                body.close()
+                failure = (
+                    TimeoutError(f"GET {path} sent no response head within {timeout} s")
+                    if waiting.cancelled_caught
+                    else RuntimeError(f"GET {path} ended without a response")
+                )
+            else:
+                status = int(head[0]["status"])
+                names = httpx.Headers([(k.decode(), v.decode()) for k, v in head[0]["headers"]])
+                try:
+                    async with body:
+                        yield SseStream(status, names, body)
+                except Exception as exc:  # noqa: BLE001 - the test's own error, re-raised below
+                    failure = exc
+                finally:
+                    gone.set()  # the app sees the disconnect; it gets ``timeout`` s to finish
+                    app_scope.deadline = anyio.current_time() + timeout
+        if failure is not None:
+            raise failure
