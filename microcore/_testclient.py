@@ -160,7 +160,7 @@ class TestClient(httpx.AsyncClient):
             if message["type"] == "http.response.start":
                 head.append(message)
                 started.set()
-            elif message["type"] == "http.response.body":
+            else:  # http.response.body
                 try:
                     if message.get("body"):
                         await send_body.send(message["body"])

@@ -460,13 +460,16 @@ kernel: plugins talk over the event bus. A handler's `data` annotation (a Struct
 path, query and JSON body) is its request model, validated before it runs (422 naming the field);
 its return annotation (a Struct or `list[Struct]`) is the response model; `request_model=` and
 `response_model=` override them. Return a Struct, dict, list or None (204); raise an error from
-the table below for a 4xx. Event handlers are `async def on_x(self, event: Event)`; a handler's
-non-None return value answers a `request`. Schema changes are new files
-`domains/<domain>/migrations/NNN_<name>.sql`. Tests: construct the plugin with mocks
-(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`) in
-`tests/domains/<domain>/test_<feature>_plugin.py`, or end to end with the `client` and `events`
-fixtures. `microcore add plugin <domain> <name>` writes both files; `microcore check` enforces
-the rules; `microcore context` regenerates this file."""
+the table below for a 4xx. Events: publish a Struct from models.py (its type is the shape);
+`event: Event[Order]` gets the payload as an `Order`. A responder's return value, None included,
+is the reply. Schema changes are new files `domains/<domain>/migrations/NNN_<name>.sql`. Tests:
+the plugin with mocks (`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`,
+`microcore.testing.make_event(name, payload)`) in `tests/domains/<domain>/test_<feature>_plugin.py`,
+or end to end with fixtures `client` (`async with client.sse(path) as s: await s.next()`),
+`events` (`published`, `requests`, `await wait_for(name)`, `bus`, `await stub_responder(name,
+reply, delay=)`, `silence(name)`) and `microcore_settings` (a dict of settings). `microcore add
+plugin <domain> <name>` writes both files; `microcore check` enforces the rules; `microcore
+context` regenerates this file."""
 
 
 def _names(items: Iterable[str]) -> str:
@@ -477,8 +480,8 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
     lines = [
         "## Tools",
         "",
-        "A plugin receives a tool by naming it in `__init__`, annotated with the type shown "
-        "(`def __init__(self, http: Http)`); these are the methods it can call.",
+        "A plugin gets a tool by naming it in `__init__` with the type shown "
+        "(`http: Http`); these are its methods.",
     ]
     for tool in tools:
         typed = f" `{tool.type_name}` (`from {tool.module} import {tool.type_name}`)"
@@ -488,18 +491,24 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
         if tool.error is not None:
             lines.append(f"FAILED: {tool.error}")
         for method in tool.methods:
-            lines.append(f"- `{method.signature}`" + (f": {method.doc}" if method.doc else ""))
+            signature = method.signature.removesuffix(" -> None")
+            lines.append(f"- `{signature}`" + (f": {method.doc}" if method.doc else ""))
     return lines
 
 
-def _render_types(types: list[TypeInfo]) -> list[str]:
+def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
     lines = ["## Types", "", "Every type named above, importable from the module shown."]
+    known = {m.signature for t in tools for m in t.methods}  # said once, in its tool
     for info in (t for t in types if t.kind != "error"):
         where = f"- `{info.name}` (`{info.module}`)"
         if info.kind == "alias":
             lines.append(f"{where} = `{info.alias}`")
             continue
-        members = "; ".join(f"`{m.signature.replace(' (property)', '')}`" for m in info.members)
+        members = "; ".join(
+            f"`{m.signature.replace(' (property)', '').removesuffix(' -> None')}`"
+            for m in info.members
+            if m.signature not in known
+        )
         lines.append(
             where + (f": {info.doc}" if info.doc else "") + (f" {members}" if members else "")
         )
@@ -514,32 +523,46 @@ def _render_types(types: list[TypeInfo]) -> list[str]:
         'one error shape (`{"success": false, "error": {"code", "message"}}`).',
     ]
     lines += [f"- `{module}`: " + ", ".join(names) for module, names in sorted(errors.items())]
+    modules = {t.module for t in types}
+    if "tools.http" in modules:
+        lines.append(FRAMEWORK_ERRORS)
+    if "tools.event_bus" in modules:
+        lines.append(DEAD_LETTER)
     return lines
+
+
+FRAMEWORK_ERRORS = (
+    "- with no raise: bad JSON 400 `bad_request`, unknown path 404 `not_found`, wrong method 405"
+    " `method_not_allowed`, body over `HTTP_MAX_BODY` 413 `payload_too_large`, input breaking its"
+    " model 422 `validation_error` (`error.path` names the field; your own: `HttpError(422,"
+    ' "validation_error", msg, path="$.x")`), any other exception 500 `internal_error`'
+    " (`error.id` is in the log)"
+)
+DEAD_LETTER = (
+    "- a handler failing after its retries: `_dlq.<name>` is published with payload "
+    '`{"event": {the Event\'s fields}, "error": "Type: message", "attempts": N, '
+    '"subscriber": "<plugin>"}`'
+)
 
 
 def _render_domains(manifest: Manifest) -> list[str]:
     lines = ["## Domains"]
     domains = sorted({p.domain for p in manifest.plugins} | set(manifest.models))
     for domain in domains:
-        lines += ["", f"### {domain}"]
+        folder = f"domains/{domain}/"
+        lines += ["", f"### {domain} (`{folder}`)"]
         models = manifest.models.get(domain)
         if models:
-            lines.append(
-                f"Models (`domains/{domain}/models.py`): " + "; ".join(f"`{m}`" for m in models)
-            )
+            lines.append("Models (`models.py`): " + "; ".join(f"`{m}`" for m in models))
         for plugin in (p for p in manifest.plugins if p.domain == domain):
             lines.append(
-                f"- `{plugin.name}` (`{plugin.file}`)" + (f": {plugin.doc}" if plugin.doc else "")
+                f"- `{plugin.name}` (`{plugin.file.removeprefix(folder)}`)"
+                + (f": {plugin.doc}" if plugin.doc else "")
             )
             if plugin.error is not None:
                 lines.append(f"  FAILED: {plugin.error}")
-            facts = [f"tools: {_names(plugin.tools)}"]
-            facts += [f"{kind}s: {_names(labels)}" for kind, labels in plugin.registrations.items()]
-            if plugin.publishes:
-                facts.append(f"publishes: {_names(plugin.publishes)}")
-            if plugin.requests:
-                facts.append(f"requests: {_names(plugin.requests)}")
-            lines.append("  " + "; ".join(facts))
+            # its routes, events and requests are listed under Endpoints, Events, Requests
+            lines.append(f"  tools: {_names(plugin.tools)}")
     return lines
 
 
@@ -559,11 +582,19 @@ def _render_routes(
             lines.append(f"  response: `{short(route.response)}`")
     if len(lines) == 2:
         lines.append("none")
-    served = [
-        f"`{r.method} {r.path}`" for r in routes if r.owner not in plugins and r.kind != "static"
-    ]
+    served: dict[str, list[str]] = {}  # "GET /system/" -> ["events", "health", ...]
+    for r in routes:
+        if r.owner not in plugins and r.kind != "static":
+            head, _, tail = r.path.rpartition("/")
+            if not head:  # /docs: on its own
+                head, tail = r.path, ""
+            served.setdefault(f"{r.method} {head}" + ("/" if tail else ""), []).append(tail)
     if served:
-        lines += ["", "Served by tools: " + ", ".join(served) + "."]
+        listed = [
+            f"`{prefix}{tails[0]}`" if len(tails) == 1 else f"`{prefix}({'|'.join(tails)})`"
+            for prefix, tails in served.items()
+        ]
+        lines += ["", "Served by tools: " + ", ".join(listed) + "."]
     return lines
 
 
@@ -620,7 +651,7 @@ def render(manifest: Manifest) -> str:
         ],
         ["## Write a feature", "", RECIPE],
         _render_tools(manifest.tools),
-        _render_types(manifest.types),
+        _render_types(manifest.types, manifest.tools),
         _render_domains(manifest),
         _render_routes(manifest.routes, plugins, short),
         _render_flows("## Events", manifest.events, "published by", "handled by", short),

@@ -267,14 +267,14 @@ def test_manifest_tools_show_what_plugins_call(make_project: ProjectFactory) -> 
     text = anyio.run(generate, shop(make_project))
     tools = text[text.index("## Tools") : text.index("## Domains")]
     assert "### web\nRegister routes (a fake http tool).\n" in tools
-    assert "- `add(method: str, path: str) -> None`: Serve `method path`." in tools
+    assert "- `add(method: str, path: str)`: Serve `method path`." in tools  # no `-> None`
     assert "routes()" not in tools and "Not in the manifest" not in tools
     assert "### kit\nA kit of small things.\n" in tools
     assert "- `ready (property)`: Whether it is ready." in tools
     assert "- `make(size: int = 1) -> KitTool`: Make one." in tools
     assert "- `build(*, fast=False)`: Build one." in tools
     assert "- `async fetch(key, default=<object object>)`: Fetch `key`." in tools
-    assert "- `undocumented(x: int) -> None`\n" in tools
+    assert "- `undocumented(x: int)`\n" in tools
     assert "LIMIT" not in tools and "_hidden" not in tools and "setup" not in tools
     assert (
         "### broken\nFAILED: tools/broken/broken_tool.py:9: RuntimeError: cannot connect" in tools
@@ -286,20 +286,21 @@ def test_manifest_domains_plugins_and_models(make_project: ProjectFactory) -> No
     """Each plugin shows its doc, tools, registrations, publishes and requests; failures show."""
     text = anyio.run(generate, shop(make_project))
     domains = text[text.index("## Domains") : text.index("## Endpoints")]
-    assert "Models (`domains/shop/models.py`): `NewItem{name: str, tags?: [str]}`" in domains
     assert (
-        "- `AddPlugin` (`domains/shop/plugins/add_plugin.py`): Adds items and announces them.\n"
-        "  tools: web, bus, kit; routes: POST /items; subscriptions: stock.*; "
-        "publishes: item.added; requests: price.quote"
-    ) in domains
-    assert (
-        "- `PricePlugin` (`domains/shop/plugins/price_plugin.py`): Answers price quotes." in domains
+        "### shop (`domains/shop/`)\nModels (`models.py`): `NewItem{name: str, tags?: [str]}`"
+        in (domains)
     )
+    assert (
+        "- `AddPlugin` (`plugins/add_plugin.py`): Adds items and announces them.\n"
+        "  tools: web, bus, kit\n"
+    ) in domains
+    assert "- `PricePlugin` (`plugins/price_plugin.py`): Answers price quotes." in domains
     assert "  FAILED: domains/shop/plugins/fail_plugin.py:" in domains
     assert "needs tool 'payments', which is not registered" in domains
     assert "  tools: payments" in domains
     assert (
-        "### misc\n- `NoopPlugin` (`domains/misc/plugins/noop_plugin.py`)\n  tools: none" in domains
+        "### misc (`domains/misc/`)\n- `NoopPlugin` (`plugins/noop_plugin.py`)\n  tools: none"
+        in domains
     )
 
 
@@ -369,7 +370,7 @@ def test_manifest_credits_a_helper_class_publish_to_the_plugin(
         tools=["config", "logger", "event_bus"],
     )
     text = anyio.run(generate, root)
-    assert "tools: event_bus; publishes: item.created" in text
+    assert "- `NotifyPlugin` (`plugins/notify_plugin.py`)\n  tools: event_bus" in text
     assert "- `item.created`: published by shop.NotifyPlugin; handled by none" in text
 
 
@@ -391,7 +392,7 @@ def test_manifest_of_the_example_lists_everything() -> None:
     for tool in manifest.tools:
         assert tool.error is None and f"### {tool.name}" in text
         for method in tool.methods:
-            assert f"- `{method.signature}`" in text
+            assert f"- `{method.signature.removesuffix(' -> None')}`" in text
     plugins = {p.identity for p in manifest.plugins}
     for route in manifest.routes:
         if route.owner in plugins:
@@ -483,3 +484,68 @@ def test_signature_of_without_self() -> None:
     assert [m.signature for m in public_members(Demo, skip=vars(Tool))] == [
         "run(a: int, *, b: str = 'x') -> list[int]"
     ]
+
+
+TYPED = {
+    "domains/shop/models.py": """
+    import msgspec
+
+
+    class Quote(msgspec.Struct):
+        price: float
+    """,
+    "domains/shop/plugins/ask_plugin.py": """
+    import msgspec
+    from domains.shop.models import Quote
+    from microcore import Plugin
+
+
+    class Local(msgspec.Struct):
+        a: int
+
+
+    class AskPlugin(Plugin):
+        def __init__(self, event_bus):
+            self.bus = event_bus
+
+        async def on_boot(self):
+            await self.bus.publish("x.made", Local(a=1))
+
+        async def ask(self, data: "Quote", other: "not valid("):
+            await self.bus.request("price.quote", data, reply=Quote)
+            await self.bus.publish("x.other", other)
+            await self.bus.publish("x.plain", {})
+            from domains.shop.lazy import Lazy
+
+            await self.bus.publish("x.lazy", Lazy())
+    """,
+    "domains/shop/plugins/answer_plugin.py": """
+    from microcore import Plugin
+
+
+    class AnswerPlugin(Plugin):
+        def __init__(self, event_bus):
+            self.bus = event_bus
+
+        async def on_boot(self):
+            await self.bus.subscribe("price.quote", self.quote, retries=2)
+
+        async def quote(self, event):
+            return None
+    """,
+}
+
+
+def test_manifest_shapes_from_the_source(make_project: ProjectFactory) -> None:
+    """Payload and reply shapes come from the publisher's source when no handler declares
+    them: a domain model by name, another class in full, one the app did not import (yet)
+    by its bare name."""
+    text = anyio.run(generate, make_project(TYPED, tools=["config", "logger", "event_bus"]))
+    assert "- `x.made` `Local{a: int}`: published by shop.AskPlugin; handled by none" in text
+    assert "- `x.lazy` `Lazy`: published by shop.AskPlugin" in text
+    assert "- `x.other`: published by shop.AskPlugin" in text
+    assert "- `x.plain`: published by shop.AskPlugin" in text
+    assert (
+        "- `price.quote` `Quote` -> `Quote`: requested by shop.AskPlugin; "
+        "answered by shop.AnswerPlugin (retries 2)"
+    ) in text

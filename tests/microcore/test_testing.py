@@ -311,7 +311,11 @@ async def test_client_sse_stops_an_app_that_ignores_the_disconnect() -> None:
 
     async def stubborn(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        body = b": keep-alive\n\ndata: 1\n\n"
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        assert (await receive())["type"] == "http.request"
+        assert (await receive())["type"] == "http.disconnect"
+        await send({"type": "http.response.body", "body": b"data: 2\n\n", "more_body": True})
         await anyio.sleep(10)
 
     async with TestClient(stubborn) as http:
