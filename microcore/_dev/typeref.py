@@ -10,9 +10,9 @@ an error by its HTTP status and code.
 from __future__ import annotations
 
 import inspect
-import typing
 import re
 import sys
+import typing
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
