@@ -11,7 +11,8 @@ back to the bus's :class:`Sink`, which fans them out to local subscriptions.
 * A network backend (NATS, ``nats/``) encodes the event, sends it, and calls
   ``sink.dispatch`` for what it receives, keeping one queue group per
   subscriber (:meth:`EventBackend.watch`) so an event is handled once per
-  plugin across replicas. Its :meth:`EventBackend.request` uses the
+  plugin across replicas (a broadcast subscription: one per replica). Its
+  :meth:`EventBackend.request` uses the
   transport's own request/reply and answers remote requests through a
   :class:`Reply`.
 

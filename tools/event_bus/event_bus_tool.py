@@ -12,15 +12,18 @@ Settings (all optional): ``EVENT_BUS_URL`` (``memory://``), ``EVENT_BUS_BUFFER``
 ``EVENT_BUS_DELIVERY_TIMEOUT`` (30 s per handler call), ``EVENT_BUS_RETRY_BACKOFF``
 (0.1 s, doubled per retry), ``EVENT_BUS_DRAIN_TIMEOUT`` (5 s to drain at shutdown,
 and the grace an unloading plugin's queued events get), ``EVENT_BUS_HISTORY``
-(1000 recent events). NATS only: ``EVENT_BUS_STREAM`` (``microcore``: stream name
-and subject root), ``EVENT_BUS_ACK_WAIT`` (30 s before a dead replica's events go to
-another), ``EVENT_BUS_RETENTION`` (7 days an event waits for a plugin with no replica up).
+(1000 recent events), ``EVENT_BUS_VALIDATE`` (on when ``MICROCORE_ENV=development``:
+check payloads against their contracts at the publisher). NATS only:
+``EVENT_BUS_STREAM`` (``microcore``: stream name and subject root), ``EVENT_BUS_ACK_WAIT``
+(30 s before a dead replica's events go to another), ``EVENT_BUS_RETENTION`` (7 days an
+event waits for a plugin with no replica up).
 
 Module map: ``_router`` (the bus proper: events, causality, subscriptions by
 owner, dead letters), ``_fanout`` (subscriptions and their bounded buffers),
 ``_delivery`` (consumer tasks, deadlines, retries), ``_backend`` (the backend
 seam), ``memory`` (the in-process backend), ``nats/`` (the NATS backend),
-``_history`` (recent events, flow graph), ``_handle`` (the plugin-facing
+``_history`` (recent events, flow graph), ``_contracts`` (declared payload and reply
+types: conversion and development checks), ``_handle`` (the plugin-facing
 :class:`EventBus`), ``_stats`` (what :meth:`EventBusTool.subscriptions` and
 :meth:`EventBusTool.outcomes` report), ``_settings``, ``_errors``. Event-name
 grammar and pattern matching are :mod:`microcore.events`.
@@ -75,10 +78,11 @@ class EventBusTool(Tool):
     """Event bus: in-process (``EVENT_BUS_URL=memory://``, the default) or NATS (``nats://``).
 
     Plugins receive a bound :class:`EventBus`: awaited ``publish(name, payload)``,
-    ``subscribe(pattern, handler, *, retries=0)``, ``unsubscribe(pattern, handler)``,
-    ``request(name, payload, timeout=5.0)``. Tools and tests use :meth:`tap`,
-    :meth:`history`, :meth:`subscriptions`, :meth:`outcomes` and :meth:`flows` to observe it
-    (it is a :class:`~microcore.tooling.EventSource`).
+    ``subscribe(pattern, handler, *, retries=0, broadcast=False)``, ``respond(name,
+    handler)``, ``unsubscribe(pattern, handler)``, ``request(name, payload, timeout=5.0, *,
+    reply=None)``. Tools and tests use :meth:`tap`, :meth:`history`, :meth:`subscriptions`,
+    :meth:`contracts`, :meth:`outcomes` and :meth:`flows` to observe it (it is a
+    :class:`~microcore.tooling.EventSource`), and tests :meth:`silence`.
     """
 
     name = "event_bus"

@@ -46,6 +46,12 @@ Events (``publish``) are durable, on JetStream:
   exists anywhere, and the order between replicas (each replica sees its share in
   stream order; a redelivered event comes late).
 
+Broadcast subscriptions (``subscribe(..., broadcast=True)``) are plain core NATS
+subscriptions to ``<stream>.<pattern>`` (no queue group, no consumer): every replica
+gets each event JetStream stores, at most once and only while connected; nothing is
+redelivered, and past ``EVENT_BUS_BUFFER`` waiting events a slow replica drops the
+excess (logged). Responders (``respond``) join only the request queue group.
+
 Requests (``request``) are core NATS request/reply, not stored: the request
 goes to ``<stream>_req.<name>``, where each subscription listens in the queue
 group of its plugin. A responder claims the request when it arrives, then
