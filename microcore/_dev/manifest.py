@@ -285,9 +285,11 @@ def _flows(plugins: list[PluginInfo], contracts: list[Contract]) -> tuple[list[F
 
     def flow(name: str, senders: set[str], request: bool) -> Flow:
         who, typed = receivers(name, request)
-        payload = _shape(None, payloads[name]) if name in payloads else ""
-        if not payload and typed is not None and typed.payload is not None:
-            payload = _shape(typed.payload)
+        declared = typed.payload if typed is not None else None  # a responder's is the contract
+        if declared is not None and (request or name not in payloads):
+            payload = _shape(declared)
+        else:
+            payload = _shape(None, payloads[name]) if name in payloads else ""
         reply = ""
         if request:
             if typed is not None and typed.reply is not None:

@@ -18,6 +18,7 @@ import structlog
 from microcore import Event
 from microcore.events import Contract
 from microcore.tooling import NoResponder, RegistrationError
+from tests.support import eventually
 from tests.tools.event_bus.conftest import BusFactory, InboxFactory, PluginFactory, Until
 from tools.event_bus import EventPayloadError, RequestFailed
 
@@ -251,3 +252,40 @@ async def test_broadcast_reaches_every_replica(
         assert await publisher.request("order.placed", {"n": 9}, timeout=5) is None  # plain one
     assert [e.payload["n"] for e in live[1].events] == [0, 1, 2]
     assert len(live[0].events) == 3
+
+
+async def test_broadcast_on_nats_is_at_most_once_and_never_blocks(
+    nats_bus: BusFactory, make_plugin: PluginFactory, need_nats: str
+) -> None:
+    """A broadcast replica too slow to keep up drops the excess (logged) instead of holding
+    NATS's delivery; a frame that is no event is logged and skipped."""
+    import nats
+
+    release = anyio.Event()
+    got: list[Event] = []
+
+    async def slow(event: Event) -> None:
+        got.append(event)
+        await release.wait()
+
+    async with nats_bus(EVENT_BUS_BUFFER=1, EVENT_BUS_PUBLISH_TIMEOUT=0.2) as bus:
+        await make_plugin(bus, "shop.Live").subscribe("order.*", slow, broadcast=True)
+        await bus.on_boot_complete()
+        stream = bus._router.backend._settings.stream  # type: ignore[attr-defined]
+        raw = await nats.connect(need_nats)
+        with structlog.testing.capture_logs() as logs:
+            try:
+                await raw.publish(f"{stream}.order.bad", b"not msgpack")
+                await raw.flush()
+            finally:
+                await raw.close()
+            publisher = make_plugin(bus, "shop.Cart")
+            for number in range(6):
+                await publisher.publish("order.placed", {"n": number})
+            await eventually(
+                lambda: any(e["event"] == "event_bus_nats_broadcast_dropped" for e in logs),
+                timeout=10,
+            )
+            release.set()
+        assert any(e["event"] == "event_bus_nats_bad_event" for e in logs)
+    assert 1 <= len(got) < 6
