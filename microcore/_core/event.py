@@ -19,7 +19,9 @@ class Event(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
     accepts: the bus converts the payload to ``OrderPlaced`` before the call (in
     process and over NATS alike); a bare ``Event`` gets it as published.
     ``correlation_id`` is shared by everything caused by one request or event;
-    ``parent_id`` is the id of the event whose handler published this one.
+    ``parent_id`` is the id of the event whose handler published this one;
+    ``traceparent`` the W3C trace context of its publish while tracing is on (README
+    "Tracing"), so its deliveries continue the publisher's trace, across replicas too.
     """
 
     name: str
@@ -29,3 +31,4 @@ class Event(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
     source: str
     timestamp: float
     parent_id: str | None = None
+    traceparent: str | None = None

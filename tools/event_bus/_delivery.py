@@ -30,12 +30,13 @@ import anyio.lowlevel
 import structlog
 
 from microcore import Event
-from microcore.tooling import causation
+from microcore.tooling import TRACING, causation
 
 from ._contracts import event_as
 from ._errors import BusClosed, DeliveryTimeout, EventPayloadError
 from ._fanout import RESPOND, Fanout, Item, Request, Subscription
 from ._stats import SubscriptionState
+from ._tracing import traced_delivery
 
 __all__ = ("Deliverer", "who")
 
@@ -213,7 +214,11 @@ class Deliverer:
                         typed = sub.payload_type
                         if typed is not None:
                             event = event_as(event, typed, who(sub))
-                        result = await sub.handler(event)
+                        if TRACING.enabled:
+                            with traced_delivery(event, sub.identity, attempt):
+                                result = await sub.handler(event)
+                        else:
+                            result = await sub.handler(event)
                 except Exception as exc:  # noqa: BLE001 - isolation boundary: one event delivery
                     error = exc
                 finally:
