@@ -456,22 +456,22 @@ class ArchiveOrderPlugin(Plugin):
 ```
 
 Rules: every hook and handler is `async`. A plugin imports `microcore` (`Plugin`, `Event`,
-errors), the public types of tool packages (`from tools.<tool> import ...`, never a private
-`tools.<tool>._x`) and its own domain (`domains.<domain>.models`); never another plugin or the
-kernel: plugins talk over the event bus. A handler's `data` annotation (a Struct, decoded from
-path, query and JSON body) is its request model, validated before it runs (422 naming the field);
-its return annotation (a Struct or `list[Struct]`) is the response model; `request_model=` and
-`response_model=` override them. Return a Struct, dict, list or None (204); raise an error from
-the table below for a 4xx. Events: publish a Struct from models.py (its type is the shape);
-`event: Event[Order]` gets the payload as an `Order`. A responder's return value, None included,
-is the reply. Schema changes are new files `domains/<domain>/migrations/NNN_<name>.sql`. Tests:
-the plugin with mocks (`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`,
-`microcore.testing.make_event(name, payload)`) in `tests/domains/<domain>/test_<feature>_plugin.py`,
-or end to end with fixtures `client` (`async with client.sse(path) as s: await s.next()`),
-`events` (`published`, `requests`, `await wait_for(name)`, `bus`, `await stub_responder(name,
-reply, delay=)`, `silence(name)`) and `microcore_settings` (a dict of settings). `microcore add
-plugin <domain> <name>` writes both files; `microcore check` enforces the rules; `microcore
-context` regenerates this file."""
+errors), public types of tool packages (`from tools.<tool> import ...`, never `tools.<tool>._x`)
+and its own domain's `models`; never another plugin or the kernel: plugins talk over the event
+bus. A handler's `data` annotation (a Struct from path, query and JSON body) is its request
+model, validated first (422 naming the field); its return annotation the response model
+(`request_model=`, `response_model=` override). Return a Struct, dict, list or None (204); raise
+an error below for a 4xx. Events: publish a Struct from models.py (the payload's shape);
+`event: Event[Order]` gets an `Order`; a responder's return, None included, is the reply. Schema
+changes: new `domains/<domain>/migrations/NNN_<name>.sql`. Tests
+(`tests/domains/<domain>/test_<feature>_plugin.py`): the plugin with mocks
+(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`,
+`microcore.testing.make_event(name, payload)`), or end to end with fixtures `client` (`async with
+client.sse(path) as s: await s.next()`), `events` (`published`, `requests`, `await
+wait_for(name)`, `bus`, `await stub_responder(name, reply, delay=)`, `silence(name)`),
+`microcore_settings` (a dict). `microcore add plugin <domain> <name>` writes both files;
+`microcore check` enforces the rules; `microcore context` regenerates this file. Below, a
+plugin's file is named only when it is not named after its class."""
 
 
 def _names(items: Iterable[str]) -> str:
@@ -483,10 +483,10 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
         "## Tools",
         "",
         "A plugin gets a tool by naming it in `__init__` with the type shown "
-        "(`http: Http`); these are its methods.",
+        "(`from tools.<tool> import <Type>`); these are its methods.",
     ]
     for tool in tools:
-        typed = f" `{tool.type_name}` (`from {tool.module} import {tool.type_name}`)"
+        typed = f" `{tool.type_name}`"  # only set when imported from tools.<name>
         lines += ["", f"### {tool.name}" + (typed if tool.type_name else "")]
         if tool.doc:
             lines.append(tool.doc)
@@ -514,17 +514,20 @@ def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
         lines.append(
             where + (f": {info.doc}" if info.doc else "") + (f" {members}" if members else "")
         )
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, dict[str, list[str]]] = {}  # module -> answer -> classes
     for info in (t for t in types if t.kind == "error"):
         caller = info.code.startswith("(")  # HttpError: the status and code are the caller's
         answer = info.code if caller else f"{info.status or 500} `{info.code}`"
-        errors.setdefault(info.module, []).append(f"`{info.name}` {answer}")
+        errors.setdefault(info.module, {}).setdefault(answer, []).append(f"`{info.name}`")
     lines += [  # never empty: microcore's own errors are always there
         "",
         "Errors: raise one from a handler and it answers that status and code in the "
         'one error shape (`{"success": false, "error": {"code", "message"}}`).',
     ]
-    lines += [f"- `{module}`: " + ", ".join(names) for module, names in sorted(errors.items())]
+    lines += [
+        f"- `{module}`: " + ", ".join(f"{'/'.join(names)} {answer}" for answer, names in by.items())
+        for module, by in sorted(errors.items())
+    ]
     modules = {t.module for t in types}
     if "tools.http" in modules:
         lines.append(FRAMEWORK_ERRORS)
@@ -535,10 +538,9 @@ def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
 
 FRAMEWORK_ERRORS = (
     "- with no raise: bad JSON 400 `bad_request`, unknown path 404 `not_found`, wrong method 405"
-    " `method_not_allowed`, body over `HTTP_MAX_BODY` 413 `payload_too_large`, input breaking its"
-    " model 422 `validation_error` (`error.path` names the field; your own: `HttpError(422,"
-    ' "validation_error", msg, path="$.x")`), any other exception 500 `internal_error`'
-    " (`error.id` is in the log)"
+    " `method_not_allowed`, body over `HTTP_MAX_BODY` 413 `payload_too_large`, invalid input 422"
+    ' `validation_error` (`error.path` names the field; yours: `HttpError(422, "validation_error",'
+    ' msg, path="$.x")`), other exceptions 500 `internal_error` (`error.id` is in the log)'
 )
 DEAD_LETTER = (
     "- a handler failing after its retries: `_dlq.<name>` is published with payload "
@@ -552,20 +554,27 @@ def _render_domains(manifest: Manifest) -> list[str]:
     domains = sorted({p.domain for p in manifest.plugins} | set(manifest.models))
     for domain in domains:
         folder = f"domains/{domain}/"
-        lines += ["", f"### {domain} (`{folder}`)"]
+        lines += ["", f"### {domain}"]
         models = manifest.models.get(domain)
         if models:
-            lines.append("Models (`models.py`): " + "; ".join(f"`{m}`" for m in models))
+            lines.append("Models: " + "; ".join(f"`{m}`" for m in models))
         for plugin in (p for p in manifest.plugins if p.domain == domain):
+            # the file only when the class name does not say it (CreateOrderPlugin lives in
+            # plugins/create_order_plugin.py); routes and events are under their own headings
+            file = plugin.file.removeprefix(folder)
+            where = "" if file == _conventional(plugin.name) else f"`{file}`, "
             lines.append(
-                f"- `{plugin.name}` (`{plugin.file.removeprefix(folder)}`)"
+                f"- `{plugin.name}` ({where}tools: {_names(plugin.tools)})"
                 + (f": {plugin.doc}" if plugin.doc else "")
             )
             if plugin.error is not None:
                 lines.append(f"  FAILED: {plugin.error}")
-            # its routes, events and requests are listed under Endpoints, Events, Requests
-            lines.append(f"  tools: {_names(plugin.tools)}")
     return lines
+
+
+def _conventional(name: str) -> str:
+    """``CreateOrderPlugin`` -> ``plugins/create_order_plugin.py``."""
+    return "plugins/" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() + ".py"
 
 
 def _render_routes(

@@ -98,7 +98,7 @@ class EventBus:
         self._subs[key] = sub
 
     async def respond(self, name: str, handler: EventHandler, *, retries: int = 0) -> None:
-        """Answer every ``request(name, ...)`` with what ``async handler(event)`` returns.
+        """Answer ``request(name, ...)`` with what ``async handler(event)`` returns.
 
         Whatever it returns, ``None`` included, is the reply (``-> Product | None``
         declares its shape). One responder per name per plugin; published events
