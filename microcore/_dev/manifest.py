@@ -562,14 +562,23 @@ def _render_domains(manifest: Manifest) -> list[str]:
             # the file only when the class name does not say it (CreateOrderPlugin lives in
             # plugins/create_order_plugin.py); routes and events are under their own headings
             file = plugin.file.removeprefix(folder)
-            where = "" if file == _conventional(plugin.name) else f"`{file}`, "
-            lines.append(
-                f"- `{plugin.name}` ({where}tools: {_names(plugin.tools)})"
-                + (f": {plugin.doc}" if plugin.doc else "")
-            )
+            where = "" if file == _conventional(plugin.name) else f" (`{file}`)"
+            lines.append(f"- `{plugin.name}`{where}" + (f": {plugin.doc}" if plugin.doc else ""))
             if plugin.error is not None:
                 lines.append(f"  FAILED: {plugin.error}")
+            facts = [f"tools: {_names(plugin.tools)}"]
+            facts += [
+                f"{kind}s: {_names(labels)}"
+                for kind, labels in plugin.registrations.items()
+                if kind not in _LISTED_ELSEWHERE
+            ]
+            lines.append("  " + "; ".join(facts))
     return lines
+
+
+# registrations the Endpoints, Events and Requests sections list (others, e.g. jobs, are
+# listed with their plugin)
+_LISTED_ELSEWHERE = {"route", "sse", "websocket", "static", "subscription", "responder"}
 
 
 def _conventional(name: str) -> str:

@@ -288,12 +288,12 @@ def test_manifest_domains_plugins_and_models(make_project: ProjectFactory) -> No
     text = anyio.run(generate, shop(make_project))
     domains = text[text.index("## Domains") : text.index("## Endpoints")]
     assert "### shop\nModels: `NewItem{name: str, tags?: [str]}`" in domains
-    assert "- `AddPlugin` (tools: web, bus, kit): Adds items and announces them.\n" in domains
-    assert "- `PricePlugin` (tools: bus): Answers price quotes." in domains
+    assert "- `AddPlugin`: Adds items and announces them.\n  tools: web, bus, kit\n" in domains
+    assert "- `PricePlugin`: Answers price quotes.\n  tools: bus" in domains
     assert "  FAILED: domains/shop/plugins/fail_plugin.py:" in domains
     assert "needs tool 'payments', which is not registered" in domains
-    assert "(tools: payments)" in domains
-    assert "### misc\n- `NoOpPlugin` (`plugins/noop_plugin.py`, tools: none)" in domains
+    assert "  tools: payments" in domains
+    assert "### misc\n- `NoOpPlugin` (`plugins/noop_plugin.py`)\n  tools: none" in domains
 
 
 def test_manifest_endpoints_with_schemas(make_project: ProjectFactory) -> None:
@@ -362,7 +362,7 @@ def test_manifest_credits_a_helper_class_publish_to_the_plugin(
         tools=["config", "logger", "event_bus"],
     )
     text = anyio.run(generate, root)
-    assert "- `NotifyPlugin` (tools: event_bus)" in text
+    assert "- `NotifyPlugin`\n  tools: event_bus" in text
     assert "- `item.created`: published by shop.NotifyPlugin; handled by none" in text
 
 
