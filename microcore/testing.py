@@ -4,10 +4,16 @@ Loaded automatically (entry point ``pytest11``) for async tests with
 pytest-asyncio. Every test gets its own app: a fresh in-memory database, memory
 bus and memory state, nothing shared with the test before. Fixtures:
 
-* ``app``: the project at the pytest root (override ``microcore_root`` to pick
-  another folder, ``microcore_settings`` to add settings), booted for one test;
-* ``client``: an ``httpx.AsyncClient`` over that app;
-* ``events``: every event published while the test runs, and ``wait_for``.
+* ``app``: a :class:`RunningApp` (``app.app`` the ASGI app, ``app.kernel``),
+  the project at the pytest root (override ``microcore_root`` to pick another
+  folder, ``microcore_settings`` to add settings), booted for one test;
+* ``client``: an ``httpx.AsyncClient`` over that app, with ``client.sse(path)``
+  for endless event streams;
+* ``events``: an :class:`EventRecorder`: what was published (``published``) and
+  requested (``requests``), ``wait_for``, and stubs for one test
+  (``stub_responder``, ``silence``, ``subscribe``).
+
+:func:`make_event` builds an ``Event`` for a plugin unit test from a name and a payload.
 
 >>> async def test_create(client, events):
 ...     response = await client.post("/products", json={"name": "Pen", "price": 2.5})
@@ -19,9 +25,12 @@ bus and memory state, nothing shared with the test before. Fixtures:
 from __future__ import annotations
 
 import asyncio
+import inspect
+import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -33,6 +42,7 @@ from ._core import logs as _logging
 from ._core.errors import DependencyError
 from ._core.event import Event
 from ._core.kernel import Kernel
+from ._core.ownership import Owner
 from ._dev.manifest import BOOT_SETTINGS
 from ._names import matches
 
@@ -42,10 +52,16 @@ __all__ = (
     "EventRecorder",
     "Kernel",
     "RunningApp",
+    "make_event",
     "record_events",
     "running",
     "start_app",
 )
+
+T = TypeVar("T")
+_ids = itertools.count(1)
+STUB = "tests.Stub"
+"""The plugin identity of what a test registers through ``events``."""
 
 TEST_SETTINGS: Mapping[str, str] = BOOT_SETTINGS
 """In-memory database, memory bus and state, development mode, no reloader."""
@@ -117,22 +133,120 @@ async def start_app(
     return running
 
 
+def make_event(
+    name: str,
+    payload: T,
+    *,
+    source: str = STUB,
+    correlation_id: str | None = None,
+    parent_id: str | None = None,
+) -> Event[T]:
+    """An ``Event`` for a test: a name and a payload; id, correlation id, time filled in.
+
+    >>> await plugin.on_created(make_event("product.created", Product(1, "Pen", 2.5)))
+    """
+    event_id = f"test-{next(_ids)}"
+    return Event(
+        name=name,
+        payload=payload,
+        id=event_id,
+        correlation_id=correlation_id or event_id,
+        source=source,
+        timestamp=time.time(),
+        parent_id=parent_id,
+    )
+
+
 class EventRecorder:
     """The events published on the app's bus since the ``events`` fixture started.
 
-    ``published`` lists them in publish order (events published while the app
-    booted included); :meth:`wait_for` returns the next one with a name.
+    ``published`` lists events in publish order (those published while the app
+    booted included); ``requests`` lists requests sent; :meth:`wait_for` returns
+    the next event with a name. :meth:`stub_responder`, :meth:`silence` and
+    :meth:`subscribe` change the bus for this test only.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bus: Any = None) -> None:
         self.published: list[Event] = []
+        self.requests: list[Event] = []
         self._returned: set[str] = set()
         self._arrived = anyio.Event()
+        self._bus = bus
+        self._owner = Owner(STUB)
+        self._owner.activate()
+        self._handle: Any = None
+        self._restore: list[Callable[[], None]] = []
 
     def record(self, event: Event) -> None:
         """Add a published event (the bus calls this through its ``tap``)."""
         self.published.append(event)
         self._arrived.set()
+
+    def record_request(self, event: Event) -> None:
+        """Add a sent request (the bus calls this through its ``tap``)."""
+        self.requests.append(event)
+
+    def _stubs(self) -> Any:
+        silence = getattr(self._bus, "silence", None)
+        if silence is None:
+            raise DependencyError(
+                f"the event_bus tool ({type(self._bus).__name__}) cannot silence handlers; "
+                "stubs need microcore's own event bus"
+            )
+        if self._handle is None:
+            self._handle = self._bus.bind(self._owner)
+        return self._handle
+
+    @property
+    def bus(self) -> Any:
+        """An ``EventBus`` for the test itself (plugin ``tests.Stub``): publish or request
+        as another domain's plugin would.
+
+        >>> product = await events.bus.request("product.get", ProductId(7), reply=Product)
+        """
+        return self._stubs()
+
+    def silence(self, name: str) -> None:
+        """Until the test ends, events and requests named ``name`` reach none of the app's
+        handlers (a request raises ``NoResponder``: the responder is absent).
+
+        >>> events.silence("product.get")
+        """
+        self._stubs()
+        self._restore.append(self._bus.silence(name, keep=self._owner))
+
+    async def stub_responder(self, name: str, reply: Any, *, delay: float = 0.0) -> None:
+        """Until the test ends, requests named ``name`` get ``reply`` (or what ``async
+        reply(event)`` returns) after ``delay`` s, instead of the app's responder.
+        A ``delay`` past the request's timeout simulates a slow one (504).
+
+        >>> await events.stub_responder("product.get", Product(1, "Pen", 2.5))
+        """
+        handle = self._stubs()
+        call = reply if inspect.iscoroutinefunction(reply) else None
+
+        async def answer(event: Event) -> Any:
+            if delay:
+                await anyio.sleep(delay)
+            return await call(event) if call is not None else reply
+
+        self.silence(name)
+        await handle.respond(name, answer)
+
+    async def subscribe(self, pattern: str, handler: Any, *, retries: int = 0) -> None:
+        """Subscribe ``async handler(event)`` for this test (``events.silence`` first to
+        replace the app's subscriber).
+
+        >>> await events.subscribe("product.created", failing, retries=1)
+        """
+        await self._stubs().subscribe(pattern, handler, retries=retries)
+
+    async def close(self) -> None:
+        """Undo the test's stubs (the fixture calls this)."""
+        for restore in reversed(self._restore):
+            restore()
+        self._restore.clear()
+        await self._owner.release()
 
     def names(self) -> list[str]:
         """The names of the published events, in publish order."""
@@ -167,10 +281,20 @@ def record_events(kernel: Kernel) -> tuple[EventRecorder, Callable[[], object]]:
             f"the event_bus tool ({type(bus).__name__}) is no EventSource (tap, history, "
             "flows), which the events fixture needs to see published events"
         )
-    recorder = EventRecorder()
+    recorder = EventRecorder(bus)
     for event in bus.history():
         recorder.record(event)
-    return recorder, bus.tap(recorder.record)
+    try:
+        remove = bus.tap(recorder.record, only="events")  # type: ignore[call-arg]
+        remove_requests = bus.tap(recorder.record_request, only="requests")  # type: ignore[call-arg]
+    except TypeError:  # a bus whose tap does not tell requests from events
+        return recorder, bus.tap(recorder.record)
+
+    def detach() -> None:
+        remove()
+        remove_requests()
+
+    return recorder, detach
 
 
 @pytest.fixture
@@ -181,7 +305,9 @@ def microcore_root(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def microcore_settings() -> dict[str, str]:
-    """Extra settings for the ``app`` fixture (over the test settings). Override to add some."""
+    """Extra settings for the ``app`` fixture (over the test settings). Override it in a
+    test module or class (``@pytest.fixture def microcore_settings(): return {...}``), or
+    per test with ``@pytest.mark.parametrize("microcore_settings", [{...}])``."""
     return {}
 
 
@@ -202,11 +328,11 @@ async def app(
 
 @pytest_asyncio.fixture
 async def client(app: RunningApp) -> AsyncIterator[Any]:
-    """An ``httpx.AsyncClient`` over ``app`` (base URL ``http://testserver``)."""
-    import httpx
+    """An ``httpx.AsyncClient`` over ``app`` (base URL ``http://testserver``), plus
+    ``async with client.sse("/path") as stream: await stream.next()`` for event streams."""
+    from ._testclient import TestClient  # httpx is a test dependency
 
-    transport = httpx.ASGITransport(app=app.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with TestClient(app.app) as http:
         yield http
 
 
@@ -218,3 +344,4 @@ async def events(app: RunningApp) -> AsyncIterator[EventRecorder]:
         yield recorder
     finally:
         remove()
+        await recorder.close()

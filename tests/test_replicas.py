@@ -11,11 +11,13 @@ the test (fails it under ``CI=true``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -78,6 +80,7 @@ class ProbePlugin(Plugin):
 """
 
 WHOAMI = """
+import json
 import os
 from microcore import Plugin
 
@@ -322,3 +325,49 @@ def test_replicas_killed_replica_loses_no_acknowledged_event(
     assert all(handled[name]["count"] >= 1 for name in acknowledged)
     cut_short = [n for n in handled if f"B:{n}" in started and handled[n]["by"] == "A"]
     assert cut_short  # B died in the middle of a handler; JetStream gave that event to A
+
+
+def _follow(url: str, names: list[str], opened: threading.Event) -> None:
+    """Read the live feed at ``url`` until the server ends it, noting product names."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(10, read=None)) as client,
+        client.stream("GET", url) as response,
+    ):
+        opened.set()
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                names.append(json.loads(line.removeprefix("data: ")).get("name", ""))
+
+
+def test_replicas_live_feed_reaches_the_clients_of_every_replica(
+    tmp_path: Path, shared: dict[str, str]
+) -> None:
+    """GET /products/live is fed by a broadcast subscription: a product made through either
+    replica reaches the stream clients of both, in order."""
+    seen: dict[str, list[str]] = {"A": [], "B": []}
+    with fleet(tmp_path, shared) as (a, b), httpx.Client(timeout=10) as http:
+        for name, target in (("A", a), ("B", b)):
+            opened = threading.Event()
+            threading.Thread(
+                target=_follow,
+                args=(f"{target.url}/products/live", seen[name], opened),
+                daemon=True,
+            ).start()
+            assert opened.wait(10)
+
+        def warm() -> bool:  # until both clients are registered with their replica's feed
+            marker = f"warm-{uuid.uuid4().hex[:6]}"
+            http.post(f"{a.url}/products", json={"name": marker, "price": 1.0})
+            time.sleep(0.2)  # the polling interval: the marker travels through NATS
+            return marker in seen["A"] and marker in seen["B"]
+
+        eventually(warm, what="both live feeds receiving")
+        names = [f"live-{i}" for i in range(6)]
+        for index, name in enumerate(names):
+            target = (a, b)[index % 2]
+            assert http.post(f"{target.url}/products", json={"name": name, "price": 1.0}).is_success
+        for replica_name in ("A", "B"):
+            eventually(
+                lambda r=replica_name: [n for n in seen[r] if n.startswith("live-")] == names,  # type: ignore[misc]
+                what=f"replica {replica_name}'s live feed showing every product in order",
+            )

@@ -13,7 +13,9 @@ manifest (AI_CONTEXT.md). Rules:
 * no two registrations claim one method and path, nor a route a tool reserves
   (a tool class lists what it serves in ``reserved_routes = ("GET /docs", ...)``, read from
   the imported class);
-* every name a plugin ``request``s has a responder (something subscribes to it);
+* every name a plugin ``request``s has a responder (``respond``, or a ``subscribe`` that
+  matches it); a ``respond`` that no plugin of the project requests is a *warning* (printed,
+  exit status 0): other apps on the same NATS stream, or a feature not written yet, may ask;
   a plugin in another language counts with what its ``*.sidecar.toml`` declares
   (``routes``, ``responds``, ``subscribes``, ``requests``);
 * every plugin file holds exactly one plugin class: a subclass of ``microcore.Plugin``,
@@ -45,14 +47,15 @@ _PATH_PARAM = re.compile(r"\{\s*\w+\s*(?::\s*(\w+))?\s*\}")
 
 
 class Finding(msgspec.Struct, frozen=True, order=True):
-    """One broken rule, at ``file:line``, with how to fix it."""
+    """One broken rule, at ``file:line``, with how to fix it (a warning does not fail check)."""
 
     file: str
     line: int
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 def normalize_path(path: str) -> str:
@@ -198,19 +201,33 @@ def _route_rules(scans: list[SourceScan]) -> list[Finding]:
 
 
 def _request_rules(scans: list[SourceScan]) -> list[Finding]:
-    patterns = [c.name for s in scans for c in s.calls if c.kind in ("subscribe", "respond")]
-    return [
+    calls = [(scan, c) for scan in scans for c in scan.calls]
+    patterns = [c.name for _, c in calls if c.kind in ("subscribe", "respond")]
+    requested = {c.name for _, c in calls if c.kind == "request"}
+    found = [
         Finding(
             scan.rel,
             call.line,
-            f"request {call.name!r} has no responder: nothing subscribes to it; add a plugin "
-            f"that does 'await self.bus.subscribe({call.name!r}, self.on_request)' and "
+            f"request {call.name!r} has no responder: nothing responds to it; add a plugin "
+            f"that does 'await self.bus.respond({call.name!r}, self.on_request)' and "
             "returns the reply",
         )
-        for scan in scans
-        for call in scan.calls
+        for scan, call in calls
         if call.kind == "request" and not any(matches(p, call.name) for p in patterns)
     ]
+    found += [
+        Finding(
+            scan.rel,
+            call.line,
+            f"responder {call.name!r} is never requested in this project; a plugin asks with "
+            f"'await self.bus.request({call.name!r}, payload)' (remove the responder if "
+            "nothing, here or in another app on the same bus, needs it)",
+            warning=True,
+        )
+        for scan, call in calls
+        if call.kind == "respond" and call.name not in requested
+    ]
+    return found
 
 
 def _sources(root: Path, pattern: str) -> list[Path]:

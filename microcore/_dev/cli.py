@@ -146,8 +146,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     findings, plugins, tools = check_project(root)
     for finding in findings:
         _err(str(finding))
-    if findings:
-        _err(f"{len(findings)} problem(s) found")
+    problems = [f for f in findings if not f.warning]
+    if problems:
+        _err(f"{len(problems)} problem(s) found")
         return 1
     _out(f"ok: {plugins} plugin files and {tools} tool files follow the rules")
     return 0

@@ -18,7 +18,7 @@ import re
 import sys
 import tomllib
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .._core.kernel import Kernel
 from .._core.status import relative
 from .._core.tool import Tool
 from .._names import matches
+from ..events import Contract, DeclaresContracts
 from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
 from .scan import DECLARATION_SUFFIX, find_declarations, scan_file
 from .typeref import TypeInfo, define_types, exported_types, tool_packages
@@ -81,6 +82,8 @@ class PluginInfo(msgspec.Struct, frozen=True):
     publishes: list[str]
     requests: list[str]
     error: str | None = None
+    payloads: dict[str, str] = {}  # published/requested name -> qualified payload class
+    replies: dict[str, str] = {}  # requested name -> qualified class of ``reply=``
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -100,6 +103,8 @@ class Flow(msgspec.Struct, frozen=True):
     name: str
     senders: list[str]
     receivers: list[str]
+    payload: str = ""  # its shape, when a publisher or a handler declares it
+    reply: str = ""  # a request's reply shape
 
 
 class Table(msgspec.Struct):
@@ -188,6 +193,8 @@ def _plugins(kernel: Kernel) -> list[PluginInfo]:
                 publishes=sorted({c.name for c in calls if c.kind == "publish"}),
                 requests=sorted({c.name for c in calls if c.kind == "request"}),
                 error=_error_text(kernel, record.error),
+                payloads={c.name: c.model for c in calls if c.model},
+                replies={c.name: c.reply for c in calls if c.reply},
             )
         )
     return infos
@@ -256,39 +263,99 @@ def _routes(kernel: Kernel, declared: Iterable[PluginInfo] = ()) -> list[Route]:
     return [unique[key] for key in sorted(unique)]
 
 
-def _flows(plugins: list[PluginInfo]) -> tuple[list[Flow], list[Flow]]:
+def _contracts(kernel: Kernel, plugins: list[PluginInfo]) -> list[Contract]:
+    """What the bus reports its handlers declare; without such a bus, the registrations."""
+    for _, record in sorted(kernel.tools.items()):
+        if record.status == "ok" and isinstance(record.instance, DeclaresContracts):
+            return record.instance.contracts()
+    return [
+        Contract(kind=kind, pattern=pattern, owner=plugin.identity)
+        for plugin in plugins
+        for kind in _SUBSCRIPTION_KINDS
+        for pattern in plugin.registrations.get(kind, ())
+    ]
+
+
+def _resolve(qualified: str) -> Any:
+    """The class a scan's qualified name (``domains.shop.models.Order``) names, if imported."""
+    module, _, attr = qualified.rpartition(".")
+    found = getattr(sys.modules.get(module), attr, None)
+    return found if isinstance(found, type) else None
+
+
+def _shape(tp: Any, qualified: str = "") -> str:
+    if tp is None:
+        tp = _resolve(qualified) if qualified else None
+        if tp is None:
+            return qualified.rpartition(".")[2]
+    return compact_schema(tp)
+
+
+def _wildcard(pattern: str) -> bool:
+    return "*" in pattern or ">" in pattern
+
+
+def _flows(plugins: list[PluginInfo], contracts: list[Contract]) -> tuple[list[Flow], list[Flow]]:
     published: dict[str, set[str]] = {}
     requested: dict[str, set[str]] = {}
-    subscribed: dict[str, set[str]] = {}
+    payloads: dict[str, str] = {}
+    replies: dict[str, str] = {}
     for plugin in plugins:
         for name in plugin.publishes:
             published.setdefault(name, set()).add(plugin.identity)
         for name in plugin.requests:
             requested.setdefault(name, set()).add(plugin.identity)
-        for kind in _SUBSCRIPTION_KINDS:
-            for pattern in plugin.registrations.get(kind, ()):
-                subscribed.setdefault(pattern, set()).add(plugin.identity)
+        payloads.update(plugin.payloads)
+        replies.update(plugin.replies)
 
-    def receivers(name: str) -> list[str]:
+    def receivers(name: str, request: bool) -> tuple[list[str], Contract | None]:
         found: set[str] = set()
-        for pattern, who in subscribed.items():
-            if pattern == name or matches(pattern, name):
-                via = "" if pattern == name else f" (via {pattern})"
-                found.update(f"{w}{via}" for w in who)
-        return sorted(found)
+        typed: Contract | None = None
+        for c in contracts:
+            if (c.kind == "broadcast" if request else c.kind == "responder") or not (
+                c.pattern == name or matches(c.pattern, name)
+            ):
+                continue
+            notes = [] if c.pattern == name else [f"via {c.pattern}"]
+            notes += [f"retries {c.retries}"] if c.retries else []
+            notes += ["broadcast"] if c.kind == "broadcast" else []
+            found.add(c.owner + (f" ({', '.join(notes)})" if notes else ""))
+            if c.payload is not None or c.reply is not None:
+                typed = c if typed is None or c.kind == "responder" else typed
+        return sorted(found), typed
 
-    answered = {  # request names only a responder registered: requests, not events
-        name for p in plugins for name in p.registrations.get("responder", ())
-    } - set(published)
-    only_requests = answered | {
-        p for p in subscribed if p not in published and any(matches(p, r) for r in requested)
+    def flow(name: str, senders: set[str], request: bool) -> Flow:
+        who, typed = receivers(name, request)
+        declared = typed.payload if typed is not None else None  # a responder's is the contract
+        if declared is not None and (request or name not in payloads):
+            payload = _shape(declared)
+        else:
+            payload = _shape(None, payloads[name]) if name in payloads else ""
+        reply = ""
+        if request:
+            if typed is not None and typed.reply is not None:
+                reply = _shape(typed.reply)
+            elif name in replies:
+                reply = _shape(None, replies[name])
+        return Flow(name, sorted(senders), who, payload, reply)
+
+    answered = {  # a sidecar may declare a pattern: its matches are listed, not the pattern
+        c.pattern for c in contracts if c.kind == "responder" and not _wildcard(c.pattern)
     }
-    names = sorted(set(published) | (set(subscribed) - only_requests))
-    events = [Flow(n, sorted(published.get(n, ())), receivers(n)) for n in names]
-    requests = [
-        Flow(n, sorted(requested.get(n, ())), receivers(n))
-        for n in sorted(set(requested) | {a for a in answered if "*" not in a and ">" not in a})
-    ]
+    only_requests = {
+        c.pattern
+        for c in contracts
+        if c.kind == "subscription"
+        and c.pattern not in published
+        and any(matches(c.pattern, r) for r in requested)
+    }
+    subscribed = {
+        c.pattern
+        for c in contracts
+        if c.kind != "responder" and not any(matches(c.pattern, n) for n in published)
+    } - only_requests
+    events = [flow(n, published.get(n, set()), False) for n in sorted(set(published) | subscribed)]
+    requests = [flow(n, requested.get(n, set()), True) for n in sorted(set(requested) | answered)]
     return events, requests
 
 
@@ -368,7 +435,16 @@ def describe(kernel: Kernel) -> Manifest:
     """Everything AI_CONTEXT.md says, read from a booted kernel."""
     declared = _declared(kernel.root)
     plugins = sorted([*_plugins(kernel), *declared], key=lambda p: p.identity)
-    events, requests = _flows(plugins)
+    contracts = _contracts(kernel, plugins)
+    known = {(c.kind, c.pattern, c.owner) for c in contracts}
+    contracts += [  # what a sidecar declares, whether or not its program runs now
+        Contract(kind=kind, pattern=pattern, owner=plugin.identity)
+        for plugin in declared
+        for kind in _SUBSCRIPTION_KINDS
+        for pattern in plugin.registrations.get(kind, ())
+        if (kind, pattern, plugin.identity) not in known
+    ]
+    events, requests = _flows(plugins, contracts)
     exported = exported_types(tool_packages(kernel.tools))
     tools = _tools(kernel, exported)
     named = [RECIPE, *(m.signature for t in tools for m in t.methods)]
@@ -433,20 +509,23 @@ class ArchiveOrderPlugin(Plugin):
 ```
 
 Rules: every hook and handler is `async`. A plugin imports `microcore` (`Plugin`, `Event`,
-errors), the public types of tool packages (`from tools.<tool> import ...`, never a private
-`tools.<tool>._x`) and its own domain (`domains.<domain>.models`); never another plugin or the
-kernel: plugins talk over the event bus. A handler's `data` annotation (a Struct, decoded from
-path, query and JSON or form body; `UploadFile` fields take multipart files) is its request
-model, validated before it runs (422 naming the field);
-its return annotation (a Struct or `list[Struct]`) is the response model; `request_model=` and
-`response_model=` override them. Return a Struct, dict, list or None (204); raise an error from
-the table below for a 4xx. Event handlers are `async def on_x(self, event: Event)`; a handler's
-non-None return value answers a `request`. Schema changes are new files
-`domains/<domain>/migrations/NNN_<name>.sql`. Tests: construct the plugin with mocks
-(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`) in
-`tests/domains/<domain>/test_<feature>_plugin.py`, or end to end with the `client` and `events`
-fixtures. `microcore add plugin <domain> <name>` writes both files; `microcore check` enforces
-the rules; `microcore context` regenerates this file."""
+errors), public types of tool packages (`from tools.<tool> import ...`, never `tools.<tool>._x`)
+and its own domain's `models`; never another plugin or the kernel: plugins talk over the event
+bus. A handler's `data` annotation (a Struct from path, query and JSON or form body;
+`UploadFile` fields take multipart files) is its request
+model, validated first (422 naming the field); its return annotation the response model
+(`request_model=`, `response_model=` override). Return a Struct, dict, list or None (204); raise
+an error below for a 4xx. Events: publish a Struct from models.py (the payload's shape);
+`event: Event[Order]` gets an `Order`; a responder's return, None included, is the reply. Schema
+changes: new `domains/<domain>/migrations/NNN_<name>.sql`. Tests
+(`tests/domains/<domain>/test_<feature>_plugin.py`): the plugin with mocks
+(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`,
+`microcore.testing.make_event(name, payload)`), or end to end with fixtures `client` (`async with
+client.sse(path) as s: await s.next()`), `events` (`published`, `requests`, `await
+wait_for(name)`, `bus`, `await stub_responder(name, reply, delay=)`, `silence(name)`),
+`microcore_settings` (a dict). `microcore add plugin <domain> <name>` writes both files;
+`microcore check` enforces the rules; `microcore context` regenerates this file. Below, a
+plugin's file is named only when it is not named after its class."""
 
 
 def _names(items: Iterable[str]) -> str:
@@ -457,73 +536,113 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
     lines = [
         "## Tools",
         "",
-        "A plugin receives a tool by naming it in `__init__`, annotated with the type shown "
-        "(`def __init__(self, http: Http)`); these are the methods it can call.",
+        "A plugin gets a tool by naming it in `__init__` with the type shown "
+        "(`from tools.<tool> import <Type>`); these are its methods.",
     ]
     for tool in tools:
-        typed = f" `{tool.type_name}` (`from {tool.module} import {tool.type_name}`)"
+        typed = f" `{tool.type_name}`"  # only set when imported from tools.<name>
         lines += ["", f"### {tool.name}" + (typed if tool.type_name else "")]
         if tool.doc:
             lines.append(tool.doc)
         if tool.error is not None:
             lines.append(f"FAILED: {tool.error}")
         for method in tool.methods:
-            lines.append(f"- `{method.signature}`" + (f": {method.doc}" if method.doc else ""))
+            signature = method.signature.removesuffix(" -> None")
+            lines.append(f"- `{signature}`" + (f": {method.doc}" if method.doc else ""))
     return lines
 
 
-def _render_types(types: list[TypeInfo]) -> list[str]:
+def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
     lines = ["## Types", "", "Every type named above, importable from the module shown."]
+    known = {m.signature for t in tools for m in t.methods}  # said once, in its tool
     for info in (t for t in types if t.kind != "error"):
         where = f"- `{info.name}` (`{info.module}`)"
         if info.kind == "alias":
             lines.append(f"{where} = `{info.alias}`")
             continue
-        members = "; ".join(f"`{m.signature.replace(' (property)', '')}`" for m in info.members)
+        members = "; ".join(
+            f"`{m.signature.replace(' (property)', '').removesuffix(' -> None')}`"
+            for m in info.members
+            if m.signature not in known
+        )
         lines.append(
             where + (f": {info.doc}" if info.doc else "") + (f" {members}" if members else "")
         )
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, dict[str, list[str]]] = {}  # module -> answer -> classes
     for info in (t for t in types if t.kind == "error"):
         caller = info.code.startswith("(")  # HttpError: the status and code are the caller's
         answer = info.code if caller else f"{info.status or 500} `{info.code}`"
-        errors.setdefault(info.module, []).append(f"`{info.name}` {answer}")
+        errors.setdefault(info.module, {}).setdefault(answer, []).append(f"`{info.name}`")
     lines += [  # never empty: microcore's own errors are always there
         "",
         "Errors: raise one from a handler and it answers that status and code in the "
         'one error shape (`{"success": false, "error": {"code", "message"}}`).',
     ]
-    lines += [f"- `{module}`: " + ", ".join(names) for module, names in sorted(errors.items())]
+    lines += [
+        f"- `{module}`: " + ", ".join(f"{'/'.join(names)} {answer}" for answer, names in by.items())
+        for module, by in sorted(errors.items())
+    ]
+    modules = {t.module for t in types}
+    if "tools.http" in modules:
+        lines.append(FRAMEWORK_ERRORS)
+    if "tools.event_bus" in modules:
+        lines.append(DEAD_LETTER)
     return lines
+
+
+FRAMEWORK_ERRORS = (
+    "- with no raise: bad JSON 400 `bad_request`, unknown path 404 `not_found`, wrong method 405"
+    " `method_not_allowed`, body over `HTTP_MAX_BODY` 413 `payload_too_large`, invalid input 422"
+    ' `validation_error` (`error.path` names the field; yours: `HttpError(422, "validation_error",'
+    ' msg, path="$.x")`), other exceptions 500 `internal_error` (`error.id` is in the log)'
+)
+DEAD_LETTER = (
+    "- a handler failing after its retries: `_dlq.<name>` is published with payload "
+    '`{"event": {the Event\'s fields}, "error": "Type: message", "attempts": N, '
+    '"subscriber": "<plugin>"}`'
+)
 
 
 def _render_domains(manifest: Manifest) -> list[str]:
     lines = ["## Domains"]
     domains = sorted({p.domain for p in manifest.plugins} | set(manifest.models))
     for domain in domains:
+        folder = f"domains/{domain}/"
         lines += ["", f"### {domain}"]
         models = manifest.models.get(domain)
         if models:
-            lines.append(
-                f"Models (`domains/{domain}/models.py`): " + "; ".join(f"`{m}`" for m in models)
-            )
+            lines.append("Models: " + "; ".join(f"`{m}`" for m in models))
         for plugin in (p for p in manifest.plugins if p.domain == domain):
-            lines.append(
-                f"- `{plugin.name}` (`{plugin.file}`)" + (f": {plugin.doc}" if plugin.doc else "")
-            )
+            # the file only when the class name does not say it (CreateOrderPlugin lives in
+            # plugins/create_order_plugin.py); routes and events are under their own headings
+            file = plugin.file.removeprefix(folder)
+            where = "" if file == _conventional(plugin.name) else f" (`{file}`)"
+            lines.append(f"- `{plugin.name}`{where}" + (f": {plugin.doc}" if plugin.doc else ""))
             if plugin.error is not None:
                 lines.append(f"  FAILED: {plugin.error}")
             facts = [f"tools: {_names(plugin.tools)}"]
-            facts += [f"{kind}s: {_names(labels)}" for kind, labels in plugin.registrations.items()]
-            if plugin.publishes:
-                facts.append(f"publishes: {_names(plugin.publishes)}")
-            if plugin.requests:
-                facts.append(f"requests: {_names(plugin.requests)}")
+            facts += [
+                f"{kind}s: {_names(labels)}"
+                for kind, labels in plugin.registrations.items()
+                if kind not in _LISTED_ELSEWHERE
+            ]
             lines.append("  " + "; ".join(facts))
     return lines
 
 
-def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
+# registrations the Endpoints, Events and Requests sections list (others, e.g. jobs, are
+# listed with their plugin)
+_LISTED_ELSEWHERE = {"route", "sse", "websocket", "static", "subscription", "responder"}
+
+
+def _conventional(name: str) -> str:
+    """``CreateOrderPlugin`` -> ``plugins/create_order_plugin.py``."""
+    return "plugins/" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() + ".py"
+
+
+def _render_routes(
+    routes: list[Route], plugins: set[str], short: Callable[[str], str]
+) -> list[str]:
     """Plugins' endpoints in full; the tools' own (docs, system) on one line, files left out."""
     lines = ["## Endpoints", ""]
     for route in (r for r in routes if r.owner in plugins):
@@ -532,26 +651,52 @@ def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
         summary = f": {route.summary}" if route.summary else ""
         lines.append(f"- `{route.method} {route.path}`{status}{kind} ({route.owner}){summary}")
         if route.request is not None:
-            lines.append(f"  request: `{route.request}`")
+            lines.append(f"  request: `{short(route.request)}`")
         if route.response is not None:
-            lines.append(f"  response: `{route.response}`")
+            lines.append(f"  response: `{short(route.response)}`")
     if len(lines) == 2:
         lines.append("none")
-    served = [
-        f"`{r.method} {r.path}`" for r in routes if r.owner not in plugins and r.kind != "static"
-    ]
+    served: dict[str, list[str]] = {}  # "GET /system/" -> ["events", "health", ...]
+    for r in routes:
+        if r.owner not in plugins and r.kind != "static":
+            head, _, tail = r.path.rpartition("/")
+            if not head:  # /docs: on its own
+                head, tail = r.path, ""
+            served.setdefault(f"{r.method} {head}" + ("/" if tail else ""), []).append(tail)
     if served:
-        lines += ["", "Served by tools: " + ", ".join(served) + "."]
+        listed = [
+            f"`{prefix}{tails[0]}`" if len(tails) == 1 else f"`{prefix}({'|'.join(tails)})`"
+            for prefix, tails in served.items()
+        ]
+        lines += ["", "Served by tools: " + ", ".join(listed) + "."]
     return lines
 
 
-def _render_flows(title: str, flows: list[Flow], sends: str, receives: str) -> list[str]:
+def _render_flows(
+    title: str, flows: list[Flow], sends: str, receives: str, short: Callable[[str], str]
+) -> list[str]:
     lines = [title, ""]
     for flow in flows:
+        shape = f" `{short(flow.payload) or 'any'}`" if flow.payload or flow.reply else ""
+        if flow.reply:
+            shape += f" -> `{short(flow.reply)}`"
         lines.append(
-            f"- `{flow.name}`: {sends} {_names(flow.senders)}; {receives} {_names(flow.receivers)}"
+            f"- `{flow.name}`{shape}: {sends} {_names(flow.senders)}; "
+            f"{receives} {_names(flow.receivers)}"
         )
     return lines if flows else [*lines, "none"]
+
+
+def _shortener(models: dict[str, list[str]]) -> Callable[[str], str]:
+    """Write a domain model by its name alone (its fields are on the domain's Models line)."""
+    full = sorted((m for ms in models.values() for m in ms if "{" in m), key=len, reverse=True)
+
+    def short(text: str) -> str:
+        for model in full:
+            text = text.replace(model, model.partition("{")[0])
+        return text
+
+    return short
 
 
 def _render_tables(tables: list[Table]) -> list[str]:
@@ -564,6 +709,7 @@ def _render_tables(tables: list[Table]) -> list[str]:
 def render(manifest: Manifest) -> str:
     """The Markdown text of AI_CONTEXT.md."""
     plugins = {p.identity for p in manifest.plugins}
+    short = _shortener(manifest.models)
     counts = (
         f"{len(manifest.tools)} tools, {len(manifest.plugins)} plugins, "
         f"{sum(r.owner in plugins for r in manifest.routes)} endpoints, "
@@ -579,12 +725,12 @@ def render(manifest: Manifest) -> str:
         ],
         ["## Write a feature", "", RECIPE],
         _render_tools(manifest.tools),
-        _render_types(manifest.types),
+        _render_types(manifest.types, manifest.tools),
         _render_domains(manifest),
-        _render_routes(manifest.routes, plugins),
-        _render_flows("## Events", manifest.events, "published by", "handled by"),
+        _render_routes(manifest.routes, plugins, short),
+        _render_flows("## Events", manifest.events, "published by", "handled by", short),
         _render_flows(
-            "## Requests (request/reply)", manifest.requests, "requested by", "answered by"
+            "## Requests (request/reply)", manifest.requests, "requested by", "answered by", short
         ),
         _render_tables(manifest.tables),
     ]

@@ -4,11 +4,13 @@ Nothing is imported or booted, so a broken project can be read too. ``microcore
 check``, the manifest (AI_CONTEXT.md), the system tool's graph and hot reload's
 dependency tracking all read files through :func:`scan_file`.
 
-A ``publish``, ``request`` or ``subscribe`` call counts when it is made on the event
+A ``publish``, ``request``, ``subscribe`` or ``respond`` call counts when it is made on the event
 bus: a name or attribute ending in ``bus`` (``self.bus``, ``event_bus``, ``self._bus``)
 or one assigned from such (``self.events = event_bus``). ``client.request("GET", url)``
-is not. Route registrations (``add_endpoint``, ``add_sse``, ``add_websocket``) are read
-too (a tool's own routes come from its class's ``reserved_routes``, see ``checks.py``).
+is not. The class of a ``publish``/``request`` payload (``publish("x", Order(...))``,
+a variable assigned one, or a parameter annotated with one) and a ``request``'s ``reply=``
+are noted too. Route registrations (``add_endpoint``, ``add_sse``, ``add_websocket``) are
+read too (a tool's own routes come from its class's ``reserved_routes``, see ``checks.py``).
 
 A plugin written in another language declares the same facts in its declaration file,
 ``domains/<domain>/plugins/<name>.sidecar.toml`` (a ``[declares]`` table: ``routes``,
@@ -39,6 +41,7 @@ _FIRST_ARGUMENT = {
     "publish": "name",
     "request": "name",
     "subscribe": "pattern",
+    "respond": "name",
     "add_endpoint": "path",
     "add_sse": "path",
     "add_websocket": "path",
@@ -67,6 +70,8 @@ class Call(msgspec.Struct, frozen=True):
     line: int
     owner: str  # the plugin class it belongs to; outside plugin files the class, else file stem
     method: str = ""  # HTTP method of a route
+    model: str = ""  # qualified class of a publish/request payload, when the source shows it
+    reply: str = ""  # qualified class of a request's ``reply=``
 
 
 class Import(msgspec.Struct, frozen=True):
@@ -231,6 +236,7 @@ class _Scanner(ast.NodeVisitor):
         self.depth = 0  # classes and functions around the node
         self.plugin: str | None = None  # the enclosing plugin class
         self.klass: str | None = None  # the enclosing class
+        self.params: dict[str, ast.expr] = {}  # annotated parameters of the enclosing function
 
     def visit_Module(self, node: ast.Module) -> None:
         self.buses = _bus_aliases(node)
@@ -251,10 +257,41 @@ class _Scanner(ast.NodeVisitor):
         self.depth -= 1
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._nested(node)
+        self._function(node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._function(node)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        outer = self.params
+        args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        self.params = {a.arg: a.annotation for a in args if a.annotation is not None}
+        for each in ast.walk(node):  # ``product = Product(...)`` then ``publish(..., product)``
+            if (
+                isinstance(each, ast.Assign)
+                and len(each.targets) == 1
+                and isinstance(each.targets[0], ast.Name)
+                and isinstance(each.value, ast.Call)
+            ):
+                self.params[each.targets[0].id] = each.value.func
         self._nested(node)
+        self.params = outer
+
+    def _model(self, node: ast.expr | None) -> str:
+        """The qualified class of a payload expression: ``Order(...)``, or a parameter
+        annotated ``data: Order``; ``""`` when the source does not say."""
+        if isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Name) and node.id in self.params:
+            node = self.params[node.id]
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                try:
+                    node = ast.parse(node.value, mode="eval").body
+                except SyntaxError:
+                    return ""
+        else:
+            return ""
+        return self.module.qualify(node) or ""
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         plugin = self.depth == 0 and any(
@@ -280,7 +317,13 @@ class _Scanner(ast.NodeVisitor):
             on_bus = routes or _is_bus(ast.unparse(func.value), self.buses)
             if name is not None and on_bus and (method or not routes):
                 owner = self.plugin or self.klass or ""
-                self.scan.calls.append(Call(kind, name, node.lineno, owner, method))
+                model = reply = ""
+                if kind in ("publish", "request"):
+                    model = self._model(_argument(node, 1, "payload"))
+                    found = next((k.value for k in node.keywords if k.arg == "reply"), None)
+                    reply = (self.module.qualify(found) if found is not None else None) or ""
+                call = Call(kind, name, node.lineno, owner, method, model, reply)
+                self.scan.calls.append(call)
         self.generic_visit(node)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -94,15 +95,24 @@ def _describe(name: str, module: str, obj: Any) -> TypeInfo:
             code=str(getattr(obj, "code", "") or ""),
         )
     if isinstance(obj, type):
-        skip = vars(msgspec.Struct) if issubclass(obj, msgspec.Struct) else ()
+        struct = issubclass(obj, msgspec.Struct)
+        fields = [  # a Struct's fields first: ``name: str``
+            Method(f"{f.name}: {_field_type(f.type)}", "")
+            for f in (msgspec.structs.fields(obj) if struct else ())
+        ]
         return TypeInfo(
             name,
             module,
             "class",
             first_paragraph(obj.__doc__),
-            members=public_members(obj, skip=skip),
+            members=fields + public_members(obj, skip=vars(msgspec.Struct) if struct else ()),
         )
     return TypeInfo(name, module, "alias", alias=_alias_text(obj))
+
+
+def _field_type(tp: Any) -> str:
+    """A field's type as text; a type variable (``Event``'s payload) is ``Any`` unless given."""
+    return "Any" if isinstance(tp, typing.TypeVar) else _alias_text(tp)
 
 
 def _alias_text(obj: Any) -> str:

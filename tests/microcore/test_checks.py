@@ -103,9 +103,14 @@ def _messages(root: Path) -> list[str]:
 
 
 def test_check_example_project_passes() -> None:
-    """The example app in this repository follows every rule."""
+    """The example app in this repository follows every rule; its one warning is the
+    `product.get` responder, there for other domains to ask."""
     findings, plugins, tools = check_project(REPO)
-    assert findings == []
+    assert [f for f in findings if not f.warning] == []
+    assert [f.message.split(" is ")[0] for f in findings] == [
+        "responder 'product.get'",
+        "responder 'price.format'",
+    ]
     assert plugins >= 5 and tools >= 1
 
 
@@ -154,7 +159,52 @@ def test_check_flags_request_without_responder(make_project: ProjectFactory) -> 
     missing = [m for m in messages if "has no responder" in m]
     assert len(missing) == 1
     assert missing[0].startswith("domains/shop/plugins/collide_plugin.py:16: request 'price.quote'")
-    assert "self.bus.subscribe('price.quote'" in missing[0]
+    assert "self.bus.respond('price.quote'" in missing[0]
+
+
+RESPONDERS = {
+    "domains/shop/plugins/ask_plugin.py": """
+    from microcore import Plugin
+
+
+    class AskPlugin(Plugin):
+        def __init__(self, event_bus):
+            self.bus = event_bus
+
+        async def on_boot(self):
+            await self.bus.request("price.quote", {})
+    """,
+    "domains/shop/plugins/answer_plugin.py": """
+    from microcore import Plugin
+
+
+    class AnswerPlugin(Plugin):
+        def __init__(self, event_bus):
+            self.bus = event_bus
+
+        async def on_boot(self):
+            await self.bus.respond("price.quote", self.quote)
+            await self.bus.respond("stock.count", self.quote)
+
+        async def quote(self, event):
+            return None
+    """,
+}
+
+
+def test_check_responder_answers_requests_and_unrequested_one_warns(
+    make_project: ProjectFactory,
+) -> None:
+    """A request answered by ``respond`` is fine; a responder nobody requests is a warning
+    (printed, exit status 0) naming how to ask it."""
+    root = make_project(RESPONDERS, tools=[])
+    findings, _, _ = check_project(root)
+    assert len(findings) == 1 and findings[0].warning
+    assert str(findings[0]).startswith(
+        "domains/shop/plugins/answer_plugin.py:11: warning: responder 'stock.count' is never "
+        "requested"
+    )
+    assert "self.bus.request('stock.count', payload)" in str(findings[0])
 
 
 def test_check_flags_plugin_class_count(make_project: ProjectFactory) -> None:
@@ -566,8 +616,8 @@ def test_check_reads_sidecar_declarations(make_project: ProjectFactory) -> None:
         "GET /prices/{id:int} of AskPlugin (domains/shop/plugins/ask_plugin.py:10); change one "
         "path or method (parameter names do not make paths different)",
         "domains/shop/plugins/price.sidecar.toml:10: request 'stock.level' has no responder: "
-        "nothing subscribes to it; add a plugin that does "
-        "'await self.bus.subscribe('stock.level', self.on_request)' and returns the reply",
+        "nothing responds to it; add a plugin that does "
+        "'await self.bus.respond('stock.level', self.on_request)' and returns the reply",
     ]
 
 

@@ -10,12 +10,15 @@ import anyio
 import httpx
 import pytest
 
+from microcore import Event
+from microcore._testclient import SseMessage, TestClient, _parse
 from microcore.testing import (
     START_TIMEOUT,
     TEST_SETTINGS,
     EventRecorder,
     Kernel,
     RunningApp,
+    make_event,
     record_events,
     start_app,
 )
@@ -34,6 +37,7 @@ class ShopPlugin(Plugin):
         await self.bus.publish("shop.booted", {})
         self.http.add_endpoint("/orders", "POST", self.create)
         self.http.add_endpoint("/greeting", "GET", self.greeting)
+        self.http.add_sse("/ticks", self.ticks)
 
     async def create(self, data, context):
         count = await self.state.incr("orders", "count")
@@ -42,6 +46,10 @@ class ShopPlugin(Plugin):
 
     async def greeting(self, data, context):
         return {"greeting": self.config.get("GREETING", "hi")}
+
+    async def ticks(self, data, context):
+        yield {"n": 1, "who": context.headers.get("x-who"), "q": dict(context.request.query_params)}
+        yield context.event("two", event="tick", id="2", retry=500)
 """
 
 FAKE_BUS = """
@@ -208,3 +216,128 @@ async def test_record_events_needs_a_tap(make_project: ProjectFactory) -> None:
             record_events(running.kernel)
     finally:
         await running.stop()
+
+
+def test_make_event_needs_only_name_and_payload() -> None:
+    """make_event fills id, correlation id, source and time; ids differ per event."""
+    first, second = make_event("order.placed", {"n": 1}), make_event("order.placed", [2])
+    assert (first.name, first.payload, first.source) == ("order.placed", {"n": 1}, "tests.Stub")
+    assert first.correlation_id == first.id != second.id
+    assert first.timestamp > 0 and first.parent_id is None
+    child = make_event("x.y", None, source="shop.A", correlation_id="c", parent_id=first.id)
+    assert (child.source, child.correlation_id, child.parent_id) == ("shop.A", "c", first.id)
+
+
+async def test_events_requests_are_listed_apart_and_stubs_answer(events: EventRecorder) -> None:
+    """A stubbed responder answers (a value, or what an async function returns); requests go
+    to ``events.requests``, never ``events.published``."""
+
+    async def double(event: Event) -> int:
+        return int(event.payload["n"]) * 2
+
+    await events.stub_responder("price.quote", 7)
+    await events.stub_responder("price.double", double)
+    assert await events.bus.request("price.quote", {}) == 7
+    assert await events.bus.request("price.double", {"n": 4}) == 8
+    assert [e.name for e in events.requests] == ["price.quote", "price.double"]
+    assert "price.quote" not in events.names()
+
+
+async def test_events_silence_and_subscribe_last_one_test(
+    app: RunningApp, client: httpx.AsyncClient, events: EventRecorder
+) -> None:
+    """A silenced name reaches only the test's own handlers; close() restores the bus."""
+    got: list[Event] = []
+    arrived = anyio.Event()
+
+    async def record(event: Event) -> None:
+        got.append(event)
+        arrived.set()
+
+    events.silence("order.created")
+    await events.subscribe("order.created", record)
+    await client.post("/orders", json={})
+    await events.wait_for("order.created")
+    with anyio.fail_after(2):
+        await arrived.wait()
+    assert [e.name for e in got] == ["order.created"]
+    await events.close()
+    bus: Any = app.kernel.tool("event_bus")
+    assert bus._router.fanout.silenced == {} and bus.contracts() == []
+
+
+async def test_client_sse_reads_an_open_stream(client: Any) -> None:
+    """client.sse sends query and headers, parses named events, and ends with EOFError."""
+    async with client.sse("/ticks", params={"a": "1"}, headers={"X-Who": "me"}) as stream:
+        assert stream.status_code == 200
+        first = await stream.next()
+        assert first.json() == {"n": 1, "who": "me", "q": {"a": "1"}}
+        assert (first.event, first.id) == (None, None)
+        rest = [message async for message in stream]
+        assert [(m.event, m.id, m.retry, m.data) for m in rest] == [("tick", "2", 500, "two")]
+        with pytest.raises(EOFError):
+            await stream.next()
+    assert "tick" in repr(rest[0])
+
+
+def test_sse_parser_skips_comments() -> None:
+    """A keep-alive comment is no event; multi-line data is joined."""
+    assert _parse(": ping") is None
+    message = _parse("data: a\ndata: b\n:note")
+    assert isinstance(message, SseMessage) and message.data == "a\nb"
+
+
+async def test_client_sse_without_response_or_in_time() -> None:
+    """An app that answers nothing is an error; one that is slow to answer a TimeoutError."""
+
+    async def silent(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await anyio.sleep(10)
+
+    async with TestClient(silent) as http:
+        with pytest.raises(RuntimeError, match="ended without a response"):
+            async with http.sse("/x"):
+                pass  # pragma: no cover - never entered
+    async with TestClient(slow) as http:
+        with pytest.raises(TimeoutError, match=r"no response head within 0\.05 s"):
+            async with http.sse("/x", timeout=0.05):
+                pass  # pragma: no cover - never entered
+
+
+async def test_client_sse_stops_an_app_that_ignores_the_disconnect() -> None:
+    """Leaving the block disconnects; an app that carries on is cancelled after ``timeout``."""
+
+    async def stubborn(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        body = b": keep-alive\n\ndata: 1\n\n"
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        assert (await receive())["type"] == "http.request"
+        assert (await receive())["type"] == "http.disconnect"
+        await send({"type": "http.response.body", "body": b"data: 2\n\n", "more_body": True})
+        await anyio.sleep(10)
+
+    async with TestClient(stubborn) as http:
+        with anyio.fail_after(2):
+            async with http.sse("/x", timeout=0.1) as stream:
+                assert (await stream.next()).data == "1"
+
+
+async def test_stubs_need_a_bus_that_can_silence(make_project: ProjectFactory) -> None:
+    """A bus without ``silence`` (not microcore's) refuses stubs with a clear error."""
+    running = await start_app(make_project({"tools/bus/bus_tool.py": FAKE_BUS}, tools=[]))
+    try:
+        recorder, remove = record_events(running.kernel)
+        with pytest.raises(DependencyError, match="cannot silence handlers"):
+            recorder.silence("x.y")
+        remove()
+    finally:
+        await running.stop()
+
+
+async def test_client_sse_raises_the_tests_own_error_as_is(client: Any) -> None:
+    """An assertion failing inside the block comes out unwrapped (no exception group)."""
+    with pytest.raises(AssertionError, match="mine"):
+        async with client.sse("/ticks"):
+            raise AssertionError("mine")

@@ -11,7 +11,8 @@ back to the bus's :class:`Sink`, which fans them out to local subscriptions.
 * A network backend (NATS, ``nats/``) encodes the event, sends it, and calls
   ``sink.dispatch`` for what it receives, keeping one queue group per
   subscriber (:meth:`EventBackend.watch`) so an event is handled once per
-  plugin across replicas. Its :meth:`EventBackend.request` uses the
+  plugin across replicas (a broadcast subscription: one per replica). Its
+  :meth:`EventBackend.request` uses the
   transport's own request/reply and answers remote requests through a
   :class:`Reply`.
 
@@ -38,8 +39,12 @@ class Reply(Protocol):
         """Say how many responders got the request (known once it was queued for all)."""
         ...
 
-    def answer(self, value: Any, responder: str) -> bool:
-        """Offer a responder's return value; True if it was the winning reply."""
+    def answer(self, value: Any, responder: str, *, final: bool = False) -> bool:
+        """Offer a handler's return value; True if it was the winning reply.
+
+        ``None`` answers only when ``final`` (a responder registered with ``respond``);
+        a subscriber's ``None`` just says it finished.
+        """
         ...
 
     def fail(self, error: BaseException, responder: str) -> None:
@@ -80,11 +85,15 @@ class EventBackend(Protocol):
         """
         ...
 
-    def watch(self, pattern: str, group: str) -> None:
-        """A local subscription of ``group`` (a plugin identity) to ``pattern`` became active."""
+    def watch(self, pattern: str, group: str, mode: str = "subscribe") -> None:
+        """A local subscription of ``group`` (a plugin identity) to ``pattern`` became active.
+
+        ``mode`` (``_fanout.SUBSCRIBE``, ``BROADCAST`` or ``RESPOND``) says what it takes:
+        events once per group and requests; events on every replica; requests only.
+        """
         ...
 
-    def unwatch(self, pattern: str, group: str) -> None:
+    def unwatch(self, pattern: str, group: str, mode: str = "subscribe") -> None:
         """That subscription went away."""
         ...
 

@@ -32,12 +32,13 @@ import structlog
 from microcore import Event
 from microcore.tooling import TRACING, causation
 
-from ._errors import BusClosed, DeliveryTimeout
-from ._fanout import Fanout, Item, Request, Subscription
+from ._contracts import event_as
+from ._errors import BusClosed, DeliveryTimeout, EventPayloadError
+from ._fanout import RESPOND, Fanout, Item, Request, Subscription
 from ._stats import SubscriptionState
 from ._tracing import traced_delivery
 
-__all__ = ("Deliverer",)
+__all__ = ("Deliverer", "who")
 
 _log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
@@ -210,6 +211,9 @@ class Deliverer:
                 owner.enter()  # a reload shuts the old version down only after this call
                 try:
                     with causation(event.correlation_id, event.id):
+                        typed = sub.payload_type
+                        if typed is not None:
+                            event = event_as(event, typed, who(sub))
                         if TRACING.enabled:
                             with traced_delivery(event, sub.identity, attempt):
                                 result = await sub.handler(event)
@@ -225,7 +229,8 @@ class Deliverer:
                     self._outcome(event.name, sub.identity)[0] += 1
                     if request is not None:
                         request.reported = True
-                        if request.reply.answer(result, sub.identity):
+                        final = sub.mode == RESPOND  # a responder's None is a reply too
+                        if request.reply.answer(result, sub.identity, final=final):
                             self._responded(event.name, sub.identity)
                     return True
                 if guard.cancel_called:
@@ -241,7 +246,8 @@ class Deliverer:
                 attempts=sub.retries + 1,
                 exc_info=error,
             )
-            if attempt <= sub.retries:
+            # a payload that breaks the contract fails the same way again: no retries
+            if attempt <= sub.retries and not isinstance(error, EventPayloadError):
                 await anyio.sleep(self.backoff * 2 ** (attempt - 1))
                 attempt += 1
                 error = None
@@ -293,3 +299,9 @@ class Deliverer:
             event_ids=[e.id for e in events[:_LOGGED_IDS]],
             names=sorted({e.name for e in events}),
         )
+
+
+def who(sub: Subscription) -> str:
+    """``handler on_placed of orders.ShipPlugin``: who declared a payload type."""
+    handler = getattr(sub.handler, "__name__", None) or repr(sub.handler)
+    return f"handler {handler} of {sub.identity}"

@@ -27,10 +27,14 @@ from ._backend import Reply
 from ._errors import PublishTimeout
 from ._stats import SubscriptionState
 
-__all__ = ("EventHandler", "Fanout", "Request", "Subscription")
+__all__ = ("BROADCAST", "RESPOND", "SUBSCRIBE", "EventHandler", "Fanout", "Request", "Subscription")
 
 # ``async def handler(event: Event) -> Any``; a non-None return answers a request
-EventHandler = Callable[[Event], Coroutine[Any, Any, Any]]
+EventHandler = Callable[[Event[Any]], Coroutine[Any, Any, Any]]
+
+# How a subscription takes part: events and requests (a non-None return answers), events
+# only and on every replica, or requests only (every return value answers, None included).
+SUBSCRIBE, BROADCAST, RESPOND = "subscribe", "broadcast", "respond"
 
 
 class Request:
@@ -59,10 +63,13 @@ class Subscription:
         "guard",
         "handler",
         "identity",
+        "mode",
         "owner",
         "pattern",
+        "payload_type",
         "receive",
         "registration",
+        "reply_type",
         "retries",
         "room",
         "scope",
@@ -72,12 +79,24 @@ class Subscription:
         "task_id",
     )
 
-    def __init__(self, owner: Owner, pattern: str, handler: EventHandler, retries: int) -> None:
+    def __init__(
+        self,
+        owner: Owner,
+        pattern: str,
+        handler: EventHandler,
+        retries: int,
+        mode: str = SUBSCRIBE,
+        payload_type: Any = None,
+        reply_type: Any = None,
+    ) -> None:
         self.owner = owner
         self.identity = owner.identity
         self.pattern = pattern
         self.handler = handler
         self.retries = retries
+        self.mode = mode
+        self.payload_type = payload_type  # what ``Event[T]`` in the handler declares, or None
+        self.reply_type = reply_type  # a responder's return annotation, or None
         self.state = SubscriptionState.PENDING
         self.registration: Registration | None = None
         self.send: MemoryObjectSendStream[Item] | None = None
@@ -117,6 +136,10 @@ class Fanout:
         self.trie: SubjectTrie[Subscription] = SubjectTrie()
         self.outstanding = 0  # items queued or being handled, across all subscriptions
         self.idle: anyio.Event | None = None  # set when ``outstanding`` drops to 0 (drain)
+        # tests: names whose handlers are silenced (``EventBusTool.silence``), and the owners
+        # (test stubs) that still receive them
+        self.silenced: dict[str, int] = {}
+        self.exempt: set[Owner] = set()
 
     def open(self, sub: Subscription) -> None:
         """Give ``sub`` its buffer and make it visible to publishers."""
@@ -143,10 +166,13 @@ class Fanout:
 
     async def dispatch(self, event: Event, reply: Reply | None = None) -> int:
         item: Item = event if reply is None else Request(event, reply)
+        skip = RESPOND if reply is None else BROADCAST  # responders answer requests only
         queued = 0
         for sub in self.trie.match(event.name):
             send = sub.send
-            if send is None:
+            if send is None or sub.mode == skip:
+                continue
+            if self.silenced and event.name in self.silenced and sub.owner not in self.exempt:
                 continue
             self.outstanding += 1
             try:

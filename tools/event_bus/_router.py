@@ -33,9 +33,10 @@ from microcore.tooling import (
 )
 
 from ._backend import EventBackend, Publisher
-from ._delivery import Deliverer
+from ._contracts import check, convert, declared
+from ._delivery import Deliverer, who
 from ._errors import BusClosed, EventPayloadError
-from ._fanout import EventHandler, Fanout, Subscription
+from ._fanout import BROADCAST, RESPOND, SUBSCRIBE, EventHandler, Fanout, Subscription
 from ._history import Graph, History
 from ._settings import BusSettings
 from ._stats import SubscriptionState
@@ -63,11 +64,14 @@ class Router:
         self.start_background = start_background
         self.graph = Graph()
         self.taps: list[Tap] = []
+        self.event_taps: list[Tap] = []  # ``tap(..., only="events")``
+        self.request_taps: list[Tap] = []  # ``tap(..., only="requests")``
         self.owned: dict[Owner, list[Subscription]] = {}
         self._names: set[str] = set()
         self._prefix = os.urandom(8).hex()
         self._counter = itertools.count(1)
         self.accepting = False
+        self.validate = False  # EVENT_BUS_VALIDATE: contracts checked at the publisher
         self.drained = False
         self._watchdog = False
         self.drain_timeout = 5.0
@@ -93,6 +97,7 @@ class Router:
         """Apply ``settings``, connect ``backend`` and start taking events."""
         self.backend = backend
         self.drain_timeout = settings.drain_timeout
+        self.validate = settings.validate
         self.history = History(settings.history)
         self.fanout = Fanout(buffer=settings.buffer, publish_timeout=settings.publish_timeout)
         self.deliverer = self._make_deliverer(
@@ -157,12 +162,18 @@ class Router:
         await self._send(event)
         return event.id
 
-    async def request(self, name: str, payload: Any, source: str, timeout: float) -> Any:
-        """Make the event and return the first reply to it."""
+    async def request(
+        self, name: str, payload: Any, source: str, timeout: float, reply: Any = None
+    ) -> Any:
+        """Make the event and return the first reply to it (as ``reply``, when given)."""
         if TRACING.enabled:
-            return await self._traced_request(name, payload, source, timeout)
-        event = self._event(name, payload, source)
-        return await self.backend.request(event, timeout)
+            value = await self._traced_request(name, payload, source, timeout)
+        else:
+            event = self._event(name, payload, source, request=True)
+            value = await self.backend.request(event, timeout)
+        if reply is None or value is None:
+            return value
+        return convert(name, value, reply, f"the request from {source}")
 
     async def _traced_publish(self, name: str, payload: Any, source: str) -> str:
         with TRACING.span(f"{name} publish", kind="producer", attributes=attributes(name, source)):
@@ -172,23 +183,29 @@ class Router:
 
     async def _traced_request(self, name: str, payload: Any, source: str, timeout: float) -> Any:
         with TRACING.span(f"{name} request", kind="client", attributes=attributes(name, source)):
-            event = self._event(name, payload, source, TRACING.traceparent())
+            event = self._event(name, payload, source, TRACING.traceparent(), request=True)
             return await self.backend.request(event, timeout)
 
     def subscription(
-        self, owner: Owner, pattern: str, handler: EventHandler, retries: int
+        self, owner: Owner, pattern: str, handler: EventHandler, retries: int, mode: str = SUBSCRIBE
     ) -> Subscription:
         """A checked, not yet tracked subscription (see :meth:`track`)."""
+        what = "responder" if mode == RESPOND else "event handler"
         require_coroutine_function(
-            handler, what=f"event handler for {pattern!r} of plugin {owner.identity!r}"
+            handler, what=f"{what} for {pattern!r} of plugin {owner.identity!r}"
         )
-        check_pattern(pattern)
+        if mode == RESPOND:
+            check_name(pattern)
+        else:
+            check_pattern(pattern)
         if type(retries) is not int or retries < 0:
             raise RegistrationError(
                 f"retries for {pattern!r} of plugin {owner.identity!r} must be an int >= 0, "
                 f"got {retries!r}"
             )
-        return Subscription(owner, pattern, handler, retries)
+        payload_type, reply_type = declared(handler)
+        reply_type = reply_type if mode == RESPOND else None  # only a responder's return replies
+        return Subscription(owner, pattern, handler, retries, mode, payload_type, reply_type)
 
     def track(self, sub: Subscription) -> None:
         """Own ``sub`` under its plugin; it receives once the plugin is active."""
@@ -226,12 +243,28 @@ class Router:
 
     # -- inside ------------------------------------------------------------------------
 
-    def _event(self, name: str, payload: Any, source: str, traceparent: str | None = None) -> Event:
-        event = self.make(name, payload, source, traceparent)
-        self.note(event)
+    def _event(
+        self,
+        name: str,
+        payload: Any,
+        source: str,
+        traceparent: str | None = None,
+        *,
+        request: bool = False,
+    ) -> Event:
+        event = self.make(name, payload, source, traceparent, request=request)
+        self.note(event, request=request)
         return event
 
-    def make(self, name: str, payload: Any, source: str, traceparent: str | None = None) -> Event:
+    def make(
+        self,
+        name: str,
+        payload: Any,
+        source: str,
+        traceparent: str | None = None,
+        *,
+        request: bool = False,
+    ) -> Event:
         """A checked event with its id and causality, not published (nor in history) yet."""
         parent = current_event_id()
         if not self.accepting and parent is None:
@@ -248,6 +281,17 @@ class Router:
                 f"payload of {name!r} must be a dict or a msgspec Struct, "
                 f"got {type(payload).__name__}"
             )
+        if self.validate:
+            skip = BROADCAST if request else RESPOND  # who would not receive it
+            check(
+                name,
+                payload,
+                [
+                    (sub.payload_type, who(sub))
+                    for sub in self.fanout.trie.match(name)
+                    if sub.payload_type is not None and sub.mode != skip
+                ],
+            )
         return Event(
             name=name,
             payload=payload,
@@ -259,14 +303,17 @@ class Router:
             traceparent=traceparent,
         )
 
-    def note(self, event: Event) -> None:
+    def note(self, event: Event, *, request: bool = False) -> None:
         """Record ``event`` as published: history and taps."""
         self.history.append(event)
         if self.taps:
-            self._notify(event)
+            self._notify(event, self.taps)
+        only = self.request_taps if request else self.event_taps
+        if only:
+            self._notify(event, only)
 
-    def _notify(self, event: Event) -> None:
-        for tap in tuple(self.taps):
+    def _notify(self, event: Event, taps: list[Tap]) -> None:
+        for tap in tuple(taps):
             try:
                 tap(event)
             except Exception:  # noqa: BLE001 - isolation boundary: an observer must not break publish
@@ -289,12 +336,12 @@ class Router:
             if sub.receive is not None:
                 sub.receive.close()
             raise
-        self.backend.watch(sub.pattern, sub.identity)
+        self.backend.watch(sub.pattern, sub.identity, sub.mode)
 
     def _close(self, sub: Subscription) -> None:
         """Stop ``sub`` receiving new events (its consumer finishes the backlog)."""
         if sub.state is SubscriptionState.ACTIVE:
-            self.backend.unwatch(sub.pattern, sub.identity)
+            self.backend.unwatch(sub.pattern, sub.identity, sub.mode)
         self.fanout.close(sub)
 
     async def _dead_letter(

@@ -20,6 +20,8 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff: float = 0.1  # EVENT_BUS_RETRY_BACKOFF: first retry delay, doubled each time
     drain_timeout: float = 5.0  # EVENT_BUS_DRAIN_TIMEOUT: shutdown drain / unload grace period
     history: int = 1000  # EVENT_BUS_HISTORY: recent events kept for /system/events
+    validate: bool = False  # EVENT_BUS_VALIDATE (default: MICROCORE_ENV=development): check
+    # each payload against its Struct's constraints and the handlers' declared types at publish
     # NATS only (see nats/backend.py):
     stream: str = "microcore"  # EVENT_BUS_STREAM: JetStream stream name and subject root
     ack_wait: float = 30.0  # EVENT_BUS_ACK_WAIT: redelivery delay of a dead replica's events
@@ -40,6 +42,7 @@ def read_settings(config: Config) -> BusSettings:
         retry_backoff=config.get_float("EVENT_BUS_RETRY_BACKOFF", default.retry_backoff),
         drain_timeout=config.get_float("EVENT_BUS_DRAIN_TIMEOUT", default.drain_timeout),
         history=config.get_int("EVENT_BUS_HISTORY", default.history),
+        validate=config.get_bool("EVENT_BUS_VALIDATE", config.development),
         stream=config.get("EVENT_BUS_STREAM") or default.stream,
         ack_wait=config.get_float("EVENT_BUS_ACK_WAIT", default.ack_wait),
         retention=config.get_float("EVENT_BUS_RETENTION", default.retention),

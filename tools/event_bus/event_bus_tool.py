@@ -12,15 +12,18 @@ Settings (all optional): ``EVENT_BUS_URL`` (``memory://``), ``EVENT_BUS_BUFFER``
 ``EVENT_BUS_DELIVERY_TIMEOUT`` (30 s per handler call), ``EVENT_BUS_RETRY_BACKOFF``
 (0.1 s, doubled per retry), ``EVENT_BUS_DRAIN_TIMEOUT`` (5 s to drain at shutdown,
 and the grace an unloading plugin's queued events get), ``EVENT_BUS_HISTORY``
-(1000 recent events). NATS only: ``EVENT_BUS_STREAM`` (``microcore``: stream name
-and subject root), ``EVENT_BUS_ACK_WAIT`` (30 s before a dead replica's events go to
-another), ``EVENT_BUS_RETENTION`` (7 days an event waits for a plugin with no replica up).
+(1000 recent events), ``EVENT_BUS_VALIDATE`` (on when ``MICROCORE_ENV=development``:
+check payloads against their contracts at the publisher). NATS only:
+``EVENT_BUS_STREAM`` (``microcore``: stream name and subject root), ``EVENT_BUS_ACK_WAIT``
+(30 s before a dead replica's events go to another), ``EVENT_BUS_RETENTION`` (7 days an
+event waits for a plugin with no replica up).
 
 Module map: ``_router`` (the bus proper: events, causality, subscriptions by
 owner, dead letters), ``_fanout`` (subscriptions and their bounded buffers),
 ``_delivery`` (consumer tasks, deadlines, retries), ``_backend`` (the backend
 seam), ``memory`` (the in-process backend), ``nats/`` (the NATS backend),
-``_history`` (recent events, flow graph), ``_handle`` (the plugin-facing
+``_history`` (recent events, flow graph), ``_contracts`` (declared payload and reply
+types: conversion and development checks), ``_handle`` (the plugin-facing
 :class:`EventBus`), ``_stats`` (what :meth:`EventBusTool.subscriptions` and
 :meth:`EventBusTool.outcomes` report), ``_settings``, ``_errors``. Event-name
 grammar and pattern matching are :mod:`microcore.events`.
@@ -32,14 +35,17 @@ db transaction, relayed after commit); ``EVENT_BUS_OUTBOX_LEASE`` (10 s).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import structlog
 
 from microcore import Event, Tool
+from microcore.events import Contract
 from microcore.tooling import ConfigurationError, EventFlows, KernelView, Owner
 from tools.config import Config
 
 from ._backend import EventBackend
+from ._fanout import RESPOND, SUBSCRIBE
 from ._handle import EventBus
 from ._outbox import OutboxStore, Relay, outbox_lease
 from ._router import Router, Start
@@ -80,10 +86,11 @@ class EventBusTool(Tool):
     """Event bus: in-process (``EVENT_BUS_URL=memory://``, the default) or NATS (``nats://``).
 
     Plugins receive a bound :class:`EventBus`: awaited ``publish(name, payload)``,
-    ``subscribe(pattern, handler, *, retries=0)``, ``unsubscribe(pattern, handler)``,
-    ``request(name, payload, timeout=5.0)``. Tools and tests use :meth:`tap`,
-    :meth:`history`, :meth:`subscriptions`, :meth:`outcomes` and :meth:`flows` to observe it
-    (it is a :class:`~microcore.tooling.EventSource`).
+    ``subscribe(pattern, handler, *, retries=0, broadcast=False)``, ``respond(name,
+    handler)``, ``unsubscribe(pattern, handler)``, ``request(name, payload, timeout=5.0, *,
+    reply=None)``. Tools and tests use :meth:`tap`, :meth:`history`, :meth:`subscriptions`,
+    :meth:`contracts`, :meth:`outcomes` and :meth:`flows` to observe it (it is a
+    :class:`~microcore.tooling.EventSource`), and tests :meth:`silence`.
     """
 
     name = "event_bus"
@@ -157,12 +164,21 @@ class EventBusTool(Tool):
 
     # -- observing (tools and tests) ------------------------------------------------
 
-    def tap(self, callback: Callable[[Event], object]) -> Callable[[], None]:
-        """Call ``callback(event)`` synchronously for every event published; returns ``remove``.
+    def tap(
+        self,
+        callback: Callable[[Event], object],
+        *,
+        only: Literal["events", "requests"] | None = None,
+    ) -> Callable[[], None]:
+        """Call ``callback(event)`` synchronously for every event published and request
+        sent (``only=`` one of the two); returns ``remove``.
 
         >>> remove = event_bus.tap(seen.append)
         """
-        taps = self._router.taps
+        router = self._router
+        taps = {None: router.taps, "events": router.event_taps, "requests": router.request_taps}[
+            only
+        ]
         taps.append(callback)
 
         def remove() -> None:
@@ -170,6 +186,32 @@ class EventBusTool(Tool):
                 taps.remove(callback)
 
         return remove
+
+    def silence(self, name: str, *, keep: Owner | None = None) -> Callable[[], None]:
+        """Tests: events and requests named ``name`` reach no handler but ``keep``'s (a
+        stub) until the returned ``restore()``; a request then raises ``NoResponder``.
+        In-process bus only (the test settings' ``memory://``).
+
+        >>> restore = event_bus.silence("product.get")
+        """
+        fanout = self._router.fanout
+        fanout.silenced[name] = fanout.silenced.get(name, 0) + 1
+        if keep is not None:
+            fanout.exempt.add(keep)
+        done = False
+
+        def restore() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            fanout.silenced[name] -= 1
+            if not fanout.silenced[name]:
+                del fanout.silenced[name]
+            if keep is not None:
+                fanout.exempt.discard(keep)
+
+        return restore
 
     def history(
         self, *, correlation_id: str | None = None, limit: int | None = None
@@ -206,6 +248,27 @@ class EventBusTool(Tool):
             for sub in subs
         ]
         return sorted(rows, key=lambda r: (r.subscriber, r.pattern))
+
+    def contracts(self) -> list[Contract]:
+        """What each subscription and responder declares: payload type, reply type, retries.
+
+        >>> [(c.pattern, c.payload) for c in event_bus.contracts() if c.kind == "responder"]
+        """
+        kinds = {SUBSCRIBE: "subscription", RESPOND: "responder"}
+        rows = {
+            (sub.pattern, sub.identity, sub.mode): Contract(
+                kind=kinds.get(sub.mode, "broadcast"),
+                pattern=sub.pattern,
+                owner=sub.identity,
+                retries=sub.retries,
+                payload=sub.payload_type,
+                reply=sub.reply_type,
+            )
+            for subs in self._router.owned.values()
+            for sub in subs
+            if sub.state is SubscriptionState.ACTIVE
+        }
+        return [rows[key] for key in sorted(rows)]
 
     def outcomes(self) -> list[DeliveryOutcome]:
         """Handled events by event name and subscriber since boot: delivered, failed

@@ -16,11 +16,12 @@ __all__ = ("MemoryBackend", "Waiter")
 
 
 class Waiter:
-    """One pending request: the first non-``None`` return value of a responder wins.
+    """One pending request: the first reply wins.
 
-    A responder that returns ``None`` does not answer (an observer subscribed to
+    A responder's return value (``respond``), ``None`` included, is a reply; a
+    subscriber's is one only when it is not ``None`` (an observer subscribed to
     ``order.>`` must not win the race against the real responder). When every
-    responder finished without answering, the request returns ``None``, or
+    handler finished without answering, the request returns ``None``, or
     raises :class:`RequestFailed` if any of them failed.
     """
 
@@ -43,11 +44,11 @@ class Waiter:
         self._expected = responders
         self._settle()
 
-    def answer(self, value: Any, responder: str) -> bool:
+    def answer(self, value: Any, responder: str, *, final: bool = False) -> bool:
         self._finished += 1
         if not self._open:
             return False
-        if value is None:
+        if value is None and not final:
             self._settle()
             return False
         self.value, self.responder = value, responder
@@ -101,9 +102,9 @@ class MemoryBackend:
                 count = await self._sink.dispatch(event, waiter)
                 if not count:
                     raise NoResponder(
-                        f"nothing subscribes to {event.name!r}, so no one can answer the "
-                        f"request; subscribe a responder, e.g. "
-                        f"await event_bus.subscribe({event.name!r}, self.on_request)"
+                        f"nothing responds to {event.name!r}, so no one can answer the "
+                        f"request; register a responder in the plugin that owns the data, "
+                        f"e.g. await event_bus.respond({event.name!r}, self.answer)"
                     )
                 waiter.expect(count)
                 await waiter.wait()
@@ -124,10 +125,10 @@ class MemoryBackend:
             ) from waiter.error
         return None
 
-    def watch(self, pattern: str, group: str) -> None:
+    def watch(self, pattern: str, group: str, mode: str = "subscribe") -> None:
         """Nothing to join: the fan-out is the transport."""
 
-    def unwatch(self, pattern: str, group: str) -> None:
+    def unwatch(self, pattern: str, group: str, mode: str = "subscribe") -> None:
         """Nothing to leave."""
 
     def problem(self) -> str | None:

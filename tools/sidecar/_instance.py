@@ -324,8 +324,11 @@ class Instance:
                     raise RegistrationError(
                         f"{pattern!r} is not declared; add it to {key} in {where}"
                     )
-                retries = message.retries if isinstance(message, p.Subscribe) else 0
-                await self.bus.subscribe(pattern, self._deliverer(pattern), retries=retries)
+                if isinstance(message, p.Subscribe):
+                    deliver = self._deliverer(pattern)
+                    await self.bus.subscribe(pattern, deliver, retries=message.retries)
+                else:  # whatever the program answers, null included, is the reply
+                    await self.bus.respond(pattern, self._deliverer(pattern))
         except MicroCoreError as exc:
             self.log.warning("sidecar_registration_refused", error=str(exc))
             return p.error(message.id, exc.code, str(exc))
@@ -348,7 +351,7 @@ class Instance:
                 raise SidecarUnavailable(
                     f"sidecar {identity!r} is not running (it is restarting); try again shortly"
                 )
-            body = await context.request.body()
+            body = await context.body()
             message = {
                 "type": "http",
                 "method": context.method,

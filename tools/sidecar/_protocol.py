@@ -54,7 +54,7 @@ class Subscribe(_Message, tag="subscribe"):
 
 
 class Respond(_Message, tag="respond"):
-    """Answer request ``name``: the same as a subscription on this bus."""
+    """Answer request ``name``: whatever the program replies, null included, is the reply."""
 
     id: Id
     name: str

@@ -28,16 +28,11 @@ class CreateProductPlugin(Plugin):
 
     async def execute(self, data: NewProduct, context: Context) -> Product:
         """Create a product"""
-        # The row and its event commit together (transactional outbox): the event is
-        # relayed once the row is committed, so the 201 depends on the commit alone.
-        async with self.db.transaction() as tx:
+        async with self.db.transaction() as tx:  # the row and its event commit together
             product_id = await tx.execute(
                 "INSERT INTO products (name, price) VALUES (?, ?)", (data.name, data.price)
             )
-            await self.bus.publish(
-                "product.created",
-                {"id": product_id, "name": data.name, "price": data.price},
-                transaction=tx,
-            )
+            product = Product(id=product_id, name=data.name, price=data.price)
+            await self.bus.publish("product.created", product, transaction=tx)
         self.logger.info("product created", id=product_id)
-        return Product(id=product_id, name=data.name, price=data.price)
+        return product

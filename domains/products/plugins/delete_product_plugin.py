@@ -24,4 +24,4 @@ class DeleteProductPlugin(Plugin):
             deleted = await tx.execute("DELETE FROM products WHERE id = ?", (data.product_id,))
             if not deleted:
                 raise NotFound(f"product {data.product_id} not found")
-            await self.bus.publish("product.deleted", {"id": data.product_id}, transaction=tx)
+            await self.bus.publish("product.deleted", data, transaction=tx)

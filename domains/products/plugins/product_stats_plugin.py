@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domains.products.models import Product
 from microcore import Event, Plugin
 from tools.event_bus import EventBus
 from tools.http import Context, Http
@@ -23,9 +24,9 @@ class ProductStatsPlugin(Plugin):
         await self.bus.subscribe("product.created", self.on_created)
         self.http.add_endpoint("/products/stats", "GET", self.stats, tags=["products"])
 
-    async def on_created(self, event: Event) -> None:
+    async def on_created(self, event: Event[Product]) -> None:
         total = await self.state.incr("products", "created")
-        self.logger.info("product counted", id=event.payload["id"], total=total)
+        self.logger.info("product counted", id=event.payload.id, total=total)
 
     async def stats(self, data: dict[str, Any], context: Context) -> dict[str, Any]:
         """How many products were created since the app started"""

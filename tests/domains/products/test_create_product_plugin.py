@@ -32,5 +32,5 @@ async def test_create_product_inserts_and_publishes(db: AsyncMock, tx: AsyncMock
         "INSERT INTO products (name, price) VALUES (?, ?)", ("Pen", 2.5)
     )
     bus.publish.assert_awaited_once_with(
-        "product.created", {"id": 7, "name": "Pen", "price": 2.5}, transaction=tx
+        "product.created", Product(id=7, name="Pen", price=2.5), transaction=tx
     )

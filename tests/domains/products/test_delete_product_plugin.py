@@ -17,7 +17,7 @@ async def test_delete_product_publishes_and_returns_nothing(db: AsyncMock, tx: A
     plugin = DeleteProductPlugin(http=MagicMock(), db=db, event_bus=bus)
     tx.execute.return_value = 1
     await plugin.execute(ProductId(product_id=3), MagicMock())
-    bus.publish.assert_awaited_once_with("product.deleted", {"id": 3}, transaction=tx)
+    bus.publish.assert_awaited_once_with("product.deleted", ProductId(product_id=3), transaction=tx)
 
 
 async def test_delete_product_missing_is_404_without_event(db: AsyncMock, tx: AsyncMock) -> None:

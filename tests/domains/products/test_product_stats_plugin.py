@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from unittest.mock import AsyncMock, MagicMock
 
+from domains.products.models import Product
 from domains.products.plugins.product_stats_plugin import ProductStatsPlugin
-from microcore import Event
+from microcore.testing import make_event
 
 
 async def test_product_stats_subscribes_and_serves() -> None:
@@ -24,15 +25,7 @@ async def test_product_stats_counts_each_event() -> None:
         http=MagicMock(), event_bus=AsyncMock(), state=state, logger=MagicMock()
     )
     state.incr.return_value = 1
-    event = Event(
-        name="product.created",
-        payload={"id": 1},
-        id="e1",
-        correlation_id="c1",
-        source="products.CreateProductPlugin",
-        timestamp=0.0,
-    )
-    await plugin.on_created(event)
+    await plugin.on_created(make_event("product.created", Product(id=1, name="Pen", price=2.5)))
     state.incr.assert_awaited_once_with("products", "created")
     state.get.return_value = 1
     assert await plugin.stats({}, MagicMock()) == {"created": 1}

@@ -46,6 +46,12 @@ Events (``publish``) are durable, on JetStream:
   exists anywhere, and the order between replicas (each replica sees its share in
   stream order; a redelivered event comes late).
 
+Broadcast subscriptions (``subscribe(..., broadcast=True)``) are plain core NATS
+subscriptions to ``<stream>.<pattern>`` (no queue group, no consumer): every replica
+gets each event JetStream stores, at most once and only while connected; nothing is
+redelivered, and past ``EVENT_BUS_BUFFER`` waiting events a slow replica drops the
+excess (logged). Responders (``respond``) join only the request queue group.
+
 Requests (``request``) are core NATS request/reply, not stored: the request
 goes to ``<stream>_req.<name>``, where each subscription listens in the queue
 group of its plugin. A responder claims the request when it arrives, then
@@ -90,7 +96,7 @@ from microcore.tooling import MicroCoreError
 
 from .._backend import Publisher, Sink
 from .._errors import BusClosed, PublishTimeout
-from .._fanout import Fanout, Request, Subscription
+from .._fanout import BROADCAST, RESPOND, SUBSCRIBE, Fanout, Request, Subscription
 from .._settings import BusSettings
 from .acks import Acks, Handled, Outbox
 from .replies import RemoteReply, RemoteWaiter, offer, queue_to
@@ -150,11 +156,22 @@ class _Binding:
     whichever order they watch and unwatch; it is left once nobody uses it.
     """
 
-    __slots__ = ("backlog", "group", "handled", "pattern", "pumped", "ready", "refs", "subs")
+    __slots__ = (
+        "backlog",
+        "group",
+        "handled",
+        "mode",
+        "pattern",
+        "pumped",
+        "ready",
+        "refs",
+        "subs",
+    )
 
-    def __init__(self, pattern: str, group: str) -> None:
+    def __init__(self, pattern: str, group: str, mode: str = SUBSCRIBE) -> None:
         self.pattern = pattern
         self.group = group
+        self.mode = mode  # SUBSCRIBE: consumer + requests; BROADCAST: core subject; RESPOND
         self.refs = 1
         self.ready = anyio.Event()  # set after the first attempt to bind (failed or not)
         self.subs: list[NatsSubscription] = []  # in the order they are left: requests first
@@ -167,7 +184,7 @@ class _Binding:
         return [
             sub
             for sub in fanout.trie.match(name)
-            if sub.identity == self.group and sub.pattern == self.pattern
+            if sub.identity == self.group and sub.pattern == self.pattern and sub.mode == self.mode
         ]
 
 
@@ -191,7 +208,7 @@ class NatsBackend:
         self._inbox = ""
         self._tokens = itertools.count(1)
         self._waiters: dict[str, RemoteWaiter] = {}
-        self._bindings: dict[tuple[str, str], _Binding] = {}
+        self._bindings: dict[tuple[str, str, str], _Binding] = {}
         self._pending: set[_Binding] = set()  # bindings publishers wait for (see _publish)
         self._drain_ids: set[str] = set()  # events published here while draining
         self._up = anyio.Event()  # set while connected (publish waits for it)
@@ -513,18 +530,18 @@ class NatsBackend:
 
     # -- subscriptions --
 
-    def watch(self, pattern: str, group: str) -> None:
-        key = (pattern, group)
+    def watch(self, pattern: str, group: str, mode: str = SUBSCRIBE) -> None:
+        key = (pattern, group, mode)
         binding = self._bindings.get(key)
         if binding is not None:
             binding.refs += 1
             return
-        binding = self._bindings[key] = _Binding(pattern, group)
+        binding = self._bindings[key] = _Binding(pattern, group, mode)
         self._pending.add(binding)
         self._start(self._bind, binding, name=f"event_bus:nats:bind:{group}:{pattern}")
 
-    def unwatch(self, pattern: str, group: str) -> None:
-        binding = self._bindings.get((pattern, group))
+    def unwatch(self, pattern: str, group: str, mode: str = SUBSCRIBE) -> None:
+        binding = self._bindings.get((pattern, group, mode))
         if binding is None:
             return
         binding.refs -= 1
@@ -566,6 +583,39 @@ class NatsBackend:
 
     async def _subscribe(self, binding: _Binding) -> None:
         nc = self._client()
+        if binding.mode == BROADCAST:  # every replica: a plain (not queue) core subscription
+            binding.subs = [
+                await nc.subscribe(
+                    self._subjects.event(binding.pattern),
+                    cb=partial(self._on_broadcast, binding),
+                    pending_msgs_limit=self._settings.buffer,
+                )
+            ]
+        else:
+            await self._join(nc, binding)
+        # Joined once NATS has seen the SUBs (other replicas may request at once).
+        # Shielded: a cancelled flush breaks nats-py (see _start); it times out by itself.
+        try:
+            with anyio.CancelScope(shield=True):
+                await nc.flush(timeout=_FLUSH_TIMEOUT)
+        except _NATS_ERRORS as exc:  # joined all the same: NATS gets the SUBs when it is back
+            _log.warning(
+                "event_bus_nats_subscribe_unconfirmed",
+                subscriber=binding.group,
+                pattern=binding.pattern,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def _join(self, nc: Client, binding: _Binding) -> None:
+        """The plugin's queue groups: requests, and (not for a responder) its durable consumer."""
+        requests = await nc.subscribe(
+            self._subjects.request(binding.pattern),
+            queue=binding.group,
+            cb=partial(self._on_request, binding),
+        )
+        if binding.mode == RESPOND:
+            binding.subs = [requests]
+            return
         jsm = nc.jsm()
         stream = self._settings.stream
         durable = self._subjects.durable(binding.group, binding.pattern)
@@ -591,26 +641,9 @@ class NatsBackend:
         events = await nc.subscribe(
             deliver, queue=binding.group, cb=partial(self._on_event, binding)
         )
-        requests = await nc.subscribe(
-            self._subjects.request(binding.pattern),
-            queue=binding.group,
-            cb=partial(self._on_request, binding),
-        )
         # Left requests first: a request reaching a leaving replica is answered GONE (and
         # sent again by the requester), so the window for that is kept short.
         binding.subs = [requests, events]
-        # Joined once NATS has seen the SUBs (other replicas may request at once).
-        # Shielded: a cancelled flush breaks nats-py (see _start); it times out by itself.
-        try:
-            with anyio.CancelScope(shield=True):
-                await nc.flush(timeout=_FLUSH_TIMEOUT)
-        except _NATS_ERRORS as exc:  # joined all the same: NATS gets the SUBs when it is back
-            _log.warning(
-                "event_bus_nats_subscribe_unconfirmed",
-                subscriber=binding.group,
-                pattern=binding.pattern,
-                error=f"{type(exc).__name__}: {exc}",
-            )
 
     async def _unbind(self, binding: _Binding, left: anyio.Event) -> None:
         try:
@@ -625,7 +658,7 @@ class NatsBackend:
 
     def _forget(self, binding: _Binding) -> None:
         """Drop ``binding`` from the table, so a later watch binds afresh (not a leaving one)."""
-        key = (binding.pattern, binding.group)
+        key = (binding.pattern, binding.group, binding.mode)
         if self._bindings.get(key) is binding:
             del self._bindings[key]
 
@@ -727,6 +760,49 @@ class NatsBackend:
                 queued = False
             if not queued:
                 delivery.report(abandoned=True)
+
+    async def _on_broadcast(self, binding: _Binding, msg: Msg) -> None:
+        """A broadcast event (core NATS, every replica, no acks): hand it on in order.
+
+        nats-py holds at most ``EVENT_BUS_BUFFER`` of them for this subscription
+        (``pending_msgs_limit``); past that it drops them (a slow consumer, logged by
+        nats-py's error callback), and so does this backlog: broadcast delivery is at
+        most once, live only.
+        """
+        if len(binding.backlog) >= self._settings.buffer:
+            _log.warning("event_bus_nats_broadcast_dropped", subscriber=binding.group)
+            return
+        binding.backlog.append(msg)
+        if binding.pumped is None:
+            pumped = binding.pumped = anyio.Event()
+            self._start(
+                self._pump_broadcast, binding, pumped, name=f"event_bus:nats:live:{binding.group}"
+            )
+
+    async def _pump_broadcast(self, binding: _Binding, pumped: anyio.Event) -> None:
+        backlog = binding.backlog
+        try:
+            while backlog:
+                msg = backlog.popleft()
+                try:
+                    event = decode_event(msg.data)
+                except msgspec.DecodeError:
+                    _log.error("event_bus_nats_bad_event", subject=msg.subject, size=len(msg.data))
+                    continue
+                fanout = self._fanout
+                for sub in [] if fanout is None else binding.targets(fanout, event.name):
+                    try:
+                        await queue_to(fanout, sub, event)  # type: ignore[arg-type]
+                    except PublishTimeout:
+                        _log.warning(
+                            "event_bus_nats_broadcast_dropped",
+                            subscriber=sub.identity,
+                            pattern=sub.pattern,
+                            event_id=event.id,
+                        )
+        finally:
+            binding.pumped = None
+            pumped.set()
 
     async def _on_request(self, binding: _Binding, msg: Msg) -> None:
         try:

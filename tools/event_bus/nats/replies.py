@@ -123,7 +123,7 @@ class EventOutcome:
     def expect(self, responders: int) -> None:
         """Events have no requester waiting."""
 
-    def answer(self, value: Any, responder: str) -> bool:
+    def answer(self, value: Any, responder: str, *, final: bool = False) -> bool:
         self.delivery.report()
         return False  # a return value answers requests only
 
@@ -155,12 +155,12 @@ class RemoteReply:
     def expect(self, responders: int) -> None:
         """The requester counts claims itself."""
 
-    def answer(self, value: Any, responder: str) -> bool:
+    def answer(self, value: Any, responder: str, *, final: bool = False) -> bool:
         if not self.open:
             self._open = False
             return False
         self._open = False
-        if value is None:
+        if value is None and not final:
             self._send(self._to, encode_reply(NONE, responder))
             return False
         self._send(self._to, encode_reply(VALUE, responder, value))
@@ -267,9 +267,9 @@ class RemoteWaiter:
             return self.value
         if self.no_responders or (not self.claimed and (self.gone or self.retries)):
             raise NoResponder(
-                f"nothing subscribes to {event.name!r}, so no one can answer the request; "
-                f"subscribe a responder in any replica, e.g. "
-                f"await event_bus.subscribe({event.name!r}, self.on_request)"
+                f"nothing responds to {event.name!r}, so no one can answer the request; "
+                f"register a responder in any replica, e.g. "
+                f"await event_bus.respond({event.name!r}, self.answer)"
             )
         if timed_out:
             raise RequestTimeout(

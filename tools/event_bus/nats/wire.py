@@ -16,9 +16,9 @@ tokens).
 Frames are msgpack (msgspec): smaller and faster than JSON, and they keep
 ints, floats, bytes and datetimes apart. An event travels as the
 :class:`~microcore.Event` struct itself; its payload arrives as builtins (a
-msgspec Struct payload arrives as the equivalent dict: ``msgspec.convert(
-event.payload, Model)`` gets the Struct back). Encoders and decoders are built
-once.
+msgspec Struct payload arrives as the equivalent dict), and the bus converts it
+into the type a handler declares (``event: Event[Model]``, see ``_contracts.py``)
+before the call, as it does in process. Encoders and decoders are built once.
 """
 
 from __future__ import annotations
