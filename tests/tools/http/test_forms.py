@@ -288,3 +288,19 @@ async def test_form_openapi_offers_url_encoded_for_flat_models(serve: Serve) -> 
     nested = paths["/items"]["post"]["requestBody"]["content"]
     assert list(nested) == ["application/json"]
     assert "415" not in paths["/products"]["post"]["responses"]
+
+
+async def test_form_edge_encodings(serve: Serve) -> None:
+    """Empty pieces of a url-encoded form are skipped; a Content-Type that only mentions "form"
+    (``application/vnd.form+json``) is not a form."""
+    served = await serve(FORMS)
+    response = await served.client.post(
+        "/loose",
+        content=b"a=1&&b=2&",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.json() == {"a": "1", "b": "2"}
+    response = await served.client.post(
+        "/loose", content=b'{"a": 1}', headers={"content-type": "application/vnd.form+json"}
+    )
+    assert response.json() == {"a": 1}
