@@ -105,6 +105,7 @@ class Context:
             receive = self.receive if self._body is None else _replay(self._body, self.receive)
             self._request = Request(self.scope, receive)
             self._request.scope["path_params"] = self.params
+            self._request._stream_consumed = self._streamed  # its body() says so, never hangs
         return self._request
 
     @property
@@ -160,6 +161,8 @@ class Context:
         if self._body is not None:
             return _once(self._body)
         self._streamed = True
+        if self._request is not None:
+            self._request._stream_consumed = True
         return body_chunks(self.receive, self._length, self._limit)
 
     async def _close_uploads(self) -> None:

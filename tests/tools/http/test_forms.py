@@ -6,6 +6,8 @@ import hashlib
 import hmac
 from typing import Any
 
+import pytest
+
 from tools.http._context import Context
 
 from .conftest import Serve
@@ -232,19 +234,21 @@ async def test_context_body_that_is_not_json_is_left_to_the_handler(serve: Serve
 
 
 async def test_context_body_of_a_streamed_multipart_body_says_why_not() -> None:
-    """Once a multipart body streamed into its files, ``context.body()`` explains it is gone."""
+    """Once a multipart body streamed into its files, ``context.body()`` explains it is gone and
+    ``context.request.body()`` raises at once instead of waiting for a body that never comes."""
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    context = Context({"type": "http", "headers": []}, receive, "rid", length=10)
-    context._chunks()
-    try:
-        await context.body()
-    except RuntimeError as exc:
-        assert "streamed into its upload files" in str(exc)
-    else:
-        raise AssertionError("context.body() should refuse")
+    for early in (False, True):
+        context = Context({"type": "http", "headers": []}, receive, "rid", length=10)
+        if early:  # a middleware looked at the request (cookies, say) before the body streamed
+            assert context.request.cookies == {}
+        context._chunks()
+        with pytest.raises(RuntimeError, match="streamed into its upload files"):
+            await context.body()
+        with pytest.raises(RuntimeError, match="Stream consumed"):
+            await context.request.body()  # Starlette's own error, not a wait for more body
 
 
 async def test_context_body_read_by_middleware_still_decodes_the_model(serve: Serve) -> None:
@@ -288,3 +292,19 @@ async def test_form_openapi_offers_url_encoded_for_flat_models(serve: Serve) -> 
     nested = paths["/items"]["post"]["requestBody"]["content"]
     assert list(nested) == ["application/json"]
     assert "415" not in paths["/products"]["post"]["responses"]
+
+
+async def test_form_edge_encodings(serve: Serve) -> None:
+    """Empty pieces of a url-encoded form are skipped; a Content-Type that only mentions "form"
+    (``application/vnd.form+json``) is not a form."""
+    served = await serve(FORMS)
+    response = await served.client.post(
+        "/loose",
+        content=b"a=1&&b=2&",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.json() == {"a": "1", "b": "2"}
+    response = await served.client.post(
+        "/loose", content=b'{"a": 1}', headers={"content-type": "application/vnd.form+json"}
+    )
+    assert response.json() == {"a": 1}
