@@ -1,10 +1,10 @@
 """Scaffolding: ``microcore new`` (a runnable project) and ``microcore add plugin``.
 
 Templates live in ``microcore/templates``; ``{{name}}`` placeholders are
-replaced. ``new`` copies the example app (tools, the products domain, its
-tests) from the microcore source folder this package runs from, and records
-that folder in the project's ``pyproject.toml``, so its ``make`` installs this
-very microcore (the ``microcore`` name on PyPI is another project).
+replaced. ``new`` copies the bundle (``bundle.py``: the example app, the
+standard tools, the products domain and its tests) that this microcore carries,
+records the tools in ``tools.lock.json`` (``microcore tools upgrade`` reads it)
+and makes the project depend on ``microcore`` by name and version range.
 """
 
 from __future__ import annotations
@@ -12,21 +12,20 @@ from __future__ import annotations
 import keyword
 import re
 import shutil
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import __version__
 from .._core.errors import ConfigurationError
+from .bundle import bundle_files, bundle_root, requirement
+from .upgrade import lock_files, write_lock
 
-__all__ = ("add_plugin", "new_project", "source_folder")
+__all__ = ("add_plugin", "new_project")
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
-_COPIED = ("app.py", ".env.example", ".gitignore", "tools/__init__.py", "domains/__init__.py")
-_COPIED_TREES = ("domains/products", "tests/domains/products")
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.db", "*.db-*")
 
 
 def render_template(relative: str, values: Mapping[str, str]) -> str:
@@ -86,29 +85,6 @@ def add_plugin(root: Path, domain: str, name: str) -> list[Path]:
 # -- new project ----------------------------------------------------------------------
 
 
-def source_folder(package_dir: Path | None = None) -> Path:
-    """The microcore source folder (with ``tools/`` and the example domain) we run from."""
-    package_dir = package_dir or Path(__file__).resolve().parents[1]
-    root = package_dir.parent
-    try:
-        name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"][
-            "name"
-        ]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        name = None
-    if (
-        name != "microcore"
-        or not (root / "tools").is_dir()
-        or not (root / "domains" / "products").is_dir()
-    ):
-        raise ConfigurationError(
-            f"microcore new copies the example app from a microcore source folder, but this "
-            f"microcore runs from {package_dir} without one; run it from a microcore checkout "
-            "(pip install -e /path/to/microcore)"
-        )
-    return root
-
-
 def _project_name(target: Path) -> str:
     name = target.name
     if not _PROJECT_NAME.fullmatch(name):
@@ -119,28 +95,24 @@ def _project_name(target: Path) -> str:
     return name
 
 
-def new_project(target: Path, *, source: Path | None = None) -> Path:
-    """Create a runnable project in ``target`` (absent or empty) from the example app."""
+def new_project(target: Path, *, source: Path | None = None, version: str = __version__) -> Path:
+    """Create a runnable project in ``target`` (absent or empty) from the example app.
+
+    ``source`` is the bundle to copy (default: the one this microcore carries);
+    ``tools.lock.json`` records the standard tools as shipped by ``version``.
+    """
     target = target.resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigurationError(f"{target} already exists and is not empty; pick a new folder")
     name = _project_name(target)
-    source = source or source_folder()
+    source = source or bundle_root()
+    files = bundle_files(source)
     target.mkdir(parents=True, exist_ok=True)
-    for rel in _COPIED:
-        if (source / rel).is_file():
-            _write(target / rel, (source / rel).read_text(encoding="utf-8"))
-    for tool in sorted((source / "tools").iterdir()):
-        if (tool / f"{tool.name}_tool.py").is_file():
-            shutil.copytree(tool, target / "tools" / tool.name, ignore=_IGNORED)
-    for rel in _COPIED_TREES:
-        if (source / rel).is_dir():
-            shutil.copytree(source / rel, target / rel, ignore=_IGNORED)
-    values = {
-        "name": name,
-        "microcore_path": str(source),
-        "microcore_url": source.as_uri(),
-    }
-    for rel in ("Makefile", "README.md", "pyproject.toml", "tests/test_products_api.py"):
+    for rel in files:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target / rel)
+    write_lock(target, version, lock_files(source, files))
+    values = {"name": name, "requirement": requirement(version), "version": version}
+    for rel in ("Makefile", "README.md", "pyproject.toml"):
         _write(target / rel, render_template(f"project/{rel}.tmpl", values))
     return target

@@ -9,11 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from microcore import __version__
+from microcore._dev.bundle import BundleError, bundle_files, bundle_root, requirement
 from microcore._dev.checks import check_project
 from microcore._dev.cli import main
-from microcore._dev.scaffold import new_project, source_folder
+from microcore._dev.scaffold import new_project
+from microcore._dev.upgrade import read_lock
 from microcore.testing import start_app
-from microcore.tooling import ConfigurationError
 from tests.conftest import ProjectFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,8 +114,11 @@ def test_new_project_passes_its_own_checks_and_tests(
     assert "AI_CONTEXT.md: " in capsys.readouterr().out
     pyproject = (target / "pyproject.toml").read_text()
     assert 'name = "shop-api"' in pyproject
-    assert f'"microcore @ {REPO.as_uri()}"' in pyproject
-    assert str(REPO) in (target / "Makefile").read_text()
+    assert f'dependencies = ["microcore>={__version__},<' in pyproject
+    for path in target.rglob("*"):  # by name and version: no path, no file: URL
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert str(REPO) not in text and "file://" not in text, path
     for rel in ("app.py", ".env.example", ".gitignore", "tools/http/http_tool.py", "README.md"):
         assert (target / rel).is_file(), rel
     assert not list(target.rglob("__pycache__"))
@@ -125,6 +130,17 @@ def test_new_project_passes_its_own_checks_and_tests(
     tests = run(["pytest", "-q", "-p", "no:cacheprovider"], target)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout and "failed" not in tests.stdout
+
+
+def test_new_records_the_shipped_tools(tmp_path: Path) -> None:
+    """tools.lock.json lists every standard tool file with its hash and this version."""
+    target = new_project(tmp_path / "shop")
+    lock = read_lock(target)
+    assert lock is not None and lock.version == __version__
+    shipped = [rel for rel in bundle_files(REPO) if rel.startswith("tools/")]
+    assert sorted(lock.files) == shipped
+    assert "tools/http/http_tool.py" in lock.files
+    assert not any(rel.startswith("domains/") for rel in lock.files)
 
 
 def test_new_refuses_used_folders_and_bad_names(
@@ -148,16 +164,67 @@ def test_new_project_copies_what_the_source_has(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:
     """Files the source folder lacks are skipped; templates are always written."""
-    source = make_project({"app.py": "app = None\n"}, tools=["config"])
-    target = new_project(tmp_path / "mini", source=source)
+    source = make_project({"app.py": "app = None\n", "tools/x/y.py": ""}, tools=["config"])
+    target = new_project(tmp_path / "mini", source=source, version="1.4.2")
     assert (target / "app.py").read_text() == "app = None\n"
     assert (target / "tools/config/config_tool.py").is_file()
+    assert not (target / "tools/x").exists()  # not a tool: no x_tool.py
     assert (target / "Makefile").is_file() and not (target / ".env.example").exists()
     assert not (target / "domains").exists()
+    assert '"microcore>=1.4.2,<2"' in (target / "pyproject.toml").read_text()
 
 
-def test_source_folder_needs_a_checkout(tmp_path: Path) -> None:
-    """new copies the example from a microcore checkout; without one it says how to get one."""
-    assert source_folder() == REPO
-    with pytest.raises(ConfigurationError, match="run it from a microcore checkout"):
-        source_folder(tmp_path / "site-packages" / "microcore")
+def test_bundle_comes_from_the_wheel_or_the_checkout(tmp_path: Path) -> None:
+    """An installed wheel carries microcore/_bundle; an editable checkout is its own bundle."""
+    assert bundle_root() == REPO
+    package = tmp_path / "site-packages" / "microcore"
+    (package / "_bundle" / "tools").mkdir(parents=True)
+    assert bundle_root(package) == package / "_bundle"
+
+
+@pytest.mark.parametrize(
+    "pyproject",
+    [None, '[project]\nname = "other"\n', "not toml [", '[project]\nversion = "1"\n'],
+)
+def test_bundle_missing_says_how_to_get_one(tmp_path: Path, pyproject: str | None) -> None:
+    """Neither a bundle nor a microcore checkout: the error says how to install one."""
+    (tmp_path / "tools").mkdir()
+    if pyproject is not None:
+        (tmp_path / "pyproject.toml").write_text(pyproject)
+    with pytest.raises(BundleError, match="carries no project bundle"):
+        bundle_root(tmp_path / "microcore")
+
+
+def test_new_without_a_bundle_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """microcore new from a microcore without a bundle fails with one line, no traceback."""
+    from microcore._dev import scaffold
+
+    def missing() -> Path:
+        raise BundleError("this microcore carries no project bundle")
+
+    monkeypatch.setattr(scaffold, "bundle_root", missing)
+    assert main(["new", str(tmp_path / "shop")]) == 1
+    err = capsys.readouterr().err
+    assert err == "microcore: error: this microcore carries no project bundle\n"
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("0.2.0", "microcore>=0.2.0,<0.3"),
+        ("0.10.3", "microcore>=0.10.3,<0.11"),
+        ("1.4.2", "microcore>=1.4.2,<2"),
+        ("2.0.0rc1", "microcore>=2.0.0rc1,<3"),
+    ],
+)
+def test_requirement_allows_what_semver_says_is_compatible(version: str, expected: str) -> None:
+    """The dependency stops before the next version that may break the project."""
+    assert requirement(version) == expected
+
+
+def test_requirement_needs_a_version() -> None:
+    """A version that is not MAJOR.MINOR... is refused."""
+    with pytest.raises(BundleError, match=r"'dev' is not MAJOR\.MINOR\.PATCH"):
+        requirement("dev")
