@@ -20,6 +20,5 @@ __all__ = (
     "Plugin",
     "RequestTimeout",
     "Tool",
-    "__version__",
     "create_app",
 )
