@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from microcore.tooling import MicroCoreError, causation, new_id
+from microcore.tooling import TRACING, MicroCoreError, causation, new_id
 
 from ._context import Context
 from ._cors import Cors
@@ -35,6 +35,7 @@ from ._routing import RouteTable
 from ._stats import FLUSH_AT
 from ._streaming import EventStream, WebSocketRoute
 from ._streams import CLOSE_SECONDS, OpenStreams
+from ._tracing import traced_http
 
 __all__ = ("HttpApp",)
 
@@ -64,7 +65,10 @@ class HttpApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if TRACING.enabled:
+                await traced_http(self.snapshot.table, self._http, scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
 
