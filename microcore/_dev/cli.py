@@ -27,7 +27,7 @@ from .._core.errors import MicroCoreError
 from .bundle import BundleError, bundle_root
 from .checks import check_project
 from .manifest import CONTEXT_FILE, Manifest, describe_project, render
-from .scaffold import add_plugin, new_project
+from .scaffold import PluginShape, add_plugin, new_project
 from .upgrade import LOCK_FILE, NEW_SUFFIX, upgrade_tools
 
 __all__ = ("main",)
@@ -160,8 +160,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_add_plugin(args: argparse.Namespace) -> int:
     root = _project(args)
-    for path in add_plugin(root, args.domain, args.name):
-        _out(f"created {path.relative_to(root)}")
+    shape = PluginShape(
+        route=args.route,
+        request=args.request,
+        response=args.response,
+        subscribe=args.subscribe,
+        publishes=tuple(args.publishes),
+    )
+    for path, verb in add_plugin(root, args.domain, args.name, shape).items():
+        _out(f"{verb} {path.relative_to(root)}")
     return 0
 
 
@@ -238,6 +245,24 @@ def _parser() -> argparse.ArgumentParser:
     plugin = things.add_parser("plugin", help="a plugin file and its test", parents=[project])
     plugin.add_argument("domain", metavar="DOMAIN")
     plugin.add_argument("name", metavar="NAME")
+    plugin.add_argument(
+        "--route",
+        metavar="'METHOD /path'",
+        help="the endpoint, e.g. 'PATCH /products/{product_id:int}' "
+        "(default: GET /DOMAIN/NAME unless --subscribe is given)",
+    )
+    plugin.add_argument(
+        "--request", metavar="MODEL", help="the request model (default NameRequest)"
+    )
+    plugin.add_argument("--response", metavar="MODEL", help="the response model (NameResponse)")
+    plugin.add_argument("--subscribe", metavar="EVENT", help="handle this event (or pattern)")
+    plugin.add_argument(
+        "--publishes",
+        metavar="EVENT",
+        action="append",
+        default=[],
+        help="publish this event after the work (repeatable)",
+    )
     plugin.set_defaults(run=cmd_add_plugin)
     tools = commands.add_parser("tools", help="the standard tools (microcore tools upgrade)")
     tool_commands = tools.add_subparsers(dest="action", required=True, metavar="ACTION")
