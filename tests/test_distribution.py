@@ -4,7 +4,8 @@ Build the sdist and the wheel from this repository (``python -m build``), instal
 wheel by name into a fresh virtualenv under a temporary folder, and from there:
 ``microcore new shop``; the project's own ``make test`` (ruff, mypy --strict, ``microcore
 check``, ``microcore context --check``, its tests) with the wheel's folder as
-``PIP_FIND_LINKS``; then ``make run`` (``microcore dev``) and ``uvicorn app:app`` each
+``PIP_FIND_LINKS``, after ``microcore add plugin`` wrote a PATCH route and a subscriber;
+then ``make run`` (``microcore dev``) and ``uvicorn app:app`` each
 answer 200 on ``/system/health``. Nothing runs from the checkout: the virtualenv imports
 microcore from its own site-packages and the project never names the checkout.
 """
@@ -109,6 +110,13 @@ def test_the_wheel_alone_makes_a_project_that_passes_and_serves(tmp_path: Path) 
     for path in shop.rglob("*"):
         assert not path.is_file() or str(REPO) not in path.read_text(errors="replace"), path
 
+    microcore = bin_ / "microcore"  # features added as a user would, typed and tested
+    route = ["--route", "PATCH /products/{product_id:int}", "--publishes", "product.updated"]
+    _run([microcore, "add", "plugin", "products", "update_product", *route], shop, env, 60)
+    notify = ["notifications", "notify", "--subscribe", "product.updated"]
+    _run([microcore, "add", "plugin", *notify], shop, env, 60)
+    _run([microcore, "context"], shop, env, 120)
+
     out = _run(["make", "test", f"VENV={venv}"], shop, env, 600)
     assert "Success: no issues found" in out  # mypy --strict: `from tools.http import Http`
     assert "plugin files and" in out and "AI_CONTEXT.md is up to date" in out
@@ -121,6 +129,8 @@ def test_the_wheel_alone_makes_a_project_that_passes_and_serves(tmp_path: Path) 
             f"http://127.0.0.1:{port}/products", json={"name": "Pen", "price": 2.5}, timeout=10
         )
         assert created.status_code == 201
+        updated = httpx.patch(f"http://127.0.0.1:{port}/products/1", timeout=10)
+        assert updated.json() == {"ok": True}
     port = free_port()
     uvicorn: list[str | Path] = [
         bin_ / "uvicorn",

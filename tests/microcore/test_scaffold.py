@@ -37,6 +37,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(240)  # subprocesses: ruff and pytest on the generated files
 async def test_add_plugin_output_boots_and_passes_its_test(
     make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -88,6 +89,7 @@ def _lints_clean(root: Path) -> None:
     assert fmt.returncode == 0, fmt.stdout
 
 
+@pytest.mark.timeout(240)  # subprocesses: ruff and pytest on the generated files
 async def test_add_plugin_shapes_route_models_and_events(
     make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -219,6 +221,7 @@ def test_add_plugin_refuses_existing_test(
     assert not (root / "domains/orders/plugins/create_plugin.py").exists()
 
 
+@pytest.mark.timeout(240)  # subprocesses: ruff and pytest on the generated files
 def test_new_project_passes_its_own_checks_and_tests(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -344,6 +347,7 @@ def test_requirement_needs_a_version() -> None:
         requirement("dev")
 
 
+@pytest.mark.timeout(240)  # subprocesses: ruff and pytest on the generated files
 def test_add_plugin_uses_models_the_domain_has(
     make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
