@@ -17,17 +17,21 @@ FULL = {
     "bench_http.py": [],
     "bench_bus.py": [],
     "bench_db.py": [],
+    "bench_outbox.py": [],
     "bench_reload.py": [],
     "bench_scaleout.py": [],
     "bench_tracing.py": [],
+    "bench_scheduler.py": [],
 }
 QUICK = {
     "bench_http.py": ["--rounds", "1", "--duration", "3"],
     "bench_bus.py": ["--events", "20000", "--requests", "3000", "--rounds", "1"],
     "bench_db.py": ["--repeat", "1"],
+    "bench_outbox.py": ["--requests", "500", "--repeat", "1"],
     "bench_reload.py": ["--edits", "10"],
     "bench_scaleout.py": ["--rounds", "1", "--duration", "3"],
     "bench_tracing.py": ["--requests", "1000", "--rounds", "1"],
+    "bench_scheduler.py": ["--seconds", "10"],
 }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -60,15 +64,26 @@ def wait_until_serving(
 
 
 @contextmanager
-def serve(root: Path, env: Mapping[str, str], *, app: str = "app:app") -> Iterator[str]:
-    """Run ``uvicorn app:app`` in ``root`` on a free port; yields the base URL."""
+def serve(
+    root: Path, env: Mapping[str, str], *, app: str = "app:app", log: Path | None = None
+) -> Iterator[str]:
+    """Run ``uvicorn app:app`` in ``root`` on a free port; yields the base URL. ``log``: a
+    file for the server's log (a test that makes it log a lot must not fill a pipe)."""
     port = free_port()
+    with contextlib.ExitStack() as files:
+        stderr = subprocess.PIPE if log is None else files.enter_context(log.open("wb"))
+        with _served(root, env, app, port, stderr) as base:
+            yield base
+
+
+@contextmanager
+def _served(root: Path, env: Mapping[str, str], app: str, port: int, stderr: Any) -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
         cwd=root,
         env={**os.environ, "LOG_FORMAT": "json", **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -123,17 +138,19 @@ class PrivateRedis:
     """A redis-server of the test's own on a free port, to stop and start at will (the
     machine's shared Redis is never touched)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, store: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.store = store  # a folder: keep the data across restarts (append-only file)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence = ["--save", "", "--appendonly", "no"]
+        if self.store is not None:
+            persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+            persistence += ["--dir", str(self.store)]
         self._process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
+            [*("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"), *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -180,3 +197,79 @@ def present(value: T | None) -> T:
     """``value``, which the test expects to be there (a failed assertion when it is None)."""
     assert value is not None
     return value
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (``initdb`` in a temp dir, ``pg_ctl`` on a free
+    port), to stop and start at will: the machine's shared PostgreSQL is never touched.
+
+    PostgreSQL refuses to run as root: as root the cluster is made and run as the
+    ``postgres`` user (``runuser``). :func:`postgres_unavailable` says why it cannot run.
+    """
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin() or Path("/nonexistent")
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.dir = Path(tempfile.mkdtemp(prefix="microcore-pg-"))
+        self.data = self.dir / "data"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.dir, "postgres")
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            [*self._as, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def init(self) -> None:
+        """Make the cluster (trust auth for ``postgres`` on loopback)."""
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
+            "-o", options, "-w", "-t", "30", "start",
+        )  # fmt: skip
+        wait_for_port(self.port)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: a clean shutdown that ends every session; ``immediate``: a crash."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        wait_for_port(self.port, open_=False)
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _postgres_bin() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin``, or the folder of ``pg_ctl`` on PATH."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if found and (found[-1] / "initdb").exists():
+        return found[-1]
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
+def postgres_unavailable() -> str | None:
+    """Why :class:`PrivatePostgres` cannot run here, or ``None``."""
+    if _postgres_bin() is None:
+        return "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            return "running as root without runuser (PostgreSQL refuses to run as root)"
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' user to run PostgreSQL as"
+    return None

@@ -15,6 +15,8 @@
 ...             raise Conflict(f"product {name!r} exists") from exc
 
 The tool itself (``DbTool``) lives in ``tools/db/db_tool.py``; the rest are private modules.
+``Outbox`` and ``OutboxMessage`` are for tools (``DbTool.outbox``: the table the event bus
+stores ``publish(..., transaction=tx)`` events in until they are relayed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._errors import (
     OperationalError,
     ProgrammingError,
 )
+from ._outbox import Outbox, OutboxMessage
 from ._transaction import Transaction
 
 __all__ = (
@@ -38,6 +41,8 @@ __all__ = (
     "IntegrityError",
     "MigrationError",
     "OperationalError",
+    "Outbox",
+    "OutboxMessage",
     "Params",
     "ProgrammingError",
     "Row",

@@ -14,7 +14,7 @@ transaction after an error, the outermost block raises instead of committing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager, suppress
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -47,6 +47,7 @@ class Transaction:
         self._depth = depth
         self._root = root or _Root(self)
         self._open = True
+        self._after: list[Callable[[], object]] = []  # after_commit callbacks of this block
 
     @property
     def open(self) -> bool:
@@ -97,6 +98,20 @@ class Transaction:
         self._check(sql)
         return await self._session.execute_many(sql, [check_params(r, sql) for r in rows])
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the outermost transaction has committed; never if it
+        rolls back (nor if this nested block rolls back alone).
+
+        Callbacks run in the order they were added, after the connection is released, in
+        the task that ends the outermost block; they must not block (start work, wake a
+        task). One that raises is logged; the commit stands and the others still run.
+        ``event_bus.publish(..., transaction=tx)`` relays its event this way.
+
+        >>> tx.after_commit(lambda: self.cache.pop(product_id, None))
+        """
+        self._check("after_commit")
+        self._after.append(callback)
+
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A nested transaction (a savepoint): its failure rolls back only its own work.
 
@@ -146,6 +161,7 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
         self._parent = parent
         self._lease: AbstractAsyncContextManager[Session] | None = None
         self._tx: Transaction | None = None
+        self._outer: Transaction | None = None  # the block a savepoint opened in
         self._savepoint: str | None = None
         self._token: Token[Transaction | None] | None = None
 
@@ -159,6 +175,7 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
             tx, name = parent._child()
             await tx._session.savepoint(name)
             self._savepoint = name
+            self._outer = parent
         else:
             if self._backend is None:
                 raise RuntimeError("a root transaction scope needs a backend")
@@ -184,11 +201,12 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
         tx = self._tx
         if tx is None:
             return
+        committed = False
         try:
             # Shielded: a cancelled block must still roll back, and a commit that was sent
             # must be waited for, or the caller could not know whether it happened.
             with anyio.CancelScope(shield=True):
-                await self._finish(tx, failed=exc_type is not None)
+                committed = await self._finish(tx, failed=exc_type is not None)
         finally:
             tx._open = False
             if tx._root.stack[-1] is tx:
@@ -198,8 +216,14 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
                     self._current.reset(self._token)  # entering one holds a closed tx, ignored
             if self._lease is not None:
                 await self._lease.__aexit__(exc_type, exc, tb)
+        if committed and tx._after:
+            if self._outer is not None:  # a released savepoint: its work is the outer block's
+                self._outer._after.extend(tx._after)
+            else:
+                _run_after_commit(tx._after)
 
-    async def _finish(self, tx: Transaction, *, failed: bool) -> None:
+    async def _finish(self, tx: Transaction, *, failed: bool) -> bool:
+        """End ``tx``: True when its work stands (committed, or a savepoint released)."""
         session, name, root = tx._session, self._savepoint, tx._root
         broken = root.broken or session.aborted
         if not failed:
@@ -214,11 +238,12 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
                     await session.commit()
                 else:
                     await session.release_savepoint(name)
-                return
+                return True
             except BaseException:
                 await self._undo(tx, name, during="commit")
                 raise
         await self._undo(tx, name, during="exception")
+        return False
 
     async def _undo(self, tx: Transaction, name: str | None, *, during: str) -> None:
         session = tx._session
@@ -238,3 +263,11 @@ class TransactionScope(AbstractAsyncContextManager[Transaction]):
     def __repr__(self) -> str:
         kind = "savepoint" if self._parent is not None else "transaction"
         return f"<TransactionScope {kind}>"
+
+
+def _run_after_commit(callbacks: list[Callable[[], object]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - isolation boundary: the commit stands, others run
+            _log.exception("db_after_commit_failed", callback=repr(callback))

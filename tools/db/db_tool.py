@@ -23,6 +23,7 @@ from ._backend import DatabaseBackend
 from ._db import Db
 from ._errors import DatabaseError, MigrationError
 from ._migrations import apply_migrations, apply_new
+from ._outbox import Outbox
 from ._tracing import TracedBackend
 from ._url import DatabaseURL, parse_url
 
@@ -73,6 +74,7 @@ class DbTool(Tool, Db):
         self._config = config
         self._root = kernel.root
         self._migration_errors: dict[str, MigrationError] = {}
+        self._outbox = Outbox(self._open_backend)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -148,6 +150,12 @@ class DbTool(Tool, Db):
             _log.info("db_migrations_applied", domain=domain, files=files)
         done = tuple(p for p in changed if p not in failed)
         return FilesApplied(applied=done, failed=failed, reload_domains=tuple(reload))
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox table, for a tool that relays what transactions wrote after they
+        commit (the event bus: ``publish(..., transaction=tx)``); see ``tools/db/_outbox.py``."""
+        return self._outbox
 
     @property
     def migration_errors(self) -> dict[str, MigrationError]:

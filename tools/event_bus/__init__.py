@@ -10,6 +10,7 @@ from microcore import NoResponder, RequestTimeout
 
 from ._errors import BusClosed, DeliveryTimeout, EventPayloadError, PublishTimeout, RequestFailed
 from ._handle import EventBus, EventHandler
+from ._outbox import OutboxUnavailable
 from ._stats import DeliveryOutcome, SubscriptionState, SubscriptionStats
 
 __all__ = (
@@ -20,6 +21,7 @@ __all__ = (
     "EventHandler",
     "EventPayloadError",
     "NoResponder",
+    "OutboxUnavailable",
     "PublishTimeout",
     "RequestFailed",
     "RequestTimeout",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microcore.tooling import Owner, RegistrationError
 
 from ._fanout import EventHandler, Subscription
 from ._history import Graph
+from ._outbox import OutboxUnavailable
 from ._router import Router
+
+if TYPE_CHECKING:
+    from tools.db import Transaction
 
 __all__ = ("EventBus", "EventHandler")
 
@@ -42,8 +46,11 @@ class EventBus:
         self._published = router.published_by(owner.identity)
         self._subs: dict[tuple[str, EventHandler], Subscription] = {}
 
-    async def publish(self, name: str, payload: Any) -> str:
-        """Publish an event (fire-and-forget) and return its id.
+    async def publish(
+        self, name: str, payload: Any, *, transaction: Transaction | None = None
+    ) -> str:
+        """Publish an event (fire-and-forget) and return its id; with ``transaction=tx``,
+        once ``tx`` commits (transactional outbox).
 
         ``payload`` is a dict or a msgspec Struct. Returns once the event is
         queued for every subscriber, without yielding to other tasks unless it
@@ -54,9 +61,28 @@ class EventBus:
         event as parent.
 
         >>> await self.bus.publish("product.created", {"id": 7, "name": "Pen"})
+
+        With ``transaction=tx`` (an open ``db.transaction()``) the event commits with
+        ``tx`` (transactional outbox): stored in the database in ``tx``, relayed to the
+        bus once ``tx`` commits (retried until the bus takes it, also after a crash),
+        never if it rolls back. It never waits for the bus, so a write's answer depends
+        only on its commit:
+
+        >>> async with self.db.transaction() as tx:
+        ...     product_id = await tx.execute("INSERT INTO products ...", (name, price))
+        ...     await self.bus.publish("product.created", {"id": product_id}, transaction=tx)
         """
         Graph.note(self._published, name)
-        return await self._router.publish(name, payload, self._source)
+        if transaction is None:
+            return await self._router.publish(name, payload, self._source)
+        outbox = self._router.outbox
+        if outbox is None:
+            raise OutboxUnavailable(
+                f"{name!r} from {self._source!r} cannot be published with transaction=: the "
+                "event bus has no outbox (it needs the db tool, set up); publish after the "
+                "transaction instead, or fix the db tool"
+            )
+        return await outbox.put(transaction, name, payload, self._source)
 
     async def subscribe(self, pattern: str, handler: EventHandler, *, retries: int = 0) -> None:
         """Call ``async handler(event)`` for every event whose name matches ``pattern``.

@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -41,6 +41,9 @@ from ._settings import BusSettings
 from ._stats import SubscriptionState
 from ._tracing import attributes
 from .memory import MemoryBackend
+
+if TYPE_CHECKING:
+    from ._outbox import Relay
 
 __all__ = ("SOURCE", "Router", "Start")
 
@@ -73,6 +76,7 @@ class Router:
         self.fanout = Fanout(buffer=1024, publish_timeout=30.0)
         self.deliverer = self._make_deliverer(timeout=30.0, backoff=0.1)
         self._send: Publisher = self.fanout.dispatch
+        self.outbox: Relay | None = None  # publish(..., transaction=tx): see _outbox.py
 
     def _make_deliverer(self, *, timeout: float, backoff: float) -> Deliverer:
         return Deliverer(
@@ -223,6 +227,12 @@ class Router:
     # -- inside ------------------------------------------------------------------------
 
     def _event(self, name: str, payload: Any, source: str, traceparent: str | None = None) -> Event:
+        event = self.make(name, payload, source, traceparent)
+        self.note(event)
+        return event
+
+    def make(self, name: str, payload: Any, source: str, traceparent: str | None = None) -> Event:
+        """A checked event with its id and causality, not published (nor in history) yet."""
         parent = current_event_id()
         if not self.accepting and parent is None:
             raise BusClosed(
@@ -238,7 +248,7 @@ class Router:
                 f"payload of {name!r} must be a dict or a msgspec Struct, "
                 f"got {type(payload).__name__}"
             )
-        event = Event(
+        return Event(
             name=name,
             payload=payload,
             id=f"{self._prefix}{next(self._counter):016x}",
@@ -248,10 +258,12 @@ class Router:
             parent_id=parent,
             traceparent=traceparent,
         )
+
+    def note(self, event: Event) -> None:
+        """Record ``event`` as published: history and taps."""
         self.history.append(event)
         if self.taps:
             self._notify(event)
-        return event
 
     def _notify(self, event: Event) -> None:
         for tap in tuple(self.taps):

@@ -24,11 +24,16 @@ seam), ``memory`` (the in-process backend), ``nats/`` (the NATS backend),
 :class:`EventBus`), ``_stats`` (what :meth:`EventBusTool.subscriptions` and
 :meth:`EventBusTool.outcomes` report), ``_settings``, ``_errors``. Event-name
 grammar and pattern matching are :mod:`microcore.events`.
+
+Transactional outbox: ``_outbox`` (``publish(..., transaction=tx)``: events stored with a
+db transaction, relayed after commit); ``EVENT_BUS_OUTBOX_LEASE`` (10 s).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import structlog
 
 from microcore import Event, Tool
 from microcore.tooling import ConfigurationError, EventFlows, KernelView, Owner
@@ -36,12 +41,15 @@ from tools.config import Config
 
 from ._backend import EventBackend
 from ._handle import EventBus
+from ._outbox import OutboxStore, Relay, outbox_lease
 from ._router import Router, Start
 from ._settings import BusSettings, read_settings
 from ._stats import DeliveryOutcome, SubscriptionState, SubscriptionStats
 from .memory import MemoryBackend
 
 __all__ = ("EventBus", "EventBusTool", "backend_for")
+
+_log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 
 def backend_for(
@@ -80,9 +88,12 @@ class EventBusTool(Tool):
 
     name = "event_bus"
 
-    def __init__(self, config: Config, kernel: KernelView) -> None:
+    def __init__(self, config: Config, kernel: KernelView, db: Tool | None = None) -> None:
         self._config = config
         self._router = Router(kernel.start_background)
+        # the db tool's outbox table, for publish(..., transaction=tx) (see _outbox.py)
+        store = getattr(db, "outbox", None)
+        self._store = store if isinstance(store, OutboxStore) else None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -95,14 +106,33 @@ class EventBusTool(Tool):
             accepting=lambda: router.accepting,
         )
         await router.open(settings, backend)
+        await self._open_outbox()
+
+    async def _open_outbox(self) -> None:
+        """Create the outbox table; relaying starts once every plugin booted."""
+        store = self._store
+        if store is None:
+            return
+        lease = outbox_lease(self._config)
+        try:
+            await store.open()
+        except Exception as exc:  # noqa: BLE001 - the db tool failed: the bus works without
+            _log.warning("outbox_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._router.outbox = Relay(store, self._router, lease=lease)
 
     async def probe(self) -> str | None:
         """Readiness: the transport carries events now (NATS connected)."""
         return self._router.backend.problem()
 
     async def on_boot_complete(self) -> None:
-        """Serve once the backend carries every subscription (NATS: queue groups joined)."""
+        """Serve once the backend carries every subscription (NATS: queue groups joined);
+        then relay the outbox (what a crash left too: every plugin subscribed by now)."""
         await self._router.backend.ready()
+        relay = self._router.outbox
+        if relay is not None and not relay.running:
+            relay.running = True
+            self._router.start_background(relay.run, name="event_bus:outbox")
 
     def bind(self, owner: Owner) -> EventBus:
         return EventBus(self._router, owner)
@@ -113,9 +143,16 @@ class EventBusTool(Tool):
     async def drain(self) -> None:
         """Stop taking new events; let queued ones (and the events they cause) finish in
         ``EVENT_BUS_DRAIN_TIMEOUT``; cancel and log what is left."""
+        await self._close_outbox()
         await self._router.drain()
 
+    async def _close_outbox(self) -> None:
+        relay = self._router.outbox
+        if relay is not None:
+            await relay.close(self._router.drain_timeout)
+
     async def shutdown(self) -> None:
+        await self._close_outbox()
         await self._router.drain()
 
     # -- observing (tools and tests) ------------------------------------------------
@@ -182,6 +219,16 @@ class EventBusTool(Tool):
             for (name, identity), counts in self._router.deliverer.outcomes.items()
         ]
         return sorted(rows, key=lambda r: (r.name, r.subscriber))
+
+    async def outbox_depth(self) -> int | None:
+        """Events committed with ``publish(..., transaction=tx)`` and not relayed yet, by
+        every replica (a count of the outbox table); None without an outbox.
+
+        >>> await event_bus.outbox_depth()
+        0
+        """
+        relay = self._router.outbox
+        return None if relay is None else await relay.store.depth()
 
     def flows(self) -> EventFlows:
         """Who talks to whom: ``publishers`` (name -> sources), ``subscribers`` (pattern ->

@@ -88,15 +88,24 @@ class Metrics:
         outcomes: Iterable[DeliveryOutcome],
         feed: Mapping[str, int],
         jobs: Iterable[Any] = (),
+        outbox: int | None = None,
     ) -> str:
         """The Prometheus text of every family; ``requests`` is the http tool's
         ``request_stats()``, ``status`` is ``kernel.status()``, ``subscriptions`` and
-        ``outcomes`` are the bus's."""
+        ``outcomes`` are the bus's, ``outbox`` its pending outbox rows (None: no outbox)."""
         lines: list[str] = []
         lines += _http(requests)
         lines += self._events(list(subscriptions), list(outcomes))
         lines += _kernel(status)
         lines += _jobs(list(jobs))
+        if outbox is not None:  # the bus's transactional outbox (publish(..., transaction=tx))
+            lines += _family(
+                "microcore_outbox_pending",
+                "gauge",
+                "Events committed with a transaction and not relayed to the bus yet (all "
+                "replicas).",
+                [({}, outbox)],
+            )
         lines += _family(
             "microcore_reloads_total",
             "counter",

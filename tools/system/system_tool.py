@@ -6,7 +6,8 @@ Routes (served through ``http`` under the tool's own owner):
   backing service that does not answer now (``Tool.probe``, cached ``SYSTEM_PROBE_CACHE`` s);
 * ``/system/live``: liveness: 200 while the process answers;
 * ``/system/status``: tools and plugins with status, error (file, line), registrations,
-  boot and reload times;
+  boot and reload times; ``jobs``: each scheduled job of a serving plugin (owner, name,
+  schedule, runs, failures, skips, last run, last duration, last error, next run);
 * ``/system/routes``: every route that serves, with its request count so far;
 * ``/system/events``: recent events with their causes (``?name=product.*``,
   ``source=``, ``correlation_id=``, ``event_id=``, ``limit=``);
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 import anyio
 import msgspec
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -74,6 +76,9 @@ if TYPE_CHECKING:  # the bus is optional: a project without one still has a syst
 Handler = Callable[[Any, Context], Awaitable[Any]]
 
 _RECENT_REQUESTS = 500  # requests remembered (while watched) to name an event's request
+_OUTBOX_TIMEOUT = 1.0  # s a scrape waits for the outbox depth (the database may be down)
+
+_log = structlog.get_logger("microcore.system", tool="system")
 
 # What /openapi.json says about the routes (the http tool reads a handler's ``openapi``
 # mapping): the token guard as two alternative security schemes, and the answers that
@@ -175,6 +180,13 @@ class DeliveryCounts(Protocol):
 
 
 @runtime_checkable
+class OutboxDepth(Protocol):
+    """What a bus with a transactional outbox reports (the ``event_bus`` tool does)."""
+
+    async def outbox_depth(self) -> int | None: ...
+
+
+@runtime_checkable
 class JobCounts(Protocol):
     """What a scheduler may report (the ``scheduler`` tool does): every job with its counters."""
 
@@ -213,6 +225,7 @@ class SystemTool(Tool):
         self._events = event_bus if isinstance(event_bus, EventSource) else None
         self._counts = event_bus if isinstance(event_bus, DeliveryCounts) else None
         self._jobs = scheduler if isinstance(scheduler, JobCounts) else None
+        self._outbox = event_bus if isinstance(event_bus, OutboxDepth) else None
         self._owner = Owner("tools.system")
         self._metrics = Metrics()
         self._feed = Feed()
@@ -261,7 +274,8 @@ class SystemTool(Tool):
         add(
             "/system/status",
             self.guarded(self._get_status),
-            "Every tool and plugin with status, error, file and registrations",
+            "Every tool and plugin with status, error, file and registrations, and every "
+            "scheduled job with its last and next run",
         )
         add("/system/routes", self.guarded(self._get_routes), "Every route that serves now")
         add(
@@ -407,8 +421,12 @@ class SystemTool(Tool):
         ]
 
     async def _get_status(self, data: Any, context: Context) -> dict[str, Any]:
-        """Tools and plugins: status, error (file, line), registrations, boot and reload times."""
-        return status_body(self._kernel.status())
+        """Tools and plugins: status, error (file, line), registrations, boot and reload times;
+        scheduled jobs with schedule, last run, duration and error, and next run."""
+        body = status_body(self._kernel.status())
+        jobs: Sequence[Any] = self._jobs.jobs() if self._jobs is not None else []
+        body["jobs"] = msgspec.to_builtins(list(jobs))
+        return body
 
     async def _get_routes(self, data: Any, context: Context) -> dict[str, Any]:
         """Every route that serves: kind, method, path, owner, models and requests so far."""
@@ -454,14 +472,27 @@ class SystemTool(Tool):
         plugins = self._kernel.plugins
         return {
             **build_graph(
-                plugins=plugins,
+                plugins=self._kernel.status().plugins,  # tools' hosted plugins too
                 static=self._static.calls(plugins),
                 flows=self._events.flows() if self._events is not None else None,
                 counts=self._metrics.published(),
                 sent=self._metrics.dead_letter_sources,
             ),
             "subscriptions": self._counts.subscriptions() if self._counts is not None else [],
+            "outbox": await self._outbox_depth(),
         }
+
+    async def _outbox_depth(self) -> int | None:
+        """Pending outbox rows; None without an outbox or when the database does not answer
+        within ``_OUTBOX_TIMEOUT`` (a scrape never waits on it longer)."""
+        if self._outbox is None:
+            return None
+        with anyio.move_on_after(_OUTBOX_TIMEOUT):
+            try:
+                return await self._outbox.outbox_depth()
+            except Exception as exc:  # noqa: BLE001 - a metric must not fail the scrape
+                _log.warning("outbox_depth_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
 
     async def _get_metrics(self, data: Any, context: Context) -> MetricsText:
         """Prometheus text exposition format 0.0.4."""
@@ -472,6 +503,7 @@ class SystemTool(Tool):
             subscriptions=self._counts.subscriptions() if self._counts is not None else [],
             outcomes=self._counts.outcomes() if self._counts is not None else [],
             feed=self._feed.stats(),
+            outbox=await self._outbox_depth(),
         )
         return MetricsText(text)
 

@@ -1,4 +1,4 @@
-"""POST /products: validate, insert, announce ``product.created``.
+"""POST /products: validate, insert, announce ``product.created`` (committed together).
 
 The pattern every feature follows: name the tools you need in ``__init__``
 (typed, so your editor and mypy know them), register in ``on_boot``, do the work
@@ -28,11 +28,16 @@ class CreateProductPlugin(Plugin):
 
     async def execute(self, data: NewProduct, context: Context) -> Product:
         """Create a product"""
-        product_id = await self.db.execute(
-            "INSERT INTO products (name, price) VALUES (?, ?)", (data.name, data.price)
-        )
-        await self.bus.publish(
-            "product.created", {"id": product_id, "name": data.name, "price": data.price}
-        )
+        # The row and its event commit together (transactional outbox): the event is
+        # relayed once the row is committed, so the 201 depends on the commit alone.
+        async with self.db.transaction() as tx:
+            product_id = await tx.execute(
+                "INSERT INTO products (name, price) VALUES (?, ?)", (data.name, data.price)
+            )
+            await self.bus.publish(
+                "product.created",
+                {"id": product_id, "name": data.name, "price": data.price},
+                transaction=tx,
+            )
         self.logger.info("product created", id=product_id)
         return Product(id=product_id, name=data.name, price=data.price)

@@ -20,7 +20,8 @@ class DeleteProductPlugin(Plugin):
 
     async def execute(self, data: ProductId, context: Context) -> None:
         """Delete a product"""
-        deleted = await self.db.execute("DELETE FROM products WHERE id = ?", (data.product_id,))
-        if not deleted:
-            raise NotFound(f"product {data.product_id} not found")
-        await self.bus.publish("product.deleted", {"id": data.product_id})
+        async with self.db.transaction() as tx:  # the delete and its event commit together
+            deleted = await tx.execute("DELETE FROM products WHERE id = ?", (data.product_id,))
+            if not deleted:
+                raise NotFound(f"product {data.product_id} not found")
+            await self.bus.publish("product.deleted", {"id": data.product_id}, transaction=tx)

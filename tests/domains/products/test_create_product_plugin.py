@@ -20,14 +20,17 @@ async def test_create_product_registers_post_route() -> None:
     assert kwargs["status_code"] == 201
 
 
-async def test_create_product_inserts_and_publishes() -> None:
-    """execute inserts the row, publishes product.created with the new id, returns it."""
-    db, bus = AsyncMock(), AsyncMock()
+async def test_create_product_inserts_and_publishes(db: AsyncMock, tx: AsyncMock) -> None:
+    """execute inserts the row and publishes product.created with the new id in one
+    transaction (the event commits with the row), and returns the product."""
+    bus = AsyncMock()
     plugin = CreateProductPlugin(http=MagicMock(), db=db, event_bus=bus, logger=MagicMock())
-    db.execute.return_value = 7
+    tx.execute.return_value = 7
     result = await plugin.execute(NewProduct(name="Pen", price=2.5), context=MagicMock())
     assert result == Product(id=7, name="Pen", price=2.5)
-    db.execute.assert_awaited_once_with(
+    tx.execute.assert_awaited_once_with(
         "INSERT INTO products (name, price) VALUES (?, ?)", ("Pen", 2.5)
     )
-    bus.publish.assert_awaited_once_with("product.created", {"id": 7, "name": "Pen", "price": 2.5})
+    bus.publish.assert_awaited_once_with(
+        "product.created", {"id": 7, "name": "Pen", "price": 2.5}, transaction=tx
+    )

@@ -66,12 +66,13 @@ class Until(Protocol):
 
 
 @asynccontextmanager
-async def running_bus(**settings: Any) -> AsyncIterator[EventBusTool]:
-    """A set-up bus; drained and shut down on exit."""
+async def running_bus(db: Any = None, **settings: Any) -> AsyncIterator[EventBusTool]:
+    """A set-up bus (``db``: what the bus tool receives as its ``db`` tool, for the outbox);
+    drained and shut down on exit."""
     _pin_tools()
     async with anyio.create_task_group() as tg:
         kernel = FakeKernel({k: str(v) for k, v in settings.items()}, tg)
-        bus = EventBusTool(ConfigTool(kernel), kernel)
+        bus = EventBusTool(ConfigTool(kernel), kernel, db=db)
         await bus.setup()
         try:
             yield bus
