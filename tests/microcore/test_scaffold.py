@@ -376,3 +376,21 @@ def test_add_plugin_uses_models_the_domain_has(
     tests = run(["pytest", "-q", "tests/domains/shop"], root)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "4 passed" in tests.stdout, tests.stdout
+
+
+def test_new_reports_the_context_it_wrote(
+    make_project: ProjectFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """new writes AI_CONTEXT.md for the project it made and says what to run next."""
+    from microcore._dev import scaffold
+
+    source = make_project({"app.py": "from microcore import create_app\n\napp = create_app()\n"})
+    monkeypatch.setattr(scaffold, "bundle_root", lambda: source)
+    assert main(["new", str(tmp_path / "mini")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"created {tmp_path / 'mini'} (AI_CONTEXT.md: ")
+    assert out[1] == f"next: cd {tmp_path / 'mini'} && make test    # or: make run"
+    assert (tmp_path / "mini/AI_CONTEXT.md").read_text().startswith("#")
