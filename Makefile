@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck architecture pytest bench clean
+.PHONY: run test lint typecheck architecture pytest bench dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,5 +38,9 @@ test: lint typecheck architecture pytest
 bench: $(STAMP)  # every benchmark, one table each (see bench/*.py for what each measures)
 	$(BIN)/python bench/run_all.py
 
+dist: $(STAMP)  # dist/microcore-<version>.tar.gz and the wheel `pip install` takes
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist
+
 clean:
-	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache data
+	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache data dist build

@@ -11,6 +11,8 @@ from ._core.event import Event
 from ._core.plugin import Plugin
 from ._core.tool import Tool
 
+__version__ = "0.2.0"  # the one place the version is written (pyproject reads it)
+
 __all__ = (
     "Event",
     "MicroCoreError",

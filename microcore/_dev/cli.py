@@ -1,4 +1,5 @@
-"""The ``microcore`` command line: new, dev, context, check, add plugin, routes, events.
+"""The ``microcore`` command line: new, dev, context, check, add plugin, tools upgrade,
+routes, events.
 
 Errors are one line on stderr (``microcore: error: ...``) and a non-zero exit
 status, never a traceback::
@@ -6,6 +7,7 @@ status, never a traceback::
     microcore new shop-api && cd shop-api && make test
     microcore add plugin orders create_order
     microcore context --check
+    microcore tools upgrade --dry-run
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from typing import NoReturn
 
 import anyio
 
+from .. import __version__
 from .._core.errors import MicroCoreError
+from .bundle import BundleError, bundle_root
 from .checks import check_project
 from .manifest import CONTEXT_FILE, Manifest, describe_project, render
-from .scaffold import add_plugin, new_project
+from .scaffold import PluginShape, add_plugin, new_project
+from .upgrade import LOCK_FILE, NEW_SUFFIX, upgrade_tools
 
 __all__ = ("main",)
 
@@ -156,8 +161,37 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_add_plugin(args: argparse.Namespace) -> int:
     root = _project(args)
-    for path in add_plugin(root, args.domain, args.name):
-        _out(f"created {path.relative_to(root)}")
+    shape = PluginShape(
+        route=args.route,
+        request=args.request,
+        response=args.response,
+        subscribe=args.subscribe,
+        publishes=tuple(args.publishes),
+    )
+    for path, verb in add_plugin(root, args.domain, args.name, shape).items():
+        _out(f"{verb} {path.relative_to(root)}")
+    return 0
+
+
+def cmd_tools_upgrade(args: argparse.Namespace) -> int:
+    root = _project(args)
+    upgrade = upgrade_tools(root, bundle_root(), __version__, dry_run=args.dry_run)
+    since = upgrade.old_version or f"unknown (no {LOCK_FILE}: a file that differs counts as edited)"
+    would = "would be " if upgrade.dry_run else ""
+    _out(f"standard tools: microcore {since} -> {upgrade.new_version}")
+    for change in upgrade.changes:
+        note = f"  ({change.note})" if change.note else ""
+        _out(f"  {change.action:<8}  {change.path}{note}")
+        for line in change.diff:
+            _out(f"      {line}")
+    done = sum(1 for change in upgrade.changes if change.action in ("added", "updated", "removed"))
+    _out(f"{done} file(s) {would}added, updated or removed" if done else "no file to update")
+    if upgrade.conflicts:
+        names = ", ".join(f"{c.path}{NEW_SUFFIX}" for c in upgrade.conflicts)
+        _out(f"{len(upgrade.conflicts)} edited file(s) to merge by hand: {names} {would}written")
+        _out(f"merge each into the file beside it, then delete the {NEW_SUFFIX} file")
+    if not upgrade.dry_run:
+        _out(f"wrote {LOCK_FILE} (microcore {upgrade.new_version}); now run: make test")
     return 0
 
 
@@ -188,6 +222,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="microcore", description="The microcore command line.")
+    parser.add_argument("--version", action="version", version=f"microcore {__version__}")
     project = _Parser(add_help=False)
     project.add_argument("--root", default=".", help="the project folder (default: .)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -211,7 +246,37 @@ def _parser() -> argparse.ArgumentParser:
     plugin = things.add_parser("plugin", help="a plugin file and its test", parents=[project])
     plugin.add_argument("domain", metavar="DOMAIN")
     plugin.add_argument("name", metavar="NAME")
+    plugin.add_argument(
+        "--route",
+        metavar="'METHOD /path'",
+        help="the endpoint, e.g. 'PATCH /products/{product_id:int}' "
+        "(default: GET /DOMAIN/NAME unless --subscribe is given)",
+    )
+    plugin.add_argument(
+        "--request", metavar="MODEL", help="the request model (default NameRequest)"
+    )
+    plugin.add_argument("--response", metavar="MODEL", help="the response model (NameResponse)")
+    plugin.add_argument("--subscribe", metavar="EVENT", help="handle this event (or pattern)")
+    plugin.add_argument(
+        "--publishes",
+        metavar="EVENT",
+        action="append",
+        default=[],
+        help="publish this event after the work (repeatable)",
+    )
     plugin.set_defaults(run=cmd_add_plugin)
+    tools = commands.add_parser("tools", help="the standard tools (microcore tools upgrade)")
+    tool_commands = tools.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upgrade_text = (
+        f"bring this microcore's standard tools into the project ({LOCK_FILE} records what "
+        f"was shipped; edited files are never overwritten: the new version goes beside them "
+        f"as <file>{NEW_SUFFIX})"
+    )
+    upgrade = tool_commands.add_parser(
+        "upgrade", help=upgrade_text, description=upgrade_text, parents=[project]
+    )
+    upgrade.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    upgrade.set_defaults(run=cmd_tools_upgrade)
     command("routes", cmd_routes, "list the routes the app serves")
     command("events", cmd_events, "list events and request names with who sends and handles them")
     return parser
@@ -225,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - isolation boundary: one line, never a traceback
-        message = str(exc) if isinstance(exc, MicroCoreError) else f"{type(exc).__name__}: {exc}"
+        ours = isinstance(exc, MicroCoreError | BundleError)
+        message = str(exc) if ours else f"{type(exc).__name__}: {exc}"
         _err(f"microcore: error: {message}")
         return 1

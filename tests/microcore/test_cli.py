@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import microcore
 from microcore._dev import cli as _cli
 from microcore._dev.cli import main
 from tests.conftest import ProjectFactory
@@ -219,5 +220,14 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "microcore"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for command in ("new", "dev", "context", "check", "add", "routes", "events"):
+    for command in ("new", "dev", "context", "check", "add", "tools", "routes", "events"):
         assert command in result.stdout
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """microcore --version names microcore.__version__ (the wheel is built with it too:
+    tests/test_distribution.py checks the wheel's file name)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"microcore {microcore.__version__}\n"

@@ -97,6 +97,7 @@ class Endpoint:
         "_file_fields",
         "_lists",
         "_sequences",
+        "_struct",
         "_validate_response",
         "auth",
         "handler",
@@ -146,7 +147,8 @@ class Endpoint:
         self._fields: dict[str, Any] = {}
         self._sequences: frozenset[str] = frozenset()
         self._lists: tuple[str, ...] = ()  # required list fields
-        if is_struct(request_model):
+        self._struct = is_struct(request_model)
+        if self._struct:
             info = msgspec.structs.fields(request_model)
             self._fields = {f.encode_name: f.type for f in info}
             self._sequences = frozenset(n for n, t in self._fields.items() if _is_sequence(t))
@@ -216,7 +218,7 @@ class Endpoint:
             if params:
                 merged.update(params)
             return merged
-        if not self._fields:  # a non-Struct model (list[Item], dict...) is the body alone
+        if not self._struct:  # a non-Struct model (list[Item], dict...) is the body alone
             return self._decode_body(body if body else b"null")
         if params:
             fields = self._fields
