@@ -164,13 +164,18 @@ class Fanout:
         if self.outstanding <= 0 and self.idle is not None:
             self.idle.set()
 
-    async def dispatch(self, event: Event, reply: Reply | None = None) -> int:
+    async def dispatch(
+        self, event: Event, reply: Reply | None = None, *, done: set[Subscription] | None = None
+    ) -> int:
+        """Queue ``event`` (or the request, with ``reply``) for every subscription it reaches;
+        how many took it. With ``done``, subscriptions in it are skipped and those that take
+        it are added (the outbox relay retries an event without handing it twice to any)."""
         item: Item = event if reply is None else Request(event, reply)
         skip = RESPOND if reply is None else BROADCAST  # responders answer requests only
         queued = 0
         for sub in self.trie.match(event.name):
             send = sub.send
-            if send is None or sub.mode == skip:
+            if send is None or sub.mode == skip or (done is not None and sub in done):
                 continue
             if self.silenced and event.name in self.silenced and sub.owner not in self.exempt:
                 continue
@@ -184,6 +189,8 @@ class Fanout:
                 self.settle(1)  # released between the lookup and now: not a subscriber
                 continue
             queued += 1
+            if done is not None:
+                done.add(sub)
         return queued
 
     async def wait_for_room(

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from tools.db import Transaction
 
     from ._backend import EventBackend
-    from ._fanout import Fanout
+    from ._fanout import Fanout, Subscription
 
 __all__ = ("OutboxStore", "OutboxUnavailable", "Relay", "outbox_lease")
 
@@ -134,7 +134,7 @@ class Relay:
         self._wake = anyio.Event()
         self._relayed: dict[str, None] = {}  # ids relayed lately (oldest first)
         self._delete: list[str] = []  # relayed, not deleted yet
-        self._partial: dict[str, set[object]] = {}  # in process: subscriptions that have it
+        self._partial: dict[str, set[Subscription]] = {}  # in process: subscriptions that have it
         self._failing = False
         self._closed = False
         self.running = False  # the relay task was started
@@ -250,24 +250,9 @@ class Relay:
             return
         # In process: queue it for each subscription that does not have it yet, so a
         # retry after a full buffer gave up does not hand it twice to the others.
-        fanout = router.fanout
         if event.id not in self._partial and len(self._partial) >= _REMEMBERED:
             del self._partial[next(iter(self._partial))]
-        done = self._partial.setdefault(event.id, set())
-        for sub in fanout.trie.match(event.name):
-            send = sub.send
-            if sub in done or send is None:
-                continue
-            fanout.outstanding += 1
-            try:
-                send.send_nowait(event)
-            except anyio.WouldBlock:
-                if not await fanout.wait_for_room(sub, send, event):  # PublishTimeout
-                    continue
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                fanout.settle(1)  # released meanwhile: not a subscriber any more
-                continue
-            done.add(sub)
+        await router.fanout.dispatch(event, done=self._partial.setdefault(event.id, set()))
 
     async def _release(self, ids: list[str], *, attempts: int) -> None:
         delay = min(_BACKOFF[0] * 2**attempts, _BACKOFF[1])
