@@ -13,10 +13,18 @@ from typing import Any
 
 import msgspec
 
-__all__ = ("Method", "compact_schema", "first_paragraph", "public_members", "signature_of")
+__all__ = (
+    "Method",
+    "compact_schema",
+    "first_paragraph",
+    "first_sentence",
+    "public_members",
+    "signature_of",
+)
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs of defaults must not differ per run
 _QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])")  # typing.Any -> Any
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)`][.])\s+(?=[A-Z`])")  # ". Next" or ". `x`" ends one
 
 
 class Method(msgspec.Struct, frozen=True):
@@ -117,6 +125,8 @@ def _annotation(value: Any) -> Any:
     if value is inspect.Parameter.empty:
         return value
     text = value if isinstance(value, str) else _QUALIFIED.sub("", inspect.formatannotation(value))
+    if text == "Any":  # says nothing a reader needs: ``payload``, ``reply=None``
+        return inspect.Parameter.empty
     return _Text(text)
 
 
@@ -126,15 +136,20 @@ def _default(value: Any) -> Any:
     return _Text(_ADDRESS.sub("", repr(value)))
 
 
-def signature_of(func: Callable[..., Any], *, skip_first: bool = True) -> str:
-    """``(sql: str, params: Params = ()) -> list[Row]``: annotations as written, no ``self``."""
+def signature_of(func: Callable[..., Any], *, skip_first: bool = True, bare: bool = False) -> str:
+    """``(sql: str, params: Params = ()) -> list[Row]``: annotations as written, no ``self``;
+    ``bare`` leaves out the parameters' annotations (``(key, value='', *, path='/')``)."""
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
         return "(...)"
     params = list(sig.parameters.values())[1 if skip_first else 0 :]
     params = [
-        p.replace(annotation=_annotation(p.annotation), default=_default(p.default)) for p in params
+        p.replace(
+            annotation=inspect.Parameter.empty if bare else _annotation(p.annotation),
+            default=_default(p.default),
+        )
+        for p in params
     ]
     return str(sig.replace(parameters=params, return_annotation=_annotation(sig.return_annotation)))
 
@@ -147,8 +162,14 @@ def first_paragraph(doc: str | None) -> str:
     return " ".join(text.split()).replace("``", "`")
 
 
-def public_members(cls: type, *, skip: Iterable[str] = ()) -> list[Method]:
-    """Public methods and properties of ``cls`` (and its bases but ``object``), in source order."""
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph (a method's line in the manifest)."""
+    return _SENTENCE_END.split(first_paragraph(doc), maxsplit=1)[0]
+
+
+def public_members(cls: type, *, skip: Iterable[str] = (), bare: bool = False) -> list[Method]:
+    """Public methods and properties of ``cls`` (and its bases but ``object``), in source order
+    (``bare``: without the parameters' annotations, see :func:`signature_of`)."""
     seen = set(skip)
     methods: list[Method] = []
     for klass in cls.__mro__:
@@ -159,12 +180,12 @@ def public_members(cls: type, *, skip: Iterable[str] = ()) -> list[Method]:
                 continue
             seen.add(name)
             if isinstance(value, property):
-                methods.append(Method(f"{name} (property)", first_paragraph(value.__doc__)))
+                methods.append(Method(f"{name} (property)", first_sentence(value.__doc__)))
                 continue
             func = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
             if not inspect.isfunction(func):
                 continue
             prefix = "async " if inspect.iscoroutinefunction(func) else ""
-            sig = signature_of(func, skip_first=not isinstance(value, staticmethod))
-            methods.append(Method(f"{prefix}{name}{sig}", first_paragraph(func.__doc__)))
+            sig = signature_of(func, skip_first=not isinstance(value, staticmethod), bare=bare)
+            methods.append(Method(f"{prefix}{name}{sig}", first_sentence(func.__doc__)))
     return methods

@@ -105,7 +105,8 @@ def _describe(name: str, module: str, obj: Any) -> TypeInfo:
             module,
             "class",
             first_paragraph(obj.__doc__),
-            members=fields + public_members(obj, skip=vars(msgspec.Struct) if struct else ()),
+            members=fields
+            + public_members(obj, skip=vars(msgspec.Struct) if struct else (), bare=True),
         )
     return TypeInfo(name, module, "alias", alias=_alias_text(obj))
 

@@ -115,11 +115,12 @@ class Http:
         summary: str | None = None,
         auth: Any = None,
     ) -> Registration:
-        """Serve ``GET path`` as server-sent events from ``async def stream(data, context)``,
-        an async generator (its ``data`` annotation, a Struct, is the request model unless
-        ``request_model=`` is given): each value it yields is one event (JSON unless a str);
-        ``yield context.event(data, event="price", id="7")`` names one. The generator is
-        cancelled when the client disconnects.
+        """Serve ``GET path`` as server-sent events: each value the async generator
+        ``async def stream(data, context)`` yields is one event (JSON unless a str).
+
+        ``yield context.event(data, event="price", id="7")`` names one. Its ``data``
+        annotation, a Struct, is the request model unless ``request_model=`` is given. The
+        generator is cancelled when the client disconnects.
         """
         where = f"sse GET {path}"
         if not inspect.isasyncgenfunction(handler):
