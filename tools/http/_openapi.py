@@ -59,10 +59,12 @@ _ERRORS = {
         "(code malformed_json), a value the database cannot hold (invalid_parameter)",
     ),
     "401": ("Unauthorized", "Authentication required (code unauthorized)"),
+    "403": ("Forbidden", "Missing role (forbidden) or CSRF header (csrf_failed)"),
     "404": ("NotFound", "Nothing at this path (code not_found)"),
     "405": ("MethodNotAllowed", "Method not allowed here; Allow lists those that are"),
     "413": ("PayloadTooLarge", "Body over HTTP_MAX_BODY (code payload_too_large)"),
     "422": ("ValidationError", "Validation failed; error.path names the field (validation_error)"),
+    "429": ("TooManyRequests", "Over the route's rate limit; see Retry-After (rate_limited)"),
     "500": ("InternalError", "Internal error; error.id is in the log (code internal_error)"),
 }
 SSE_EVENT: dict[str, Any] = {
@@ -73,6 +75,16 @@ SSE_EVENT: dict[str, Any] = {
         "data": {"type": "string"},
         "id": {"type": "string"},
         "retry": {"type": "integer", "minimum": 0},
+    },
+}
+TOKEN_SCHEMES: dict[str, Any] = {  # what auth= endpoints accept (either one)
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "cookieAuth": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "access_token",
+        "description": "The access_token cookie; POST/PUT/PATCH/DELETE also need the "
+        "X-CSRF-Token header equal to the csrf_token cookie",
     },
 }
 ERROR_RESPONSES = frozenset(name for name, _ in _ERRORS.values())
@@ -101,8 +113,8 @@ def build_openapi(
         operation = _operation(compiled, endpoint, by_type, components)
         operation["operationId"] = _operation_id(endpoint.method, compiled.format, used_ids)
         if endpoint.auth:
-            schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
-            operation["security"] = [{"bearerAuth": []}]
+            schemes.update(TOKEN_SCHEMES)
+            operation["security"] = [{name: []} for name in TOKEN_SCHEMES]
         declared = getattr(endpoint.handler, "openapi", None)
         if isinstance(declared, Mapping):
             _declared(operation, declared, schemes)
@@ -236,7 +248,9 @@ def _responses(
     if compiled.convertors:
         codes.append("404")
     if endpoint.auth:
-        codes.append("401")
+        codes += ["401", "403"]
+    if endpoint.rate is not None:
+        codes.append("429")
     for code in sorted(codes):
         responses[code] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
     return responses

@@ -210,3 +210,16 @@ async def test_values_past_64_bit_integers_are_refused_clearly(state: Any) -> No
     with pytest.raises(_error(state)):  # Redis refuses already past 2**53 (inexact floats)
         await state.incr("ns", "n", 20)
     assert await state.get("ns", "n") == 2**63 - 10
+
+
+async def test_incr_ttl_applies_to_a_new_key_only(state: Any) -> None:
+    """incr(..., ttl=) starts a new counter that expires; counting on keeps that expiry."""
+    assert await state.incr("rate", "window", ttl=0.3) == 1
+    assert await state.incr("rate", "window", ttl=60) == 2  # an existing key keeps its TTL
+    await state.set("rate", "kept", 5)
+    assert await state.incr("rate", "kept", ttl=0.2) == 6  # no TTL before: none after
+    await _wait_gone(state, "rate", "window")
+    assert await state.get("rate", "kept") == 6
+    assert await state.incr("rate", "window", ttl=60) == 1
+    with pytest.raises(_error(state)):
+        await state.incr("rate", "new", ttl=-1)
