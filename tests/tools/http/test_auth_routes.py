@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from microcore.testing import RunningApp, start_app
+from microcore.testing import start_app
 from microcore.tooling import Owner, RegistrationError
 
-from .test_http_streaming import FakeSocket, ws_scope
+if TYPE_CHECKING:
+    from tools.auth.auth_tool import AuthTool
+    from tools.http.http_tool import HttpTool
 
-AUTH_TOOLS = ["config", "logger", "state", "http", "auth"]
-SECRET = "x" * 48
+from .conftest import AUTH_TOOLS, SECRET, Boot
+from .test_http_streaming import FakeSocket, ws_scope
 
 APP = {
     "domains/a/plugins/secure_plugin.py": """
@@ -50,27 +49,6 @@ APP = {
     """
 }
 
-Boot = Callable[..., Awaitable[tuple[RunningApp, httpx.AsyncClient]]]
-
-
-@pytest_asyncio.fixture
-async def boot(make_project: Any) -> AsyncIterator[Boot]:
-    """Boot a project with the auth tool; returns the app and a client over it."""
-    async with AsyncExitStack() as stack:
-
-        async def start(
-            files: Mapping[str, str] = APP, *, settings: Mapping[str, str] | None = None
-        ) -> tuple[RunningApp, httpx.AsyncClient]:
-            root = make_project(dict(files), tools=AUTH_TOOLS)
-            running = await start_app(root, settings={"AUTH_SECRET": SECRET, **(settings or {})})
-            stack.push_async_callback(running.stop)
-            transport = httpx.ASGITransport(app=running.app)
-            client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-            stack.push_async_callback(client.aclose)
-            return running, client
-
-        yield start
-
 
 async def _login(client: httpx.AsyncClient, user: str = "7", roles: list[str] | None = None) -> Any:
     response = await client.post("/login", json={"user": user, "roles": roles or []})
@@ -80,7 +58,7 @@ async def _login(client: httpx.AsyncClient, user: str = "7", roles: list[str] | 
 
 async def test_auth_bearer_token_fills_identity(boot: Boot) -> None:
     """A valid bearer token answers with context.identity = its verified claims."""
-    _, client = await boot()
+    _, client = await boot(APP)
     token = (await _login(client))["token"]
     client.cookies.clear()
     response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
@@ -90,7 +68,7 @@ async def test_auth_bearer_token_fills_identity(boot: Boot) -> None:
 
 async def test_auth_missing_or_bad_token_answers_401(boot: Boot) -> None:
     """No token, a garbage one and one signed by another key: 401 in the error shape."""
-    _, client = await boot()
+    _, client = await boot(APP)
     response = await client.get("/me")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -109,7 +87,7 @@ def _foreign_token() -> str:
 
 async def test_auth_role_missing_answers_403_present_200(boot: Boot) -> None:
     """auth='admin': a valid token without the role is 403; with it, 200."""
-    _, client = await boot()
+    _, client = await boot(APP)
     user = (await _login(client, "1"))["token"]
     admin = (await _login(client, "2", ["admin"]))["token"]
     client.cookies.clear()
@@ -122,7 +100,7 @@ async def test_auth_role_missing_answers_403_present_200(boot: Boot) -> None:
 
 async def test_auth_cookie_authenticates_safe_methods(boot: Boot) -> None:
     """The access_token cookie the login set authenticates a GET (no CSRF needed)."""
-    _, client = await boot()
+    _, client = await boot(APP)
     await _login(client)
     assert client.cookies.get("access_token")
     response = await client.get("/me")
@@ -131,7 +109,7 @@ async def test_auth_cookie_authenticates_safe_methods(boot: Boot) -> None:
 
 async def test_csrf_cookie_post_needs_matching_header(boot: Boot) -> None:
     """A cookie-authenticated POST without X-CSRF-Token (or with a wrong one) is 403."""
-    _, client = await boot()
+    _, client = await boot(APP)
     csrf = (await _login(client))["csrf"]
     response = await client.post("/notes", json={})
     assert response.status_code == 403
@@ -145,7 +123,7 @@ async def test_csrf_cookie_post_needs_matching_header(boot: Boot) -> None:
 
 async def test_csrf_bearer_requests_are_exempt(boot: Boot) -> None:
     """A bearer-authenticated POST needs no CSRF header (browsers never add it by themselves)."""
-    _, client = await boot()
+    _, client = await boot(APP)
     token = (await _login(client))["token"]
     client.cookies.clear()
     response = await client.post("/notes", json={}, headers={"Authorization": f"Bearer {token}"})
@@ -154,7 +132,7 @@ async def test_csrf_bearer_requests_are_exempt(boot: Boot) -> None:
 
 async def test_csrf_cookie_without_proof_is_anonymous_on_open_routes(boot: Boot) -> None:
     """On an open POST a cookie without the CSRF header does not authenticate (identity None)."""
-    _, client = await boot()
+    _, client = await boot(APP)
     csrf = (await _login(client))["csrf"]
     assert (await client.post("/open", json={})).json()["identity"] is None
     response = await client.post("/open", json={}, headers={"X-CSRF-Token": csrf})
@@ -164,7 +142,7 @@ async def test_csrf_cookie_without_proof_is_anonymous_on_open_routes(boot: Boot)
 
 async def test_auth_identity_cannot_be_forged_by_input(boot: Boot) -> None:
     """identity/_auth/sub fields in body, query and headers never become the identity."""
-    _, client = await boot()
+    _, client = await boot(APP)
     forged = {"identity": {"sub": "1", "roles": ["admin"]}, "_auth": "admin", "sub": "1"}
     response = await client.post(
         "/open?identity=admin&_auth=1&sub=1",
@@ -178,7 +156,7 @@ async def test_auth_identity_cannot_be_forged_by_input(boot: Boot) -> None:
 
 async def test_auth_websocket_refused_before_accept_without_token(boot: Boot) -> None:
     """A websocket with auth=True and no token is closed with 1008 and never accepted."""
-    running, _ = await boot()
+    running, _ = await boot(APP)
     socket = FakeSocket([])
     await running.app(ws_scope("/ws"), socket.receive, socket.send)
     assert [m["type"] for m in socket.sent] == ["websocket.close"]
@@ -187,7 +165,7 @@ async def test_auth_websocket_refused_before_accept_without_token(boot: Boot) ->
 
 async def test_auth_websocket_with_bearer_gets_identity(boot: Boot) -> None:
     """With a bearer token the websocket is accepted and sees the verified claims."""
-    running, client = await boot()
+    running, client = await boot(APP)
     token = (await _login(client))["token"]
     scope = ws_scope("/ws")
     scope["headers"] = [(b"authorization", f"Bearer {token}".encode())]
@@ -199,7 +177,7 @@ async def test_auth_websocket_with_bearer_gets_identity(boot: Boot) -> None:
 
 async def test_auth_websocket_cookie_needs_same_origin(boot: Boot) -> None:
     """A cookie-authenticated websocket from another site's page is refused (1008)."""
-    running, client = await boot()
+    running, client = await boot(APP)
     token = (await _login(client))["token"]
     cookie = (b"cookie", f"access_token={token}".encode())
     for origin, accepted in ((b"http://evil.example", False), (b"http://testserver", True)):
@@ -258,7 +236,7 @@ async def test_auth_without_an_auth_tool_fails_registration(boot: Boot, make_pro
     try:
         owner = Owner("tools.test")
         owner.activate()
-        handle = running.kernel.tool("http").bind(owner)
+        handle = cast("HttpTool", running.kernel.tool("http")).bind(owner)
 
         async def handler(data: Any, context: Any) -> Any:  # pragma: no cover - never served
             return None
@@ -294,7 +272,7 @@ async def test_auth_tool_generates_a_development_secret_and_says_so(
     root = make_project({}, tools=AUTH_TOOLS)
     running = await start_app(root, settings={"AUTH_SECRET": ""})
     try:
-        tool = running.kernel.tool("auth")
+        tool = cast("AuthTool", running.kernel.tool("auth"))
         assert tool.verify_token(tool.issue_token(1))["sub"] == "1"
         assert "auth_secret_generated" in capfd.readouterr().err
     finally:

@@ -1,8 +1,8 @@
-"""rate= on endpoints: per identity or client, 429 with Retry-After, shared through the state tool."""
+"""rate= on endpoints: per identity or client, 429 with Retry-After, shared via the state tool."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
@@ -11,7 +11,10 @@ from microcore.testing import start_app
 from microcore.tooling import Owner, RegistrationError
 from tools.http._security import parse_rate
 
-from .test_auth_routes import AUTH_TOOLS, SECRET, Boot, boot  # noqa: F401 - the fixture
+if TYPE_CHECKING:
+    from tools.http.http_tool import HttpTool
+
+from .conftest import AUTH_TOOLS, SECRET, Boot
 
 LIMITED = {
     "domains/a/plugins/limited_plugin.py": """
@@ -87,7 +90,12 @@ async def test_rate_limit_is_shared_by_replicas_through_redis(
 
 @pytest.mark.parametrize(
     ("text", "count", "seconds"),
-    [("10/minute", 10, 60), ("1/second", 1, 1), (" 5 / 10 seconds ", 5, 10), ("100/Hours", 100, 3600)],
+    [
+        ("10/minute", 10, 60),
+        ("1/second", 1, 1),
+        (" 5 / 10 seconds ", 5, 10),
+        ("100/Hours", 100, 3600),
+    ],
 )
 def test_rate_parses_count_and_window(text: str, count: int, seconds: int) -> None:
     """'<count>/<unit>' and '<count>/<n><unit>' give the count and the window in seconds."""
@@ -96,7 +104,9 @@ def test_rate_parses_count_and_window(text: str, count: int, seconds: int) -> No
     assert repr(rate) == f"Rate({text.strip()!r})"
 
 
-@pytest.mark.parametrize("text", ["10", "ten/minute", "0/minute", "10/0minutes", "10/fortnight", 10])
+@pytest.mark.parametrize(
+    "text", ["10", "ten/minute", "0/minute", "10/0minutes", "10/fortnight", 10]
+)
 def test_rate_bad_strings_fail_registration(text: Any) -> None:
     """A rate that does not parse is a registration error showing the expected form."""
     with pytest.raises(RegistrationError, match=r"GET /x: rate=.* e\.g\. rate='10/minute'"):
@@ -113,4 +123,6 @@ async def test_rate_bad_string_fails_the_plugin_not_the_request(boot: Boot) -> N
         return None
 
     with pytest.raises(RegistrationError, match="rate='lots' is not a rate"):
-        running.kernel.tool("http").bind(owner).add_endpoint("/x", "GET", handler, rate="lots")
+        cast("HttpTool", running.kernel.tool("http")).bind(owner).add_endpoint(
+            "/x", "GET", handler, rate="lots"
+        )
