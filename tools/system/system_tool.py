@@ -202,9 +202,7 @@ class SystemTool(Tool):
         "GET /system/feed",
         "GET /system/dashboard",
         "GET /system/dashboard/{asset}",
-        "POST /system/login",
-        "POST /system/logout",
-    )
+    )  # POST /system/login and /system/logout are literal add_endpoint calls: seen directly
 
     def __init__(
         self,
