@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+# no \s in the pattern: Python and JSON Schema (ECMA) regexes disagree on what it matches
+Email = Annotated[str, msgspec.Meta(pattern=r"^[^@ \n]+@[^@ \n]+\.[^@ \n]+$", max_length=254)]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 

@@ -61,6 +61,7 @@ _ERRORS = {
     "401": ("Unauthorized", "Authentication required (code unauthorized)"),
     "403": ("Forbidden", "Missing role (forbidden) or CSRF header (csrf_failed)"),
     "404": ("NotFound", "Nothing at this path (code not_found)"),
+    "409": ("Conflict", "The request clashes with what is stored (code conflict)"),
     "405": ("MethodNotAllowed", "Method not allowed here; Allow lists those that are"),
     "413": ("PayloadTooLarge", "Body over HTTP_MAX_BODY (code payload_too_large)"),
     "422": ("ValidationError", "Validation failed; error.path names the field (validation_error)"),
@@ -251,9 +252,26 @@ def _responses(
         codes += ["401", "403"]
     if endpoint.rate is not None:
         codes.append("429")
+    codes += [code for code in _raised(endpoint.handler) if code not in codes]
     for code in sorted(codes):
         responses[code] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
     return responses
+
+
+_RAISED = {  # what a handler's ``raise <name>(...)`` answers
+    "BadRequest": "400",
+    "Unauthorized": "401",
+    "Forbidden": "403",
+    "NotFound": "404",
+    "Conflict": "409",
+}
+
+
+def _raised(handler: Any) -> list[str]:
+    """The statuses of the http errors the handler's own body names (``raise NotFound(...)``)."""
+    function = inspect.unwrap(getattr(handler, "__func__", handler))
+    names = getattr(getattr(function, "__code__", None), "co_names", ())
+    return [_RAISED[name] for name in names if name in _RAISED]
 
 
 def _response_media_types(handler: Any) -> list[str]:

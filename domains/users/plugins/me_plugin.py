@@ -7,7 +7,7 @@ from typing import Any
 from domains.users.models import USER_COLUMNS, User, user_from
 from microcore import Plugin
 from tools.db import Db
-from tools.http import Context, Http, NotFound
+from tools.http import Context, Http, Unauthorized
 
 
 class MePlugin(Plugin):
@@ -22,5 +22,5 @@ class MePlugin(Plugin):
         user_id = int(context.identity["sub"])  # from the token, never from the request
         row = await self.db.query_one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
         if row is None:
-            raise NotFound("your account no longer exists")
+            raise Unauthorized("the account of this token no longer exists; sign up again")
         return user_from(row)

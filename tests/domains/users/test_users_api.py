@@ -142,7 +142,7 @@ async def test_owner_and_admin_may_delete(client: AsyncClient, app: RunningApp) 
     boss_bearer = await log_in(client, "boss@example.com")
     client.cookies.clear()
     assert (await client.delete(f"/users/{ann['id']}", headers=ann_bearer)).status_code == 204
-    assert (await client.get("/users/me", headers=ann_bearer)).status_code == 404
+    assert (await client.get("/users/me", headers=ann_bearer)).status_code == 401
     assert (await client.delete(f"/users/{cat['id']}", headers=boss_bearer)).status_code == 204
     assert (await client.delete(f"/users/{cat['id']}", headers=boss_bearer)).status_code == 404
     missing = await client.patch("/users/999", json={"name": "x"}, headers=boss_bearer)
