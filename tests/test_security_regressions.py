@@ -51,6 +51,28 @@ async def _account(client: AsyncClient, email: str) -> tuple[int, str]:
     return int(user_id), str(login.json()["token"])
 
 
+# -- no weak secret in production --------------------------------------------------------
+
+
+def test_production_without_auth_secret_refuses_to_serve_auth(tmp_path: Path) -> None:
+    """Outside development without AUTH_SECRET the auth tool fails: health is 503 naming it,
+    and the routes that need tokens are not served (their plugins fail), never left open."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
+        "MICROCORE_ENV": "production",
+        "SYSTEM_TOKEN": "s3cret",
+    }
+    with serve(REPO, env) as base, httpx.Client(base_url=base, timeout=10) as http:
+        health = http.get("/system/health")
+        assert health.status_code == 503
+        assert "tool auth" in health.json()["error"]["message"]
+        status = http.get("/system/status", headers={"Authorization": "Bearer s3cret"}).json()
+        assert "AUTH_SECRET is not set" in status["tools"]["auth"]["error"]["message"]
+        assert http.get("/users/me").status_code == 404
+        assert http.post("/users/login", json={"email": "a@b.c", "password": "x"}).is_client_error
+        assert http.get("/products").status_code == 200  # what needs no auth still serves
+
+
 # -- identity forgery ---------------------------------------------------------------------
 
 
