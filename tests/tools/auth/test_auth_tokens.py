@@ -139,3 +139,40 @@ def test_auth_session_cookies_hold_token_and_readable_csrf() -> None:
     assert (csrf_name, csrf_value, csrf_options["httponly"]) == ("csrf_token", csrf, False)
     auth.clear_session_cookies(context)
     assert [c[0] for c in context.set[2:]] == ["access_token", "csrf_token"]
+
+
+def test_auth_verified_tokens_are_cached_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token verified once is answered from the cache (a copy), but never past its exp."""
+    auth = _auth(ttl=60)
+    token = auth.issue_token(1)
+    first = auth.claims_or_none(token)
+    assert first is not None
+    first["sub"] = "tampered by a handler"
+    calls: list[str] = []
+
+    def expired(token: str) -> dict[str, Any]:
+        calls.append(token)
+        raise InvalidToken("the token has expired")
+
+    monkeypatch.setattr(auth, "verify_token", expired)
+    assert auth.claims_or_none(token) == {**first, "sub": "1"}  # from the cache
+    assert calls == []
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert auth.claims_or_none(token) is None  # past exp: verified again, and refused
+    assert calls == [token]
+    assert token not in auth._verified
+
+
+def test_auth_cache_is_bounded_and_forgets_on_new_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache keeps the newest tokens only, and a new key set empties it."""
+    import tools.auth._auth as module
+
+    monkeypatch.setattr(module, "VERIFIED_CACHE", 2)
+    auth = _auth()
+    tokens = [auth.issue_token(n) for n in range(3)]
+    for token in tokens:
+        auth.claims_or_none(token)
+    assert list(auth._verified) == tokens[1:]
+    auth._configure(OTHER, (), 60)
+    assert auth._verified == {} and auth.claims_or_none(tokens[2]) is None
