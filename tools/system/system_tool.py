@@ -202,7 +202,9 @@ class SystemTool(Tool):
         "GET /system/feed",
         "GET /system/dashboard",
         "GET /system/dashboard/{asset}",
-    )  # POST /system/login and /system/logout are literal add_endpoint calls: seen directly
+        "POST /system/login",
+        "POST /system/logout",
+    )
 
     def __init__(
         self,
@@ -297,22 +299,18 @@ class SystemTool(Tool):
             request_model=AssetName,
         )
 
-        api.add_endpoint(
-            "/system/login",
-            "POST",
-            self._post_login,
-            status_code=204,
-            tags=["system"],
-            summary="Dashboard login: SYSTEM_TOKEN in, an HttpOnly system_token cookie out",
-        )
-        api.add_endpoint(
-            "/system/logout",
-            "POST",
-            self._post_logout,
-            status_code=204,
-            tags=["system"],
-            summary="Dashboard logout: drops the system_token cookie",
-        )
+        session: list[tuple[str, Handler, str]] = [
+            (
+                "/system/login",
+                self._post_login,
+                "Dashboard login: SYSTEM_TOKEN in, an HttpOnly system_token cookie out",
+            ),
+            ("/system/logout", self._post_logout, "Dashboard logout: drops the cookie"),
+        ]
+        for path, handler, summary in session:
+            api.add_endpoint(
+                path, "POST", handler, status_code=204, tags=["system"], summary=summary
+            )
 
     async def shutdown(self) -> None:
         for undo in self._undo:
