@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import cookie_parser
 
-from microcore.tooling import RegistrationError
+from microcore.tooling import MicroCoreError, RegistrationError
 
 from ._errors import Forbidden, HttpError, Unauthorized
 
@@ -183,7 +183,16 @@ class Guard:
         now = time.time()
         window = int(now // rate.seconds)
         key = f"{what}|{who}|{window}"
-        count = await state.incr(RATE_NAMESPACE, key, ttl=rate.seconds + 1)
+        try:
+            count = await state.incr(RATE_NAMESPACE, key, ttl=rate.seconds + 1)
+        except MicroCoreError as exc:  # the store is down: refuse rather than not count
+            raise HttpError(
+                503,
+                "rate_limit_unavailable",
+                f"{what} is rate-limited and the state store that counts requests does not "
+                "answer now; retry shortly",
+                headers={"Retry-After": "1"},
+            ) from exc
         if count > rate.count:
             retry = max(1, int((window + 1) * rate.seconds - now + 0.999))
             raise HttpError(

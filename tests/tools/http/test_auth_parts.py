@@ -87,3 +87,20 @@ async def test_websocket_middleware_crash_closes_with_1011(boot: Boot) -> None:
     await running.app(scope, socket.receive, socket.send)
     assert socket.sent[0]["type"] == "websocket.close"
     assert socket.sent[0]["code"] == 1011
+
+
+async def test_guard_limit_answers_503_when_the_store_is_down() -> None:
+    """A rate-limited route whose state store fails answers 503 (never uncounted requests)."""
+    from microcore.tooling import MicroCoreError
+    from tools.http import HttpError
+
+    class Down:
+        async def incr(self, *args: Any, **kwargs: Any) -> int:
+            raise MicroCoreError("redis is down")
+
+    guard = Guard()
+    guard.state = Down()  # type: ignore[assignment]  # a stand-in store
+    with pytest.raises(HttpError) as raised:
+        await guard.limit(Rate(1, 60, "1/minute"), _context([]), "GET /x")
+    assert raised.value.http_status == 503
+    assert raised.value.headers == {"Retry-After": "1"}
