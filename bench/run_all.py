@@ -19,6 +19,7 @@ FULL = {
     "bench_db.py": [],
     "bench_reload.py": [],
     "bench_scaleout.py": [],
+    "bench_tracing.py": [],
 }
 QUICK = {
     "bench_http.py": ["--rounds", "1", "--duration", "3"],
@@ -26,6 +27,7 @@ QUICK = {
     "bench_db.py": ["--repeat", "1"],
     "bench_reload.py": ["--edits", "10"],
     "bench_scaleout.py": ["--rounds", "1", "--duration", "3"],
+    "bench_tracing.py": ["--requests", "1000", "--rounds", "1"],
 }
 
 

@@ -38,9 +38,11 @@ from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
 from ._core.status import ErrorView, PluginStatus, SystemStatus, ToolStatus
 from ._core.tool import FilesApplied
+from ._core.tracing import TRACING, Tracing
 from ._dev.scan import SourceScan, scan_file
 
 __all__ = (
+    "TRACING",
     "ConfigurationError",
     "DependencyError",
     "ErrorInfo",
@@ -67,6 +69,7 @@ __all__ = (
     "SystemStatus",
     "ToolRecord",
     "ToolStatus",
+    "Tracing",
     "causation",
     "current_correlation_id",
     "current_event_id",

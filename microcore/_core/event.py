@@ -13,7 +13,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """One published event, as a subscriber receives it.
 
     ``correlation_id`` is shared by everything caused by one request or event;
-    ``parent_id`` is the id of the event whose handler published this one.
+    ``parent_id`` is the id of the event whose handler published this one;
+    ``traceparent`` the W3C trace context of its publish while tracing is on (README
+    "Tracing"), so its deliveries continue the publisher's trace, across replicas too.
     """
 
     name: str
@@ -23,3 +25,4 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     timestamp: float
     parent_id: str | None = None
+    traceparent: str | None = None

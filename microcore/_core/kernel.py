@@ -29,6 +29,7 @@ from .settings import load_settings
 from .status import PluginStatus, SystemStatus, ToolStatus, relative, render_error
 from .tool import ASGIApp, Tool
 from .toolset import ToolSet
+from .tracing import TRACING
 
 __all__ = ("Batch", "Kernel")
 
@@ -136,6 +137,7 @@ class Kernel:
             level=self.settings.get("LOG_LEVEL", "INFO"),
         )
         _log.info("boot_started", root=str(self.root))
+        TRACING.configure(self.settings, service=self.root.name)
         await self._tools.load(self)
         for path in find_plugin_files(self.root):
             self.commit(await self.stage([path]))
@@ -163,6 +165,8 @@ class Kernel:
         for identity in reversed(list(self.plugins)):
             await self.unload(identity)
         await self._tools.call_all("shutdown", reverse=True)
+        if TRACING.enabled:
+            await anyio.to_thread.run_sync(TRACING.flush)
         self.booted = False
         _log.info("shutdown_complete")
 

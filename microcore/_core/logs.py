@@ -8,6 +8,8 @@ from typing import Any
 
 import structlog
 
+from .tracing import add_trace_ids
+
 __all__ = ("configure_logging", "reset")
 
 _configured: dict[str, Any] = {}
@@ -36,6 +38,7 @@ def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info if fmt == "json" else _identity,

@@ -392,7 +392,8 @@ Rules: every hook and handler is `async`. A plugin imports `microcore` (`Plugin`
 errors), the public types of tool packages (`from tools.<tool> import ...`, never a private
 `tools.<tool>._x`) and its own domain (`domains.<domain>.models`); never another plugin or the
 kernel: plugins talk over the event bus. A handler's `data` annotation (a Struct, decoded from
-path, query and JSON body) is its request model, validated before it runs (422 naming the field);
+path, query and JSON or form body; `UploadFile` fields take multipart files) is its request
+model, validated before it runs (422 naming the field);
 its return annotation (a Struct or `list[Struct]`) is the response model; `request_model=` and
 `response_model=` override them. Return a Struct, dict, list or None (204); raise an error from
 the table below for a 4xx. Event handlers are `async def on_x(self, event: Event)`; a handler's

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import structlog
 
 from microcore import Tool
-from microcore.tooling import ConfigurationError, FilesApplied, KernelView, Owner
+from microcore.tooling import TRACING, ConfigurationError, FilesApplied, KernelView, Owner
 from tools.config import Config
 
 from ._backend import DatabaseBackend
 from ._db import Db
 from ._errors import DatabaseError, MigrationError
 from ._migrations import apply_migrations, apply_new
+from ._tracing import TracedBackend
 from ._url import DatabaseURL, parse_url
 
 __all__ = ("DbTool", "create_backend")
@@ -85,6 +87,8 @@ class DbTool(Tool, Db):
             self._backend = None
             await backend.close()
             raise
+        if TRACING.enabled:
+            self._backend = cast(DatabaseBackend, TracedBackend(backend))
         _log.info(
             "db_ready",
             database=backend.description,

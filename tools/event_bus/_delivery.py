@@ -30,11 +30,12 @@ import anyio.lowlevel
 import structlog
 
 from microcore import Event
-from microcore.tooling import causation
+from microcore.tooling import TRACING, causation
 
 from ._errors import BusClosed, DeliveryTimeout
 from ._fanout import Fanout, Item, Request, Subscription
 from ._stats import SubscriptionState
+from ._tracing import traced_delivery
 
 __all__ = ("Deliverer",)
 
@@ -209,7 +210,11 @@ class Deliverer:
                 owner.enter()  # a reload shuts the old version down only after this call
                 try:
                     with causation(event.correlation_id, event.id):
-                        result = await sub.handler(event)
+                        if TRACING.enabled:
+                            with traced_delivery(event, sub.identity, attempt):
+                                result = await sub.handler(event)
+                        else:
+                            result = await sub.handler(event)
                 except Exception as exc:  # noqa: BLE001 - isolation boundary: one event delivery
                     error = exc
                 finally:

@@ -23,6 +23,7 @@ import structlog
 from microcore import Event
 from microcore.events import DLQ_PREFIX, check_name, check_pattern
 from microcore.tooling import (
+    TRACING,
     Owner,
     RegistrationError,
     causation,
@@ -38,6 +39,7 @@ from ._fanout import EventHandler, Fanout, Subscription
 from ._history import Graph, History
 from ._settings import BusSettings
 from ._stats import SubscriptionState
+from ._tracing import attributes
 from .memory import MemoryBackend
 
 __all__ = ("SOURCE", "Router", "Start")
@@ -145,14 +147,29 @@ class Router:
 
     async def publish(self, name: str, payload: Any, source: str) -> str:
         """Make the event and queue it for every subscriber; its id."""
+        if TRACING.enabled:
+            return await self._traced_publish(name, payload, source)
         event = self._event(name, payload, source)
         await self._send(event)
         return event.id
 
     async def request(self, name: str, payload: Any, source: str, timeout: float) -> Any:
         """Make the event and return the first reply to it."""
+        if TRACING.enabled:
+            return await self._traced_request(name, payload, source, timeout)
         event = self._event(name, payload, source)
         return await self.backend.request(event, timeout)
+
+    async def _traced_publish(self, name: str, payload: Any, source: str) -> str:
+        with TRACING.span(f"{name} publish", kind="producer", attributes=attributes(name, source)):
+            event = self._event(name, payload, source, TRACING.traceparent())
+            await self._send(event)
+            return event.id
+
+    async def _traced_request(self, name: str, payload: Any, source: str, timeout: float) -> Any:
+        with TRACING.span(f"{name} request", kind="client", attributes=attributes(name, source)):
+            event = self._event(name, payload, source, TRACING.traceparent())
+            return await self.backend.request(event, timeout)
 
     def subscription(
         self, owner: Owner, pattern: str, handler: EventHandler, retries: int
@@ -205,7 +222,7 @@ class Router:
 
     # -- inside ------------------------------------------------------------------------
 
-    def _event(self, name: str, payload: Any, source: str) -> Event:
+    def _event(self, name: str, payload: Any, source: str, traceparent: str | None = None) -> Event:
         parent = current_event_id()
         if not self.accepting and parent is None:
             raise BusClosed(
@@ -229,6 +246,7 @@ class Router:
             source=source,
             timestamp=time.time(),
             parent_id=parent,
+            traceparent=traceparent,
         )
         self.history.append(event)
         if self.taps:

@@ -17,7 +17,14 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
-from microcore.tooling import Owner, Registration, RegistrationError, causation, new_id
+from microcore.tooling import (
+    TRACING,
+    Owner,
+    Registration,
+    RegistrationError,
+    causation,
+    new_id,
+)
 
 from ._clock import Clock, SystemClock
 from ._errors import ScheduleError
@@ -341,7 +348,11 @@ class Engine:
                     if held is not None:
                         tg.start_soon(self._renew, job, *held)
                     try:
-                        await job.fn()
+                        if TRACING.enabled:
+                            with TRACING.span(f"job {job.name}", attributes=job.log_fields()):
+                                await job.fn()
+                        else:
+                            await job.fn()
                     except Exception as exc:  # noqa: BLE001 - isolation boundary: one run
                         failed = True
                         counters.failures += 1

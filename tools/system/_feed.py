@@ -79,11 +79,13 @@ class Feed:
         buffer: int = 256,
         max_clients: int = 16,
         payloads: bool = True,
+        trace_url: str | None = None,
         on_watch: Callable[[bool], object] | None = None,
     ) -> None:
         self.buffer = buffer
         self.max_clients = max_clients
         self.payloads = payloads
+        self.trace_url = trace_url  # SYSTEM_TRACE_URL: where the dashboard links a trace id
         self._on_watch = on_watch  # called with True for the first client, False after the last
         self.clients: list[FeedClient] = []
         self.dropped = 0  # over all clients, since boot
@@ -147,7 +149,9 @@ class Feed:
             self._on_watch(True)
         try:
             yield context.event(
-                {"buffer": self.buffer, "payloads": self.payloads}, event="ready", retry=2_000
+                {"buffer": self.buffer, "payloads": self.payloads, "trace_url": self.trace_url},
+                event="ready",
+                retry=2_000,
             )
             while True:
                 items, dropped = await client.take()

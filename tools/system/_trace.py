@@ -14,6 +14,7 @@ that published it (as in the ``http_request`` log line and ``x-request-id``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,10 +23,11 @@ import msgspec
 from microcore import Event
 from microcore.events import DLQ_PREFIX, matches
 
-__all__ = ("MAX_PAYLOAD", "event_row", "payload_view", "select", "traces")
+__all__ = ("MAX_PAYLOAD", "event_row", "payload_view", "select", "trace_id", "traces")
 
 MAX_PAYLOAD = 4096  # bytes of encoded payload shown; longer ones are cut to a preview
 _encode = msgspec.json.Encoder().encode
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def payload_view(payload: Any, *, show: bool) -> Any:
@@ -50,11 +52,20 @@ def event_row(event: Event, *, payloads: bool) -> dict[str, Any]:
         "source": event.source,
         "correlation_id": event.correlation_id,
         "parent_id": event.parent_id,
+        "trace_id": trace_id(event.traceparent),
         "timestamp": event.timestamp,
         "failed": event.name.startswith(DLQ_PREFIX),
         "payload": payload_view(event.payload, show=payloads),
         "payload_hidden": not payloads,
     }
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The OpenTelemetry trace id of a W3C ``traceparent`` (``00-<trace id>-<span id>-01``)."""
+    if traceparent is None:
+        return None
+    found = _TRACEPARENT.match(traceparent)
+    return found.group(1) if found else None
 
 
 def select(

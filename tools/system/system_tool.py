@@ -238,6 +238,7 @@ class SystemTool(Tool):
             buffer=_positive(config, "SYSTEM_FEED_BUFFER", 256),
             max_clients=_positive(config, "SYSTEM_FEED_CLIENTS", 16),
             payloads=config.get_bool("SYSTEM_FEED_PAYLOADS", True),
+            trace_url=config.get("SYSTEM_TRACE_URL") or None,
             on_watch=self._watch_requests,
         )
         self._readiness = Readiness(

@@ -105,7 +105,7 @@ async def test_feed_streams_requests_and_their_events_live(boot: Boot) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader.run)
         ready = await reader.wait_for(named("ready"))
-        assert ready == {"buffer": 256, "payloads": True}
+        assert ready == {"buffer": 256, "payloads": True, "trace_url": None}
         await system.client.get("/system/status")  # the dashboard's own traffic: not shown
         placed = await system.client.post("/orders", json={"item": "pen"})
         request_id = placed.headers["x-request-id"]

@@ -136,7 +136,7 @@ async def test_feed_stream_without_a_watch_callback() -> None:
     """A feed built without ``on_watch`` streams to its clients all the same."""
     feed = Feed(buffer=4)
     stream = feed.stream(cast(Context, Sse()))
-    assert await anext(stream) == ("ready", {"buffer": 4, "payloads": True})
+    assert await anext(stream) == ("ready", {"buffer": 4, "payloads": True, "trace_url": None})
     assert feed.stats()["clients"] == 1
     feed.push("reload", {"n": 1})
     assert await anext(stream) == ("reload", b'{"n":1}')

@@ -381,6 +381,8 @@ class NatsBackend:
         nc = self._client()
         js = nc.jetstream()
         headers = {"Nats-Msg-Id": event.id}
+        if event.traceparent is not None:
+            headers["traceparent"] = event.traceparent
         limit = self._settings.publish_timeout
         deadline = time.monotonic() + limit
         pause = 0.05
@@ -477,12 +479,13 @@ class NatsBackend:
         if self._pending:
             await self._bound()
         subject, data = self._subjects.request(event.name), encode_request(event, timeout)
+        headers = None if event.traceparent is None else {"traceparent": event.traceparent}
         token = str(next(self._tokens))
         reply = f"{self._inbox}.{token}"
         waiter = self._waiters[token] = RemoteWaiter()
         try:
             with anyio.move_on_after(timeout) as scope:
-                await nc.publish(subject, data, reply=reply)
+                await nc.publish(subject, data, reply=reply, headers=headers)
                 await waiter.wait()
                 while waiter.refused:
                     # Only replicas leaving the subscription got it (GONE). Once NATS has
@@ -490,7 +493,7 @@ class NatsBackend:
                     # "no responders" if there is none: ask again until the timeout.
                     await anyio.sleep(_ASK_AGAIN)
                     waiter.again()
-                    await nc.publish(subject, data, reply=reply)
+                    await nc.publish(subject, data, reply=reply, headers=headers)
                     await waiter.wait()
         finally:
             del self._waiters[token]

@@ -204,6 +204,14 @@
       what = `${item.name} from ${item.source}`;
       const cause = item.parent_id ? `after ${short(item.parent_id)}` : `req ${short(item.correlation_id)}`;
       where = `${short(item.id)} · ${cause}`;
+      if (item.trace_id) {
+        const label = `trace ${item.trace_id.slice(0, 8)}`;
+        const url = state.traceUrl && state.traceUrl.replace("{trace_id}", item.trace_id);
+        // SYSTEM_TRACE_URL comes from the server's settings, the id is 32 hex digits
+        where = el("span", {}, where, " · ", url && /^https?:\/\//.test(url)
+          ? el("a", { href: url, target: "_blank", rel: "noopener", title: item.trace_id }, label)
+          : el("span", { title: item.trace_id }, label));
+      }
       if (!item.payload_hidden && item.payload !== null && item.payload !== undefined) {
         detail = el("span", { class: "payload" },
           typeof item.payload === "string" ? item.payload : JSON.stringify(item.payload));
@@ -249,7 +257,8 @@
   function connect() {
     const source = new EventSource("/system/feed");
     const badge = $("connection");
-    source.addEventListener("ready", () => {
+    source.addEventListener("ready", (e) => {
+      state.traceUrl = JSON.parse(e.data).trace_url || null;
       badge.textContent = "live";
       badge.className = "badge live";
       problem("");
