@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from tools.http import UploadFile
+
 # no \s in the pattern: Python and JSON Schema (ECMA) regexes disagree on what it matches
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@ \n]+@[^@ \n]+\.[^@ \n]+$", max_length=254)]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
@@ -70,3 +72,18 @@ USER_COLUMNS = "id, email, name, roles"
 def user_from(row: dict[str, Any]) -> User:
     """A ``User`` from a row of ``SELECT {USER_COLUMNS} FROM users``."""
     return User(id=row["id"], email=row["email"], name=row["name"], roles=row["roles"].split(","))
+
+
+class NewAvatar(msgspec.Struct):
+    """The multipart body of ``PUT /users/{user_id}/avatar`` (the id comes from the path)."""
+
+    user_id: int
+    image: UploadFile
+
+
+class Avatar(msgspec.Struct):
+    """A stored avatar, as the upload answers it."""
+
+    user_id: int
+    content_type: str
+    size: int

@@ -147,3 +147,39 @@ async def test_owner_and_admin_may_delete(client: AsyncClient, app: RunningApp) 
     assert (await client.delete(f"/users/{cat['id']}", headers=boss_bearer)).status_code == 404
     missing = await client.patch("/users/999", json={"name": "x"}, headers=boss_bearer)
     assert missing.status_code == 404
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def test_avatar_upload_by_owner_checks_the_bytes(
+    client: AsyncClient, app: RunningApp
+) -> None:
+    """The owner uploads a PNG (stored, typed by its bytes); a script named .png is refused."""
+    user = await sign_up(client, "pix@example.com")
+    bearer = await log_in(client, "pix@example.com")
+    client.cookies.clear()
+    path = f"/users/{user['id']}/avatar"
+    sent = await client.put(path, files={"image": ("me.png", PNG, "image/png")}, headers=bearer)
+    assert sent.status_code == 200, sent.text
+    assert sent.json() == {"user_id": user["id"], "content_type": "image/png", "size": len(PNG)}
+    db: Any = app.kernel.tool("db")
+    row = await db.query_one("SELECT image FROM avatars WHERE user_id = ?", (user["id"],))
+    assert bytes(row["image"]) == PNG
+    fake = ("x.png", b"<script>alert(1)</script>", "image/png")
+    refused = await client.put(path, files={"image": fake}, headers=bearer)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["path"] == "$.image"
+
+
+async def test_avatar_upload_for_another_account_is_refused(client: AsyncClient) -> None:
+    """IDOR on uploads: one user cannot set another's avatar (403); no token is 401."""
+    ann = await sign_up(client, "ann@example.com")
+    await sign_up(client, "bob@example.com")
+    bob = await log_in(client, "bob@example.com")
+    client.cookies.clear()
+    files = {"image": ("a.png", PNG, "image/png")}
+    path = f"/users/{ann['id']}/avatar"
+    answer = await client.put(path, files=files, headers=bob)
+    assert answer.status_code == 403, answer.text
+    assert (await client.put(path, files=files)).status_code == 401
