@@ -62,6 +62,11 @@ SETTINGS = {
     "LOG_LEVEL": "ERROR",
     "HTTP_ACCESS_LOG": "false",
 }
+# Operations that refuse some schema-valid input on purpose (400), for a reason the schema
+# cannot state: schemathesis's "valid data is accepted" check (ST202) does not apply to them.
+CHECKED_BEYOND_THE_SCHEMA = {
+    "PUT /users/{user_id}/avatar": "the uploaded bytes must be a PNG or JPEG image",
+}
 CONFIG = {"max-stream-events": 1, "request-timeout": 10}
 
 
@@ -168,6 +173,8 @@ def fuzz(
             case.validate_response(response, headers=headers)
         except FailureGroup as group:  # one failure per check that failed
             for failure in group.exceptions:
+                if failure.code == "ST202" and operation.label in CHECKED_BEYOND_THE_SCHEMA:
+                    continue
                 message = " / ".join(line for line in failure.message.splitlines() if line)
                 tally.contradictions.append(
                     f"{failure.code} {failure.title}: {message[:300]} <- {where}"
