@@ -104,6 +104,7 @@ class Guard:
     def __init__(self) -> None:
         self.verifier: TokenVerifier | None = None
         self.state: State | None = None
+        self.ws_origins: frozenset[str] | None = None  # HTTP_WS_ORIGINS: pages of other hosts
 
     # -- registration -----------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class Guard:
         if verifier is None:
             return None
         token, by_cookie = _credential(context)
-        if token is None or (by_cookie and not _cookie_allowed(context)):
+        if token is None or (by_cookie and not _cookie_allowed(context, self.ws_origins)):
             return None
         return verifier(token)
 
@@ -152,11 +153,11 @@ class Guard:
                 "log in again",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        if by_cookie and not _cookie_allowed(context):
+        if by_cookie and not _cookie_allowed(context, self.ws_origins):
             if context.scope["type"] == "websocket":
                 raise Forbidden(
                     "a cookie-authenticated websocket must be opened by a page of this site "
-                    "(its Origin differs from the Host)"
+                    "or of an origin HTTP_WS_ORIGINS lists (its Origin is neither)"
                 )
             raise HttpError(
                 403,
@@ -215,10 +216,12 @@ def _credential(context: Context) -> tuple[str | None, bool]:
     return (cookie, True) if cookie else (None, False)
 
 
-def _cookie_allowed(context: Context) -> bool:
-    """Whether a cookie credential may act: a safe method, or the CSRF (websocket: origin) proof."""
+def _cookie_allowed(context: Context, origins: frozenset[str] | None) -> bool:
+    """Whether a cookie credential may act: a safe method, or the CSRF proof; for a websocket,
+    a page of this host or of an origin ``HTTP_WS_ORIGINS`` lists."""
     if context.scope["type"] == "websocket":
-        return _same_origin(context)
+        origin = (context.headers.get("origin") or "").strip().rstrip("/").lower()
+        return _same_origin(context) or (origins is not None and origin in origins)
     if context.method in SAFE_METHODS:
         return True
     expected = _cookies(context).get(CSRF_COOKIE, "")

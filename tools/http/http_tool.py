@@ -98,6 +98,7 @@ class HttpTool(Tool):
         )
         self.app.proxies = TrustedProxies.parse(config.get("HTTP_TRUSTED_PROXIES"))
         self.app.ws_origins = _origins(config.get("HTTP_WS_ORIGINS"))
+        self.app.guard.ws_origins = self.app.ws_origins  # cookie websockets from those pages too
         self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
         self.app.cors = _cors_from(config)
         self.app.observers.set_access_log(config.get_bool("HTTP_ACCESS_LOG", True))

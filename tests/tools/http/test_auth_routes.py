@@ -188,6 +188,21 @@ async def test_auth_websocket_cookie_needs_same_origin(boot: Boot) -> None:
         assert (socket.sent[0]["type"] == "websocket.accept") is accepted
 
 
+async def test_auth_websocket_cookie_from_a_listed_origin(boot: Boot) -> None:
+    """With HTTP_WS_ORIGINS, a cookie websocket from a listed page of another host is accepted."""
+    running, client = await boot(APP, settings={"HTTP_WS_ORIGINS": "https://app.example"})
+    token = (await _login(client))["token"]
+    scope = ws_scope("/ws")
+    scope["headers"] = [
+        (b"cookie", f"access_token={token}".encode()),
+        (b"origin", b"https://app.example"),
+        (b"host", b"api.example"),
+    ]
+    socket = FakeSocket([])
+    await running.app(scope, socket.receive, socket.send)
+    assert socket.sent[0]["type"] == "websocket.accept"
+
+
 async def test_middleware_applies_to_websockets(boot: Boot) -> None:
     """add_middleware runs for websocket routes: a middleware refusal closes before accept."""
     running, _ = await boot(
