@@ -257,7 +257,13 @@ class Server:
                 "warning",
             ],
             cwd=ROOT,
-            env={**os.environ, "MICROCORE_ENV": "production", "LOG_LEVEL": "WARNING", **env},
+            env={
+                **os.environ,
+                "MICROCORE_ENV": "production",
+                "AUTH_SECRET": "bench-scaleout-signing-secret-" + "s" * 32,  # else not ready
+                "LOG_LEVEL": "WARNING",
+                **env,
+            },
             stdout=subprocess.DEVNULL,
             stderr=self._log,
         )

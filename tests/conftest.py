@@ -29,7 +29,9 @@ _COLLECTED: dict[
 
 
 def _tools_modules() -> dict[str, ModuleType]:
-    return {n: m for n, m in sys.modules.items() if n == "tools" or n.startswith("tools.")}
+    """The ``tools`` modules, and the ``domains`` ones (a domain module that imported tool
+    types, ``UploadFile`` say, must not outlive the ``tools`` copy it imported them from)."""
+    return {n: m for n, m in sys.modules.items() if n.partition(".")[0] in ("tools", "domains")}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

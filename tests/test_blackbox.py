@@ -48,6 +48,7 @@ def test_system_routes_need_the_token_outside_development(tmp_path: Path) -> Non
         "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
         "MICROCORE_ENV": "production",
         "SYSTEM_TOKEN": "s3cret",
+        "AUTH_SECRET": "a-production-signing-secret-of-40-bytes!",  # the auth tool needs one
     }
     with serve(REPO, env) as base, httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/system/health").status_code == 200

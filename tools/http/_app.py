@@ -29,12 +29,13 @@ from ._body import Disconnected as _Disconnected
 from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
-from ._errors import HttpError, NotFound, Unauthorized, error_json
+from ._errors import HttpError, NotFound, error_json
 from ._observe import Exchange, Observers
 from ._proxies import TrustedProxies
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
 from ._routing import RouteTable
+from ._security import Guard
 from ._stats import FLUSH_AT
 from ._streaming import EventStream, WebSocketRoute
 from ._streams import CLOSE_SECONDS, OpenStreams
@@ -64,6 +65,7 @@ class HttpApp:
         self.sse_ping = 15.0
         self.observers = Observers(log)
         self.streams = OpenStreams()  # event streams and websockets open now, by owner
+        self.guard = Guard()  # auth=, CSRF and rate= (the auth tool plugs its verifier in)
         self._log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,7 +107,15 @@ class HttpApp:
         context: Context | None = None
         try:
             with causation(request_id):
-                context = Context(scope, receive, request_id, length, content_type, self.body_limit)
+                context = Context(
+                    scope,
+                    receive,
+                    request_id,
+                    length=length,
+                    content_type=content_type,
+                    limit=self.body_limit,
+                )
+                context.guard = self.guard
                 cors = self.cors
                 if cors is not None and origin is not None and cors.is_preflight(scope):
                     response: Response = cors.preflight(origin, scope)
@@ -213,11 +223,10 @@ class HttpApp:
         try:
             if endpoint is None:
                 return await self._unrouted(table, context, allow)
-            if endpoint.auth and context.identity is None:
-                raise Unauthorized(
-                    f"{endpoint.method} {endpoint.path} requires authentication; "
-                    "send credentials the auth middleware accepts",
-                )
+            if endpoint.auth:
+                self.guard.admit(endpoint.auth, context, f"{endpoint.method} {endpoint.path}")
+            if endpoint.rate is not None:
+                await self.guard.limit(endpoint.rate, context, f"{endpoint.method} {endpoint.path}")
             length = context._length
             if length > 0 or length == -2 or context._body is not None:
                 data = await endpoint.read_data(context)  # JSON, a form or an upload
@@ -305,7 +314,8 @@ class HttpApp:
         if self.ws_origins is not None and not self._origin_allowed(scope, self.ws_origins):
             await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
             return
-        found = self.snapshot.table.match_websocket(scope["path"])
+        snapshot = self.snapshot
+        found = snapshot.table.match_websocket(scope["path"])
         if found is None:
             await send({"type": "websocket.close", "code": 1000})
             return
@@ -314,12 +324,35 @@ class HttpApp:
         request_id = new_id()
         tokens = _bind(request_id=request_id)
         websocket = WebSocket(scope, receive, send)
-        try:
-            with causation(request_id), self.streams.hold(route.owner) as stream:
+        context = Context(scope, receive, request_id)
+        context.guard, context.params = self.guard, params
+        conversed = Response(status_code=101)  # what call_next gives websocket middleware
+
+        async def conversation() -> Response:
+            if route.auth:
+                self.guard.admit(route.auth, context, f"websocket {route.path}")
+            scope["identity"] = context.identity  # the verified claims, for the handler
+            with self.streams.hold(route.owner) as stream:
                 await self._converse(route, websocket)
             if stream.closed is not None:  # by a reload or the shutdown: tell the client why
                 with anyio.move_on_after(CLOSE_SECONDS):
                     await _close(websocket, stream.closed.websocket_code, stream.closed.reason)
+            return conversed
+
+        try:
+            with causation(request_id):
+                if snapshot.middleware:  # as around a request: auth middleware applies here too
+                    response = await _chain(snapshot.middleware, context, conversation)
+                else:
+                    response = await conversation()
+            if response is not conversed:  # a middleware answered instead: refused
+                await _close(websocket, 1008, f"refused ({response.status_code})")
+        except HttpError as exc:  # refused before the handler ran: closed before accept
+            await _close(websocket, 1008, exc.message[:120])
+        except Exception as exc:  # noqa: BLE001 - isolation boundary: one connection
+            error_id = new_id()
+            self._log.error("websocket_failed", error_id=error_id, path=scope["path"], exc_info=exc)
+            await _close(websocket, 1011, f"internal error {error_id}")
         finally:
             _reset(**tokens)
 

@@ -18,6 +18,8 @@ from ._uploads import UploadFile
 
 __all__ = ("Context", "ServerSentEvent")
 
+_UNRESOLVED: Any = object()  # identity not looked up yet (most requests never ask)
+
 SameSite = Literal["lax", "strict", "none"]
 _BODY_LIMIT = BodyLimit(1024 * 1024)
 
@@ -47,7 +49,7 @@ class Context:
     ...     context.set_cookie("session", "abc", max_age=3600)   # Secure, HttpOnly, SameSite=Lax
     ...     return {"success": True, "client": context.client, "request": context.request_id}
 
-    ``identity`` is whoever authenticated the request (set by an auth middleware),
+    ``identity`` is the verified claims of the request's token (see ``identity``),
     ``auth`` the requirement the endpoint declared, ``params`` the path parameters.
     """
 
@@ -55,13 +57,14 @@ class Context:
         "_body": "The body once the tool read it (replayed to ``request``).",
         "_content_type": "The raw Content-Type header, or None.",
         "_headers": "Parsed request headers, built on first use.",
+        "_identity": "The verified claims once looked up (see ``identity``).",
         "_length": "Content-Length (-1: none, -2: chunked).",
         "_limit": "The body limit of the route (HTTP_MAX_BODY, or HTTP_MAX_UPLOAD for uploads).",
         "_request": "The Starlette request, built on first use.",
         "_streamed": "Whether the body was streamed into a form (so it cannot be read again).",
         "_uploads": "The files of a multipart body, closed by the tool after the response.",
         "auth": "The requirement the endpoint declared with ``add_endpoint(..., auth=...)``.",
-        "identity": "Whoever authenticated the request (set by an auth middleware), or None.",
+        "guard": "What verifies the request's token (``_security.Guard``), or None.",
         "params": "The path parameters, converted: ``{'product_id': 7}``.",
         "receive": "The ASGI ``receive`` callable of the request.",
         "request_id": "The request id (``X-Request-ID``, also on every log line of the request).",
@@ -82,7 +85,8 @@ class Context:
         self.scope = scope
         self.receive = receive
         self.request_id = request_id
-        self.identity: Any = scope.get("identity")
+        self._identity: Any = _UNRESOLVED
+        self.guard: Any = None
         self.auth: Any = None
         self.params: dict[str, Any] = {}
         self.status: int | None = None
@@ -116,6 +120,29 @@ class Context:
         return self._headers
 
     @property
+    def identity(self) -> Any:
+        """The verified claims of the request's token (``{"sub": "7", "roles": ["admin"],
+        ...}``), or None when it carries no valid one.
+
+        Only a token the auth tool verified sets it (``Authorization: Bearer`` or the
+        ``access_token`` cookie, which needs the CSRF header on POST/PUT/PATCH/DELETE):
+        no body, query or header field, handler or middleware can set or change it.
+
+        >>> user_id = int(context.identity["sub"])
+        """
+        if self._identity is _UNRESOLVED:
+            guard = self.guard
+            self._identity = guard.identify(self) if guard is not None else None
+        return self._identity
+
+    @identity.setter
+    def identity(self, value: Any) -> None:
+        raise AttributeError(
+            "context.identity is set only from a token the auth tool verified; to authenticate "
+            "another way, plug a verifier into the http tool (HttpTool.use_token_verifier)"
+        )
+
+    @property
     def client(self) -> str | None:
         """The client's address (host), as the server saw it."""
         client = self.scope.get("client")
@@ -123,8 +150,8 @@ class Context:
 
     @property
     def method(self) -> str:
-        """The request method: ``"GET"``, ``"POST"``..."""
-        return str(self.scope["method"])
+        """The request method: ``"GET"``, ``"POST"``... (a websocket's handshake is a GET)."""
+        return str(self.scope.get("method", "GET"))
 
     @property
     def path(self) -> str:

@@ -105,6 +105,7 @@ class Endpoint:
         "method",
         "owner",
         "path",
+        "rate",
         "request_model",
         "response_model",
         "status_code",
@@ -126,6 +127,7 @@ class Endpoint:
         tags: list[str] | None = None,
         summary: str | None = None,
         auth: Any = None,
+        rate: Any = None,
         kind: str = "route",
         validate_response: bool = False,
     ) -> None:
@@ -140,6 +142,7 @@ class Endpoint:
         self.tags = list(tags or [])
         self.summary = summary
         self.auth = auth
+        self.rate = rate  # a _security.Rate, or None
         self._validate_response = validate_response and response_model is not None
         self._body_decoder: msgspec.json.Decoder[Any] = (
             msgspec.json.Decoder(request_model) if request_model is not None else _ANY

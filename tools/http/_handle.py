@@ -19,6 +19,7 @@ from ._annotations import annotated_models
 from ._endpoint import Endpoint
 from ._registry import Entry, Registry
 from ._routing import CompiledPath
+from ._security import Guard, parse_rate
 from ._static import StaticMount
 from ._streaming import WebSocketRoute
 
@@ -49,10 +50,18 @@ class Http:
     ...                            request_model=NewProduct, status_code=201, tags=["products"])
     """
 
-    def __init__(self, registry: Registry, owner: Owner, *, development: bool = False) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        owner: Owner,
+        *,
+        development: bool = False,
+        guard: Guard | None = None,
+    ) -> None:
         self._registry = registry
         self._owner = owner
         self._development = development  # validate responses against their models
+        self._guard = guard or Guard()  # what enforces auth= and rate=
 
     def add_endpoint(
         self,
@@ -66,6 +75,7 @@ class Http:
         tags: list[str] | None = None,
         summary: str | None = None,
         auth: Any = None,
+        rate: str | None = None,
     ) -> Registration:
         """Serve ``method path`` with ``async def handler(data, context)``.
 
@@ -75,9 +85,14 @@ class Http:
         Return a dict, list or Struct (JSON), None (204) or a Starlette Response;
         ``raise NotFound("...")`` (or another ``HttpError``) answers that status.
         ``path`` uses Starlette syntax: ``/products/{product_id:int}``.
-        ``response_model`` is checked in development and documented in /openapi.json;
-        ``auth`` (e.g. ``"user"``) is a requirement for the auth middleware: until one
-        sets ``context.identity`` the endpoint answers 401.
+        ``response_model`` is checked in development and documented in /openapi.json.
+
+        ``auth=True`` needs a valid token (``Authorization: Bearer`` or the ``access_token``
+        cookie; the auth tool verifies it), ``auth="admin"`` also that role in its
+        ``roles`` claim: 401 without a valid token, 403 without the role (or, for the
+        cookie, without the CSRF header); ``context.identity`` is the verified claims.
+        ``rate="10/minute"`` (second, minute, hour, day) limits each identity, or each
+        client address when anonymous: 429 with ``Retry-After`` past it.
 
         Without ``request_model=`` the ``data`` annotation (a Struct) is the request
         model; without ``response_model=`` the return annotation (a Struct or
@@ -91,6 +106,8 @@ class Http:
         self._require_async(handler, f"http endpoint {where}")
         if not 100 <= status_code <= 599:
             raise RegistrationError(f"{where}: status_code must be 100-599, got {status_code}")
+        limit = parse_rate(rate, where)
+        self._guard.require(auth=auth, rate=limit, where=where)
         endpoint = self._endpoint(
             verb,
             path,
@@ -101,6 +118,7 @@ class Http:
             tags=tags,
             summary=summary,
             auth=auth,
+            rate=limit,
             kind="route",
         )
         return self._add_route(endpoint, "route")
@@ -128,6 +146,7 @@ class Http:
                 f"{where} of {self._owner.identity!r} must be an async generator: "
                 "declare it 'async def stream(self, data, context)' and 'yield' each event"
             )
+        self._guard.require(auth=auth, rate=None, where=where)
         endpoint = self._endpoint(
             "GET",
             path,
@@ -140,14 +159,23 @@ class Http:
         )
         return self._add_route(endpoint, "sse")
 
-    def add_websocket(self, path: str, handler: Callable[[Any], Awaitable[None]]) -> Registration:
+    def add_websocket(
+        self, path: str, handler: Callable[[Any], Awaitable[None]], *, auth: Any = None
+    ) -> Registration:
         """Serve a websocket at ``path`` with ``async def handler(websocket)`` (a Starlette
         ``WebSocket``: ``await websocket.accept()``, ``receive_json()``, ``send_json()``...).
         Path parameters are in ``websocket.path_params``.
+
+        Middleware runs around it as around a request (``context.scope["type"]`` is
+        ``"websocket"``); ``auth=`` works as for ``add_endpoint`` (a cookie-authenticated
+        websocket must come from a page of this host), and the verified claims are
+        ``websocket.scope["identity"]``. A refusal closes it (1008) before it is accepted.
         """
-        self._require_async(handler, f"websocket {path}")
+        where = f"websocket {path}"
+        self._require_async(handler, where)
+        self._guard.require(auth=auth, rate=None, where=where)
         compiled = CompiledPath(path)
-        route = WebSocketRoute(path, handler, self._owner)
+        route = WebSocketRoute(path, handler, self._owner, auth=auth)
         entry = Entry(
             "websocket",
             f"WS {path}",

@@ -62,7 +62,9 @@ _ERRORS = {
         "cannot hold (invalid_parameter)",
     ),
     "401": ("Unauthorized", "Authentication required (code unauthorized)"),
+    "403": ("Forbidden", "Missing role (forbidden) or CSRF header (csrf_failed)"),
     "404": ("NotFound", "Nothing at this path (code not_found)"),
+    "409": ("Conflict", "The request clashes with what is stored (code conflict)"),
     "405": ("MethodNotAllowed", "Method not allowed here; Allow lists those that are"),
     "413": (
         "PayloadTooLarge",
@@ -73,6 +75,7 @@ _ERRORS = {
         "An upload takes multipart/form-data (code unsupported_media_type)",
     ),
     "422": ("ValidationError", "Validation failed; error.path names the field (validation_error)"),
+    "429": ("TooManyRequests", "Over the route's rate limit; see Retry-After (rate_limited)"),
     "500": ("InternalError", "Internal error; error.id is in the log (code internal_error)"),
 }
 SSE_EVENT: dict[str, Any] = {
@@ -83,6 +86,16 @@ SSE_EVENT: dict[str, Any] = {
         "data": {"type": "string"},
         "id": {"type": "string"},
         "retry": {"type": "integer", "minimum": 0},
+    },
+}
+TOKEN_SCHEMES: dict[str, Any] = {  # what auth= endpoints accept (either one)
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "cookieAuth": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "access_token",
+        "description": "The access_token cookie; POST/PUT/PATCH/DELETE also need the "
+        "X-CSRF-Token header equal to the csrf_token cookie",
     },
 }
 ERROR_RESPONSES = frozenset(name for name, _ in _ERRORS.values())
@@ -113,8 +126,8 @@ def build_openapi(
         operation = _operation(compiled, endpoint, by_type, components)
         operation["operationId"] = _operation_id(endpoint.method, compiled.format, used_ids)
         if endpoint.auth:
-            schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
-            operation["security"] = [{"bearerAuth": []}]
+            schemes.update(TOKEN_SCHEMES)
+            operation["security"] = [{name: []} for name in TOKEN_SCHEMES]
         declared = getattr(endpoint.handler, "openapi", None)
         if isinstance(declared, Mapping):
             _declared(operation, declared, schemes)
@@ -250,10 +263,29 @@ def _responses(
     if compiled.convertors:
         codes.append("404")
     if endpoint.auth:
-        codes.append("401")
+        codes += ["401", "403"]
+    if endpoint.rate is not None:
+        codes.append("429")
+    codes += [code for code in _raised(endpoint.handler) if code not in codes]
     for code in sorted(codes):
         responses[code] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
     return responses
+
+
+_RAISED = {  # what a handler's ``raise <name>(...)`` answers
+    "BadRequest": "400",
+    "Unauthorized": "401",
+    "Forbidden": "403",
+    "NotFound": "404",
+    "Conflict": "409",
+}
+
+
+def _raised(handler: Any) -> list[str]:
+    """The statuses of the http errors the handler's own body names (``raise NotFound(...)``)."""
+    function = inspect.unwrap(getattr(handler, "__func__", handler))
+    names = getattr(getattr(function, "__code__", None), "co_names", ())
+    return [_RAISED[name] for name in names if name in _RAISED]
 
 
 def _schema_hook(tp: Any) -> dict[str, Any]:

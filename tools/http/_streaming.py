@@ -33,12 +33,20 @@ _PING = b": ping\n\n"
 class WebSocketRoute:
     """A websocket handler ``async def chat(self, websocket)`` and the plugin that owns it."""
 
-    __slots__ = ("handler", "owner", "path")
+    __slots__ = ("auth", "handler", "owner", "path")
 
-    def __init__(self, path: str, handler: Callable[[Any], Awaitable[None]], owner: Owner) -> None:
+    def __init__(
+        self,
+        path: str,
+        handler: Callable[[Any], Awaitable[None]],
+        owner: Owner,
+        *,
+        auth: Any = None,
+    ) -> None:
         self.path = path
         self.handler = handler
         self.owner = owner
+        self.auth = auth
 
 
 def format_event(item: Any) -> bytes:

@@ -31,7 +31,7 @@ and ``_docs``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.responses import Response
@@ -49,12 +49,16 @@ from ._handle import Http
 from ._observe import Exchange, Observer
 from ._proxies import TrustedProxies
 from ._registry import Entry, Registry
+from ._security import TokenVerifier
 from ._static import StaticMount
 from ._stats import RequestStats
 from ._streaming import EventStream, WebSocketRoute
 from ._streams import chain_exit_signals
 
-__all__ = ("Exchange", "Http", "HttpTool", "RequestStats")
+if TYPE_CHECKING:  # optional: rate limits count in the state tool when it is there
+    from tools.state import State
+
+__all__ = ("Exchange", "Http", "HttpTool", "RequestStats", "TokenVerifier")
 
 MIB = 1024 * 1024
 _log = structlog.get_logger("microcore.http", tool="http")
@@ -74,12 +78,13 @@ class HttpTool(Tool):
     name = "http"
     reserved_routes = ("GET /openapi.json", "GET /docs")  # the docs it serves (HTTP_DOCS)
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, state: State | None = None) -> None:
         self._config = config
         self._log = _log
         self.development = False
         self.registry = Registry(self._refresh)
         self.app = HttpApp(log=self._log, max_body=MIB)
+        self.app.guard.state = state  # where rate= limits count (shared by replicas on Redis)
         self.owner = Owner("tools.http")
         self.docs: ApiDocs | None = None
         self._restore_signals: Callable[[], None] = lambda: None
@@ -93,6 +98,7 @@ class HttpTool(Tool):
         )
         self.app.proxies = TrustedProxies.parse(config.get("HTTP_TRUSTED_PROXIES"))
         self.app.ws_origins = _origins(config.get("HTTP_WS_ORIGINS"))
+        self.app.guard.ws_origins = self.app.ws_origins  # cookie websockets from those pages too
         self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
         self.app.cors = _cors_from(config)
         self.app.observers.set_access_log(config.get_bool("HTTP_ACCESS_LOG", True))
@@ -119,7 +125,29 @@ class HttpTool(Tool):
 
     def bind(self, owner: Owner) -> Http:
         """The per-plugin (or per-tool) handle whose registrations ``owner`` owns."""
-        return Http(self.registry, owner, development=self.development)
+        return Http(self.registry, owner, development=self.development, guard=self.app.guard)
+
+    def use_token_verifier(self, verify: TokenVerifier) -> Callable[[], None]:
+        """Plug in what checks tokens for ``auth=`` routes and ``context.identity`` (the auth
+        tool does at set-up): ``verify(token)`` returns the claims, or None when the token
+        is not valid; it runs on the event loop, so keep it CPU-cheap. Returns ``remove``.
+        One verifier at a time: a second is a configuration error.
+
+        >>> remove = http.use_token_verifier(lambda token: claims_or_none(token))
+        """
+        guard = self.app.guard
+        if guard.verifier is not None:
+            raise ConfigurationError(
+                "a token verifier is already installed in the http tool; only one tool may "
+                "verify tokens (remove the other auth tool)"
+            )
+        guard.verifier = verify
+
+        def remove() -> None:
+            if guard.verifier is verify:
+                guard.verifier = None
+
+        return remove
 
     def on_plugins_changed(self) -> None:
         self._refresh()

@@ -38,7 +38,9 @@ class StateBackend(Protocol):
 
     async def delete(self, namespace: str, key: str) -> bool: ...
 
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int: ...
+    async def incr(
+        self, namespace: str, key: str, by: int = 1, ttl: float | None = None
+    ) -> int: ...
 
     async def claim(self, namespace: str, key: str, ttl: float, holder: str | None = None) -> bool:
         """Set ``key`` to ``holder`` (``True`` when None) for ``ttl`` unless it is set to

@@ -73,16 +73,17 @@ class State:
         _check(namespace, key)
         return await self._backend().delete(namespace, key)
 
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int:
+    async def incr(self, namespace: str, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         """Add ``by`` atomically (an unset key counts from 0) and return the new value.
 
-        The key keeps its TTL, if it has one.
+        The key keeps its TTL, if it has one; ``ttl`` (seconds) is the TTL of a key this
+        call creates, set in the same atomic step (a window counter that cleans itself up).
 
-        >>> await self.state.incr("rate", f"{ip}:{minute}")      # atomic: 1, 2, 3 ...
+        >>> await self.state.incr("rate", f"{ip}:{minute}", ttl=60)      # atomic: 1, 2, 3 ...
         1
         """
         _check(namespace, key)
-        return await self._backend().incr(namespace, key, by)
+        return await self._backend().incr(namespace, key, by, ttl)
 
     async def claim(
         self, namespace: str, key: str, ttl: float, *, holder: str | None = None

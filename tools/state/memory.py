@@ -132,13 +132,15 @@ class MemoryBackend:
             del self._data[namespace]
         return True
 
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int:
+    async def incr(self, namespace: str, key: str, by: int = 1, ttl: float | None = None) -> int:
         # No await between read and write: atomic on the event loop.
         if isinstance(by, bool) or not isinstance(by, int):
             raise StateError(f"incr takes an integer step, got {by!r}")
+        expires_at = self._expires_at(ttl)
         entry = self._live(namespace, key)
+        new = entry is None
         if entry is None:
-            value, expires_at = by, None
+            value = by
         else:
             current = _decoder.decode(entry.value)
             if isinstance(current, bool) or not isinstance(current, int):
@@ -152,7 +154,7 @@ class MemoryBackend:
                 f"cannot incr {namespace!r}/{key!r}: the result would overflow a 64-bit integer"
             )
         entry = _Entry(_encoder.encode(value), expires_at)
-        self._store(namespace, key, entry, schedule=False)  # same expiry: already scheduled
+        self._store(namespace, key, entry, schedule=new)  # an old key's expiry is scheduled
         return value
 
     async def claim(self, namespace: str, key: str, ttl: float, holder: str | None = None) -> bool:

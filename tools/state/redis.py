@@ -87,7 +87,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
     + "return existed\n"
 )
 
-# KEYS: value, index. ARGV: step, key.
+# KEYS: value, index. ARGV: step, key, ttl ms of a new key ('' for none).
 # Returns {1, new value} or {0, the stored bytes} when they are not a msgpack integer,
 # or {2, the stored bytes} when the result would not be exact.
 _INCR = (
@@ -97,8 +97,14 @@ local raw = redis.call('GET', KEYS[1])
 local value
 if not raw then
   value = tonumber(ARGV[1])
-  redis.call('SET', KEYS[1], cmsgpack.pack(value))
-  redis.call('ZADD', KEYS[2], 'inf', ARGV[2])
+  if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], cmsgpack.pack(value))
+    redis.call('ZADD', KEYS[2], 'inf', ARGV[2])
+  else
+    local at = now + tonumber(ARGV[3])
+    redis.call('SET', KEYS[1], cmsgpack.pack(value), 'PXAT', at)
+    redis.call('ZADD', KEYS[2], at, ARGV[2])
+  end
 else
   local b = string.byte(raw, 1)
   -- fixint, negative fixint, uint 8-64 and int 8-64: the encodings of an integer
@@ -250,13 +256,15 @@ class RedisBackend:
         keys = [self._value_key(namespace, key), self._index_key(namespace)]
         return bool(await self._call("delete", namespace, self._delete(keys, [key])))
 
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int:
+    async def incr(self, namespace: str, key: str, by: int = 1, ttl: float | None = None) -> int:
         if isinstance(by, bool) or not isinstance(by, int):
             raise StateError(f"incr takes an integer step, got {by!r}")
         if abs(by) >= _MAX_EXACT:
             raise StateError(f"incr steps must be below 2**53 on Redis, got {by}")
         keys = [self._value_key(namespace, key), self._index_key(namespace)]
-        status, result = await self._call("incr", namespace, self._incr(keys, [by, key]))
+        status, result = await self._call(
+            "incr", namespace, self._incr(keys, [by, key, _ttl_ms(ttl)])
+        )
         if status == 1:
             return int(result)
         current = _decoder.decode(result)

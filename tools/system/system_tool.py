@@ -152,6 +152,12 @@ class AssetName(msgspec.Struct):
     asset: str
 
 
+class SystemLogin(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /system/login``: the ``SYSTEM_TOKEN`` the dashboard's visitor typed."""
+
+    token: Annotated[str, msgspec.Meta(max_length=4096)]
+
+
 class RouteRow(msgspec.Struct, kw_only=True):
     """One row of ``/system/routes``: a served route and the requests it answered so far."""
 
@@ -208,6 +214,8 @@ class SystemTool(Tool):
         "GET /system/feed",
         "GET /system/dashboard",
         "GET /system/dashboard/{asset}",
+        "POST /system/login",
+        "POST /system/logout",
     )
 
     def __init__(
@@ -306,6 +314,19 @@ class SystemTool(Tool):
             request_model=AssetName,
         )
 
+        session: list[tuple[str, Handler, str]] = [
+            (
+                "/system/login",
+                self._post_login,
+                "Dashboard login: SYSTEM_TOKEN in, an HttpOnly system_token cookie out",
+            ),
+            ("/system/logout", self._post_logout, "Dashboard logout: drops the cookie"),
+        ]
+        for path, handler, summary in session:
+            api.add_endpoint(
+                path, "POST", handler, status_code=204, tags=["system"], summary=summary
+            )
+
     async def shutdown(self) -> None:
         for undo in self._undo:
             undo()
@@ -350,17 +371,33 @@ class SystemTool(Tool):
         return self._config.development or self._authorized(context.request)
 
     def _authorized(self, request: Request) -> bool:
-        token = self._config.get("SYSTEM_TOKEN") or ""
-        if not token:
-            return False
         header = request.headers.get("authorization", "")
         scheme, _, sent = header.partition(" ")
         if scheme.lower() != "bearer" or not sent:
             sent = request.cookies.get("system_token", "")
         # the server decoded the header (and cookie) bytes as latin-1: compare bytes, so a
         # token with non-ASCII characters sent as UTF-8 matches
-        sent_bytes = sent.strip().encode("latin-1", errors="replace")
-        return hmac.compare_digest(sent_bytes, token.encode("utf-8"))
+        return self._is_token(sent.strip().encode("latin-1", errors="replace"))
+
+    def _is_token(self, sent: bytes) -> bool:
+        token = self._config.get("SYSTEM_TOKEN") or ""
+        return bool(token) and hmac.compare_digest(sent, token.encode("utf-8"))
+
+    async def _post_login(self, data: SystemLogin, context: Context) -> None:
+        """The dashboard's login: the server sets the cookie (HttpOnly, so no script on the
+        page can read it; SameSite=Strict; Secure outside development)."""
+        if not self._is_token(data.token.strip().encode("utf-8")):
+            raise Unauthorized("that is not SYSTEM_TOKEN (or none is configured)")
+        context.set_cookie(
+            "system_token",
+            data.token.strip(),
+            path="/system",
+            secure=not self._config.development,
+            samesite="strict",
+        )
+
+    async def _post_logout(self, data: Any, context: Context) -> None:
+        context.delete_cookie("system_token", path="/system", secure=not self._config.development)
 
     # -- observing (hot paths) -------------------------------------------------------
 

@@ -52,3 +52,30 @@ async def serve(make_project: Any) -> AsyncIterator[Serve]:
             return Served(running, client)
 
         yield boot
+
+
+# -- with the auth and state tools (auth=, rate=) ---------------------------------------
+
+AUTH_TOOLS = ["config", "logger", "state", "http", "auth"]
+SECRET = "x" * 48  # AUTH_SECRET: 32 bytes or more
+
+Boot = Callable[..., Awaitable[tuple[RunningApp, httpx.AsyncClient]]]
+
+
+@pytest_asyncio.fixture
+async def boot(make_project: Any) -> AsyncIterator[Boot]:
+    """``await boot(files, settings=...)``: a project with the auth and state tools, a client."""
+    async with AsyncExitStack() as stack:
+
+        async def start(
+            files: Mapping[str, str], *, settings: Mapping[str, str] | None = None
+        ) -> tuple[RunningApp, httpx.AsyncClient]:
+            root = make_project(dict(files), tools=AUTH_TOOLS)
+            running = await start_app(root, settings={"AUTH_SECRET": SECRET, **(settings or {})})
+            stack.push_async_callback(running.stop)
+            transport = httpx.ASGITransport(app=running.app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            stack.push_async_callback(client.aclose)
+            return running, client
+
+        yield start

@@ -171,28 +171,31 @@ async def test_context_error_responses_carry_request_id(serve: Serve) -> None:
     assert response.headers["x-request-id"] == "r-1"
 
 
-async def test_context_auth_endpoint_without_identity_answers_401(serve: Serve) -> None:
-    """An endpoint declaring auth answers 401 unless middleware set context.identity."""
+async def test_context_identity_comes_only_from_the_verified_token(serve: Serve) -> None:
+    """Middleware cannot set context.identity; the token verifier the http tool asks does."""
     served = await serve({})
     owner = Owner("tools.test")
     owner.activate()
     handle = served.http.bind(owner)
+    refused: list[str] = []
 
     async def secret(data: Any, context: Any) -> Any:
         return {"user": context.identity, "auth": context.auth}
 
-    async def authenticate(context: Any, call_next: Any) -> Any:
-        if context.headers.get("authorization") == "Bearer good":
-            context.identity = "alice"
+    async def forge(context: Any, call_next: Any) -> Any:
+        try:
+            context.identity = {"sub": "mallory"}
+        except AttributeError as exc:
+            refused.append(str(exc))
         return await call_next()
 
-    handle.add_endpoint("/secret", "GET", secret, auth="user")
-    response = await served.client.get("/secret")
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
-    handle.add_middleware(authenticate)
+    handle.add_middleware(forge)
+    served.http.use_token_verifier(lambda token: {"sub": "alice"} if token == "good" else None)
+    handle.add_endpoint("/secret", "GET", secret, auth=True)
+    assert (await served.client.get("/secret")).status_code == 401
     response = await served.client.get("/secret", headers={"Authorization": "Bearer good"})
-    assert response.json() == {"user": "alice", "auth": "user"}
+    assert response.json() == {"user": {"sub": "alice"}, "auth": True}
+    assert "set only from a token the auth tool verified" in refused[0]
 
 
 def _bare_context() -> Context:

@@ -14,6 +14,19 @@ from microcore.tooling import Owner
 from .conftest import Serve
 
 API = {
+    # auth= needs a token verifier: a stand-in for the auth tool
+    "tools/tokens/tokens_tool.py": """
+    from microcore import Tool
+
+    class TokensTool(Tool):
+        name = "tokens"
+
+        def __init__(self, http):
+            self.http = http
+
+        async def setup(self):
+            self.http.use_token_verifier(lambda token: None)
+    """,
     "domains/shop/models.py": """
     from typing import Annotated
     import msgspec
@@ -145,8 +158,8 @@ async def test_openapi_documents_error_responses_and_auth(serve: Serve) -> None:
     shape = doc["components"]["schemas"]["ErrorBody"]
     assert shape["required"] == ["success", "error"]
     rename = doc["paths"]["/products/{product_id}"]["patch"]
-    assert rename["security"] == [{"bearerAuth": []}]
-    assert "401" in rename["responses"]
+    assert rename["security"] == [{"bearerAuth": []}, {"cookieAuth": []}]
+    assert {"401", "403"} <= set(rename["responses"])
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 

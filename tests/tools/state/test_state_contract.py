@@ -282,3 +282,16 @@ async def test_claim_refuses_a_missing_ttl_or_holder(state: Any) -> None:
         with pytest.raises(_error(state), match="holder must be a non-empty string"):
             await state.release("ns", "k", holder)
     assert await state.keys("ns") == []
+
+
+async def test_incr_ttl_applies_to_a_new_key_only(state: Any) -> None:
+    """incr(..., ttl=) starts a new counter that expires; counting on keeps that expiry."""
+    assert await state.incr("rate", "window", ttl=0.3) == 1
+    assert await state.incr("rate", "window", ttl=60) == 2  # an existing key keeps its TTL
+    await state.set("rate", "kept", 5)
+    assert await state.incr("rate", "kept", ttl=0.2) == 6  # no TTL before: none after
+    await _wait_gone(state, "rate", "window")
+    assert await state.get("rate", "kept") == 6
+    assert await state.incr("rate", "window", ttl=60) == 1
+    with pytest.raises(_error(state)):
+        await state.incr("rate", "new", ttl=-1)
