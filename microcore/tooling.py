@@ -34,6 +34,7 @@ from ._core.errors import (
     RequestTimeout,
 )
 from ._core.injection import require_coroutine_function
+from ._core.logs import AccessLogger, dropped_log_lines
 from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
 from ._core.status import ErrorView, PluginStatus, SystemStatus, ToolStatus
@@ -41,6 +42,7 @@ from ._core.tool import FilesApplied
 from ._dev.scan import SourceScan, scan_file
 
 __all__ = (
+    "AccessLogger",
     "ConfigurationError",
     "DependencyError",
     "ErrorInfo",
@@ -70,6 +72,7 @@ __all__ = (
     "causation",
     "current_correlation_id",
     "current_event_id",
+    "dropped_log_lines",
     "new_id",
     "require_coroutine_function",
     "scan_file",
