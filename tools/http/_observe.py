@@ -97,18 +97,31 @@ class Observers:
 
         return remove
 
-    def notify(self, exchange: Exchange) -> None:
-        """Write the access line, then call every observer (each failure logged, never raised)."""
+    def notify(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        duration: float,
+        request_id: str,
+        owner: str | None,
+    ) -> None:
+        """Write the access line, then call every observer with an :class:`Exchange` (each
+        failure logged, never raised)."""
         if self.access_log and self._access is not None:
             self._access.info(
                 "http_request",
-                method=exchange.method,
-                path=exchange.path,
-                status=exchange.status,
-                duration_ms=round(exchange.duration * 1000, 3),
-                request_id=exchange.request_id,
-                plugin=exchange.owner,
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(duration * 1000, 3),
+                request_id=request_id,
+                plugin=owner,
             )
+        if not self.callbacks:
+            return
+        exchange = Exchange(method, path, route, status, duration, request_id, owner)
         for callback in self.callbacks:
             try:
                 callback(exchange)
@@ -116,5 +129,5 @@ class Observers:
                 self._log.exception(
                     "http_observer_failed",
                     observer=getattr(callback, "__qualname__", repr(callback)),
-                    request_id=exchange.request_id,
+                    request_id=request_id,
                 )

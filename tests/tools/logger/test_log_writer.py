@@ -307,3 +307,18 @@ async def test_app_shutdown_writes_every_line(
     events = [line["event"] for line in log_file.lines()]
     assert events.count("http_request") == 4
     assert events[-1] == "shutdown_complete"
+
+
+def test_merge_matches_structlogs_processor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain's contextvars merge gives what structlog's merge_contextvars gives (bound
+    values in, unbound ones out, the line's own fields first), also on its fallback."""
+    structlog.contextvars.bind_contextvars(request_id="r-1", user="ada")
+    structlog.contextvars.unbind_contextvars("user")
+    try:
+        theirs = structlog.contextvars.merge_contextvars(None, "info", {"a": 1})
+        assert logs._merge(None, "info", {"a": 1}) == theirs == {"a": 1, "request_id": "r-1"}
+        assert logs._merge(None, "info", {"request_id": "own"}) == {"request_id": "own"}
+        monkeypatch.setattr(logs, "_BOUND", None)
+        assert logs._merge(None, "info", {"x": 2}) == {"x": 2, "request_id": "r-1"}
+    finally:
+        structlog.contextvars.clear_contextvars()
