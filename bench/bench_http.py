@@ -14,7 +14,8 @@ The apps (``--apps``, all by default):
   runs it: ``MICROCORE_ENV=production``, ``LOG_FORMAT=json``, ``LOG_LEVEL=INFO``, its
   access log on (one ``http_request`` line per request) and ``/system/metrics`` counting;
 * ``microcore-nolog``: the same with ``HTTP_ACCESS_LOG=0`` (what the access log costs);
-* ``microcore-granian``: the headline configuration served by Granian instead of uvicorn.
+* ``microcore-granian``, ``raw-granian``: the headline configuration and the floor served by
+  Granian instead of uvicorn.
 
 Each app runs alone in its own process, one at a time, in the bench virtualenv
 (``bench/.venv``, created on first run with the packages in ``PACKAGES``), pinned to one
@@ -87,6 +88,7 @@ PACKAGES = [
 ]
 APPS = (
     "raw",
+    "raw-granian",
     "starlette",
     "microcore",
     "microcore-nolog",
@@ -216,7 +218,8 @@ class Server:
                 HTTP_ACCESS_LOG="0" if name == "microcore-nolog" else "1",
             )
         else:
-            app_dir, target = APPS_DIR, f"{'raw_asgi' if name == 'raw' else name}_app:app"
+            module = "raw_asgi" if name.startswith("raw") else name
+            app_dir, target = APPS_DIR, f"{module}_app:app"
         if name.endswith("-granian"):
             self.command = [
                 str(VENV / "bin" / "granian"), "--interface", "asgi", "--host", "127.0.0.1",

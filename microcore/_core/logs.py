@@ -33,7 +33,7 @@ __all__ = (
 
 ACCESS_LOGGER = "microcore.access"  # structlog.get_logger(ACCESS_LOGGER): lines that may drop
 CAPACITY = 10_000  # lines waiting before access lines are dropped (~2 MB of JSON)
-INTERVAL = 0.05  # seconds between the writer's batches when nothing hurries it
+INTERVAL = 0.25  # seconds between the writer's batches when nothing hurries it
 _URGENT = frozenset(("warning", "warn", "error", "critical", "fatal", "exception"))
 
 _configured: dict[str, Any] = {}
@@ -59,6 +59,7 @@ class LineWriter:
     ) -> None:
         self.stream = stream
         self.capacity = capacity
+        self._hurry = max(1, capacity // 4)  # lines that wake the writer before its interval
         self._full = 0  # droppable lines refused because the buffer was full
         self._lost = 0  # lines a failing stream did not take (counted by the writer thread)
         self._lines: deque[bytes] = deque()
@@ -88,7 +89,7 @@ class LineWriter:
             return
         self._queued += 1
         lines.append(line)
-        if urgent or len(lines) >= 256:
+        if urgent or len(lines) >= self._hurry:
             self._wake.set()
 
     @property
