@@ -34,6 +34,7 @@ from ._core.errors import (
     RequestTimeout,
 )
 from ._core.injection import require_coroutine_function
+from ._core.logs import AccessLogger, dropped_log_lines
 from ._core.ownership import Owner, OwnerState, Registration
 from ._core.records import PluginRecord, ToolRecord
 from ._core.status import ErrorView, PluginStatus, SystemStatus, ToolStatus
@@ -43,6 +44,7 @@ from ._dev.scan import SourceScan, find_declarations, scan_file
 
 __all__ = (
     "TRACING",
+    "AccessLogger",
     "ConfigurationError",
     "DependencyError",
     "ErrorInfo",
@@ -73,6 +75,7 @@ __all__ = (
     "causation",
     "current_correlation_id",
     "current_event_id",
+    "dropped_log_lines",
     "find_declarations",
     "new_id",
     "require_coroutine_function",

@@ -7,9 +7,7 @@ everything caused by one request shares one ``correlation_id``.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
 from contextvars import ContextVar
 
 __all__ = ("causation", "current_correlation_id", "current_event_id", "new_id")
@@ -19,8 +17,8 @@ _event_id: ContextVar[str | None] = ContextVar("microcore_event_id", default=Non
 
 
 def new_id() -> str:
-    """A fresh random id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """A fresh random id (32 hex characters, 128 random bits; a third of ``uuid4().hex``'s cost)."""
+    return os.urandom(16).hex()
 
 
 def current_correlation_id() -> str | None:
@@ -32,13 +30,22 @@ def current_event_id() -> str | None:
     return _event_id.get()
 
 
-@contextmanager
-def causation(correlation_id: str, event_id: str | None = None) -> Iterator[None]:
-    """Run a block as caused by ``correlation_id`` (and by event ``event_id``)."""
-    token_c = _correlation_id.set(correlation_id)
-    token_e = _event_id.set(event_id)
-    try:
-        yield
-    finally:
+class causation:  # lower case: used like a function, `with causation(request_id):`
+    """Run a block as caused by ``correlation_id`` (and by event ``event_id``).
+
+    A class rather than a ``@contextmanager`` generator: it runs once per request and per
+    event delivery, and a plain context manager costs a third as much."""
+
+    __slots__ = ("_correlation", "_event", "_tokens")
+
+    def __init__(self, correlation_id: str, event_id: str | None = None) -> None:
+        self._correlation = correlation_id
+        self._event = event_id
+
+    def __enter__(self) -> None:
+        self._tokens = (_correlation_id.set(self._correlation), _event_id.set(self._event))
+
+    def __exit__(self, *exc_info: object) -> None:
+        token_c, token_e = self._tokens
         _event_id.reset(token_e)
         _correlation_id.reset(token_c)

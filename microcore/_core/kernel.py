@@ -23,7 +23,7 @@ import structlog
 from .discovery import ErrorInfo, find_plugin_files
 from .errors import ConfigurationError
 from .lifecycle import Batch, PluginSet
-from .logs import configure_logging
+from .logs import configure_logging, flush
 from .records import FAILED, PluginRecord, ToolRecord
 from .settings import load_settings
 from .status import PluginStatus, SystemStatus, ToolStatus, relative, render_error
@@ -169,6 +169,7 @@ class Kernel:
             await anyio.to_thread.run_sync(TRACING.flush)
         self.booted = False
         _log.info("shutdown_complete")
+        await anyio.to_thread.run_sync(flush)  # the log writer's thread: nothing lost at exit
 
     # -- the plugin lifecycle: stage -> commit -> retire --------------------------------
 

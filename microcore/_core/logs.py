@@ -1,24 +1,294 @@
-"""structlog configuration: the one place that touches logging's global state."""
+"""structlog configuration and the line writer: the one place that touches logging's global state.
+
+structlog renders each line (msgspec for JSON, its ``ConsoleRenderer`` for the console) and
+hands it to a :class:`LineWriter`, which only appends it to a buffer: a writer thread writes
+the buffer to stderr in batches, so a slow or blocked stderr never stalls the event loop.
+Lines of the access logger (:data:`ACCESS_LOGGER`) may be dropped when the buffer is full
+(:func:`dropped_log_lines` counts them); every other line is kept, whatever the level.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import sys
-from typing import Any
+import threading
+import time
+from collections import deque
+from typing import Any, TextIO
 
+import msgspec
 import structlog
 
 from .tracing import add_trace_ids
 
-__all__ = ("configure_logging", "reset")
+__all__ = (
+    "ACCESS_LOGGER",
+    "AccessLogger",
+    "LineWriter",
+    "configure_logging",
+    "dropped_log_lines",
+    "flush",
+    "reset",
+)
+
+ACCESS_LOGGER = "microcore.access"  # structlog.get_logger(ACCESS_LOGGER): lines that may drop
+CAPACITY = 10_000  # lines waiting before access lines are dropped (~2 MB of JSON)
+INTERVAL = 0.25  # seconds between the writer's batches when nothing hurries it
+_URGENT = frozenset(("warning", "warn", "error", "critical", "fatal", "exception"))
 
 _configured: dict[str, Any] = {}
+_fast: list[_FastPath] = []  # what AccessLogger needs to skip the bound logger (JSON only)
+_writer: list[LineWriter] = []  # the current writer, if any (a list: no `global`)
+_dropped_before: list[int] = [0]  # access lines dropped by writers already closed
+
+
+class LineWriter:
+    """Rendered lines to ``stream``, written by a background thread in batches.
+
+    :meth:`write` appends to a buffer and returns (no system call on the caller's thread).
+    A droppable line finding ``capacity`` lines already waiting is dropped and counted in
+    :attr:`dropped`; other lines are always kept, so the buffer only outgrows
+    ``capacity`` by lines that must not be lost. Warnings and errors wake the writer at
+    once; other lines are written within ``interval`` seconds. A stream without a file
+    descriptor (a test's captured stderr, a ``StringIO``) cannot block: it is written at
+    once, on the caller's thread, and no thread is started.
+    """
+
+    def __init__(
+        self, stream: TextIO, *, capacity: int = CAPACITY, interval: float = INTERVAL
+    ) -> None:
+        self.stream = stream
+        self.capacity = capacity
+        self._hurry = max(1, capacity // 4)  # lines that wake the writer before its interval
+        self._full = 0  # droppable lines refused because the buffer was full
+        self._lost = 0  # lines a failing stream did not take (counted by the writer thread)
+        self._lines: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._queued = 0  # lines accepted so far
+        self._written = 0  # lines written (or lost to a failed stream) so far
+        self._closing = False
+        try:
+            self._fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+            self._fd = None
+        self._thread: threading.Thread | None = None
+        if self._fd is not None:
+            self._interval = interval
+            self._thread = threading.Thread(target=self._run, name="microcore-log", daemon=True)
+            self._thread.start()
+
+    def write(self, line: bytes, *, droppable: bool = False, urgent: bool = False) -> None:
+        """Queue one line (with its newline); ``urgent`` wakes the writer now."""
+        if self._fd is None:
+            self._write_now(line)
+            return
+        lines = self._lines
+        if droppable and len(lines) >= self.capacity:
+            self._full += 1
+            return
+        self._queued += 1
+        lines.append(line)
+        if urgent or len(lines) >= self._hurry:
+            self._wake.set()
+
+    @property
+    def dropped(self) -> int:
+        """Lines not written: refused by a full buffer, or lost to a failing stream."""
+        return self._full + self._lost
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every line queued so far is written; ``False`` if ``timeout`` passed."""
+        if self._thread is None:
+            return True
+        target = self._queued
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._written >= target, timeout)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Write what is queued, then stop the thread; ``False`` if it did not finish in time."""
+        if self._thread is None:
+            return True
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        self._fd = None  # a line logged after this is written at once
+        return True
+
+    def _write_now(self, line: bytes) -> None:
+        try:
+            self.stream.write(line.decode("utf-8", "replace"))
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed stream: nowhere left to report it
+            self._lost += 1
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            closing = self._closing
+            self._drain()
+            if closing:
+                return
+
+    def _drain(self) -> None:
+        lines = self._lines
+        while lines:
+            batch = [lines.popleft() for _ in range(min(len(lines), 1024))]
+            data = b"".join(batch)
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]  # type: ignore[arg-type]
+            except OSError:  # the stream is gone (closed pipe): the lines are lost, counted
+                self._lost += len(batch)
+            with self._done:
+                self._written += len(batch)
+                self._done.notify_all()
+
+
+class _Sink:
+    """What structlog hands the rendered line to: the current :class:`LineWriter`."""
+
+    __slots__ = ("droppable", "writer")
+
+    def __init__(self, writer: LineWriter, *, droppable: bool) -> None:
+        self.writer = writer
+        self.droppable = droppable
+
+    def info(self, rendered: str | bytes) -> None:
+        """A line at debug or info level (the access log's)."""
+        line = rendered.encode("utf-8") if isinstance(rendered, str) else rendered
+        self.writer.write(line + b"\n", droppable=self.droppable)
+
+    def error(self, rendered: str | bytes) -> None:
+        """A warning or error: kept even when the buffer is full, and written at once."""
+        line = rendered.encode("utf-8") if isinstance(rendered, str) else rendered
+        self.writer.write(line + b"\n", urgent=True)
+
+    debug = msg = info
+    warning = warn = critical = fatal = exception = error
+
+
+def _fallback(obj: Any) -> Any:
+    """How a value msgspec cannot encode is logged: structlog's rule (``__structlog__``,
+    else ``repr``), and a placeholder when even that fails (logging never raises)."""
+    try:
+        structlog_value = getattr(obj, "__structlog__", None)
+        return structlog_value() if callable(structlog_value) else repr(obj)
+    except Exception:  # noqa: BLE001 - isolation boundary: one field of one log line
+        return f"<{type(obj).__qualname__}: repr failed>"
+
+
+_encode = msgspec.json.Encoder(enc_hook=_fallback).encode
+
+
+def _render_json(logger: Any, name: str, event: dict[str, Any]) -> bytes:
+    """One JSON object, by msgspec; a line that cannot be encoded (a cycle) says so."""
+    try:
+        return _encode(event)
+    except Exception as exc:  # noqa: BLE001 - isolation boundary: one log line
+        keep = ("event", "level", "timestamp")
+        line = {key: str(event[key]) for key in keep if key in event}
+        line["log_error"] = f"fields not encodable: {type(exc).__name__}: {exc}"
+        return _encode(line)
+
+
+class _Stamp:
+    """``timestamp``: ISO 8601 UTC with microseconds, the date part formatted once a second."""
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+        if second != self.second:
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self.second = second
+        event["timestamp"] = f"{self.prefix}.{micro:06d}Z"
+        return event
+
+
+class _FastPath:
+    """The configured chain (mutated in place by ``structlog.testing.capture_logs``), its
+    JSON renderer, time stamper and writer."""
+
+    __slots__ = ("chain", "renderer", "stamp", "writer")
+
+    def __init__(self, chain: list[Any], stamp: _Stamp, writer: LineWriter) -> None:
+        self.chain = chain
+        self.renderer = chain[-1]
+        self.stamp = stamp
+        self.writer = writer
+
+
+# The ContextVars behind structlog.contextvars.bind_contextvars, by prefixed key. structlog's
+# merge_contextvars walks every variable of the context (asyncio's, anyio's, sniffio's...)
+# to find its own; walking its registry instead costs a lookup per bound key. Private: when
+# a structlog release renames it, the public (slower) processor is used.
+_BOUND: dict[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+_PREFIX = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
+
+
+def _merge(logger: Any, name: str, event: Any) -> Any:
+    """structlog's ``merge_contextvars``: the context-local values, the line's own first."""
+    if _BOUND is None:
+        return structlog.contextvars.merge_contextvars(logger, name, event)
+    for key, var in tuple(_BOUND.items()):  # a copy: another thread may bind a new key
+        value = var.get()
+        if value is not Ellipsis:
+            event.setdefault(key[_PREFIX:], value)
+    return event
+
+
+class AccessLogger:
+    """One access line per request at the cost of a dict and an encode.
+
+    The line is what structlog's configured chain would write for
+    ``structlog.get_logger(ACCESS_LOGGER).bind(**bound).info(event, **fields)`` (the
+    contextvars merged, level, timestamp, msgspec JSON) without the bound logger's
+    per-call machinery, and it goes to the log writer as a droppable line. With the console
+    format, a level above INFO, or a replaced chain (``capture_logs``), it is exactly that
+    structlog call. Make it after :func:`configure_logging` (a tool's ``setup``)::
+
+        access = AccessLogger(tool="http")
+        access.info("http_request", method="GET", path="/ping", status=200)
+    """
+
+    __slots__ = ("_bound", "_fast", "_log")
+
+    def __init__(self, **bound: Any) -> None:
+        self._bound = bound
+        self._log = structlog.get_logger(ACCESS_LOGGER).bind(**bound)
+        info_on = self._log.is_enabled_for(logging.INFO)
+        self._fast = _fast[0] if _fast and info_on else None
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log ``event`` with ``fields`` at info level."""
+        fast = self._fast
+        if fast is None or fast.chain[-1] is not fast.renderer:
+            self._log.info(event, **fields)
+            return
+        line = {**self._bound, **fields, "event": event}
+        _merge(None, "info", line)
+        line["level"] = "info"
+        add_trace_ids(None, "info", line)
+        fast.stamp(None, "info", line)
+        fast.writer.write(_render_json(None, "info", line) + b"\n", droppable=True)
 
 
 def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:
     """Configure structlog once per process: console lines in a terminal, JSON lines otherwise.
 
     ``fmt`` is ``"console"`` or ``"json"`` (``LOG_FORMAT``); ``None`` picks by ``isatty``.
+    Lines go to ``sys.stderr`` as it is now, through a :class:`LineWriter`.
     """
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
@@ -26,28 +296,37 @@ def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:
         from .errors import ConfigurationError
 
         raise ConfigurationError(f"LOG_FORMAT must be 'console' or 'json', got {fmt!r}")
-    wanted = {"fmt": fmt, "level": level.upper()}
+    wanted = {"fmt": fmt, "level": level.upper(), "stream": sys.stderr}
     if _configured == wanted:
         return
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        else _render_json
     )
+    _close_writer()
+    writer = LineWriter(sys.stderr)
+    _writer.append(writer)
+    sinks = {True: _Sink(writer, droppable=True), False: _Sink(writer, droppable=False)}
+    stamp = _Stamp()
+    chain = [
+        _merge,
+        structlog.processors.add_log_level,
+        add_trace_ids,
+        stamp,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info if fmt == "json" else _identity,
+        renderer,
+    ]
+    _fast.clear()
+    if fmt == "json":
+        _fast.append(_FastPath(chain, stamp, writer))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            add_trace_ids,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info if fmt == "json" else _identity,
-            renderer,
-        ],
+        processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *args: sinks[bool(args) and args[0] == ACCESS_LOGGER],
         cache_logger_on_first_use=False,
     )
     _configured.clear()
@@ -58,7 +337,29 @@ def _identity(logger: Any, name: str, event: Any) -> Any:
     return event
 
 
+def dropped_log_lines() -> int:
+    """Access log lines dropped since the process started (the log stream fell behind)."""
+    return _dropped_before[0] + sum(writer.dropped for writer in _writer)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Write every line logged so far (at shutdown); ``False`` if ``timeout`` passed first."""
+    return all(writer.flush(timeout) for writer in _writer)
+
+
+def _close_writer() -> None:
+    while _writer:
+        writer = _writer.pop()
+        writer.close()
+        _dropped_before[0] += writer.dropped
+
+
 def reset() -> None:
-    """Forget the configuration (tests)."""
+    """Write what is queued and forget the configuration (tests)."""
+    _close_writer()
+    _fast.clear()
     _configured.clear()
     structlog.reset_defaults()
+
+
+atexit.register(_close_writer)  # a normal exit writes what is still queued

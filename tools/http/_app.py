@@ -30,7 +30,7 @@ from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
 from ._errors import HttpError, NotFound, error_json
-from ._observe import Exchange, Observers
+from ._observe import Observers
 from ._proxies import TrustedProxies
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
@@ -139,14 +139,18 @@ class HttpApp:
                 if observing:
                     duration = perf_counter() - started
                     stats = self.observers.stats
-                    if endpoint is not None and stats is not None and not self.observers.notifying:
+                    if endpoint is not None and stats is not None:
                         # the common case, kept lean: one tuple, folded in later (_stats.py)
+                        status, method = response.status_code, scope["method"]
                         pending = stats.pending
-                        pending.append(
-                            (scope["method"], endpoint.path, response.status_code, duration)
-                        )
+                        pending.append((method, endpoint.path, status, duration))
                         if len(pending) >= FLUSH_AT:
                             stats.flush()
+                        if self.observers.notifying:
+                            self.observers.notify(
+                                method, scope["path"], endpoint.path, status, duration,
+                                request_id, endpoint.owner.identity,
+                            )  # fmt: skip
                     else:
                         self._observed(snapshot, context, endpoint, response.status_code, duration)
         except _Disconnected:
@@ -182,15 +186,7 @@ class HttpApp:
             if endpoint is not None:
                 owner = endpoint.owner.identity
             observers.notify(
-                Exchange(
-                    scope["method"],
-                    scope["path"],
-                    route,
-                    status,
-                    duration,
-                    context.request_id,
-                    owner,
-                )
+                scope["method"], scope["path"], route, status, duration, context.request_id, owner
             )
 
     async def _wrapped(

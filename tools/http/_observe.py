@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from microcore.tooling import AccessLogger
+
 from ._stats import RequestStats
 
 __all__ = ("Exchange", "Observer", "Observers")
@@ -58,6 +60,7 @@ class Observers:
 
     def __init__(self, log: Any) -> None:
         self._log = log
+        self._access: AccessLogger | None = None
         self.stats: RequestStats | None = None
         self.access_log = False
         self.callbacks: tuple[Observer, ...] = ()
@@ -69,7 +72,12 @@ class Observers:
         self.observing = self.notifying or self.stats is not None
 
     def set_access_log(self, enabled: bool) -> None:
+        """Switch the access log; call after logging is configured (the tool's setup).
+
+        Its lines skip structlog's per-call machinery and may be dropped by the log writer
+        under overload (counted in /system/metrics); error lines never are."""
         self.access_log = enabled
+        self._access = AccessLogger(tool="http")
         self._update()
 
     def counters(self) -> RequestStats:
@@ -89,18 +97,31 @@ class Observers:
 
         return remove
 
-    def notify(self, exchange: Exchange) -> None:
-        """Write the access line, then call every observer (each failure logged, never raised)."""
-        if self.access_log:
-            self._log.info(
+    def notify(
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        duration: float,
+        request_id: str,
+        owner: str | None,
+    ) -> None:
+        """Write the access line, then call every observer with an :class:`Exchange` (each
+        failure logged, never raised)."""
+        if self.access_log and self._access is not None:
+            self._access.info(
                 "http_request",
-                method=exchange.method,
-                path=exchange.path,
-                status=exchange.status,
-                duration_ms=round(exchange.duration * 1000, 3),
-                request_id=exchange.request_id,
-                plugin=exchange.owner,
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(duration * 1000, 3),
+                request_id=request_id,
+                plugin=owner,
             )
+        if not self.callbacks:
+            return
+        exchange = Exchange(method, path, route, status, duration, request_id, owner)
         for callback in self.callbacks:
             try:
                 callback(exchange)
@@ -108,5 +129,5 @@ class Observers:
                 self._log.exception(
                     "http_observer_failed",
                     observer=getattr(callback, "__qualname__", repr(callback)),
-                    request_id=exchange.request_id,
+                    request_id=request_id,
                 )

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from microcore import Event
 from microcore.events import DLQ_PREFIX
-from microcore.tooling import SystemStatus
+from microcore.tooling import SystemStatus, dropped_log_lines
 
 if TYPE_CHECKING:
     from tools.event_bus import DeliveryOutcome, SubscriptionStats
@@ -123,6 +123,12 @@ class Metrics:
             "counter",
             "Live-feed items dropped because a client read too slowly (oldest first).",
             [({}, feed["dropped"])],
+        )
+        lines += _family(
+            "microcore_log_lines_dropped_total",
+            "counter",
+            "Access log lines dropped because the log stream fell behind (errors never are).",
+            [({}, dropped_log_lines())],
         )
         return "\n".join(lines) + "\n"
 
