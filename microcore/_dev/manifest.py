@@ -603,8 +603,12 @@ DEAD_LETTER = (
 )
 
 
-def _render_domains(manifest: Manifest) -> list[str]:
+def _render_domains(manifest: Manifest, short: Callable[[str], str]) -> list[str]:
+    """Each domain's models and plugins; a plugin's line lists its tools and endpoints."""
     lines = ["## Domains"]
+    routes: dict[str, list[Route]] = {}
+    for route in manifest.routes:
+        routes.setdefault(route.owner, []).append(route)
     domains = sorted({p.domain for p in manifest.plugins} | set(manifest.models))
     for domain in domains:
         folder = f"domains/{domain}/"
@@ -626,12 +630,23 @@ def _render_domains(manifest: Manifest) -> list[str]:
                 for kind, labels in plugin.registrations.items()
                 if kind not in _LISTED_ELSEWHERE
             ]
+            facts += [_route_line(r, short) for r in routes.get(plugin.identity, ())]
             lines.append("  " + "; ".join(facts))
     return lines
 
 
-# registrations the Endpoints, Events and Requests sections list (others, e.g. jobs, are
-# listed with their plugin)
+def _route_line(route: Route, short: Callable[[str], str]) -> str:
+    """``GET /products/{product_id:int}` 200 `ProductId` -> `Product``: a plugin's endpoint."""
+    text = f"`{route.method} {route.path}`"
+    text += f" {route.status_code}" if route.status_code else ""
+    text += "" if route.kind == "route" else f" [{route.kind}]"
+    text += f" `{short(route.request)}`" if route.request is not None else ""
+    text += f" -> `{short(route.response)}`" if route.response is not None else ""
+    return text
+
+
+# registrations listed elsewhere: routes as the plugin's endpoints, subscriptions and
+# responders under Events and Requests (others, e.g. jobs, are listed by kind)
 _LISTED_ELSEWHERE = {"route", "sse", "websocket", "static", "subscription", "responder"}
 
 
@@ -640,22 +655,9 @@ def _conventional(name: str) -> str:
     return "plugins/" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() + ".py"
 
 
-def _render_routes(
-    routes: list[Route], plugins: set[str], short: Callable[[str], str]
-) -> list[str]:
-    """Plugins' endpoints in full; the tools' own (docs, system) on one line, files left out."""
-    lines = ["## Endpoints", ""]
-    for route in (r for r in routes if r.owner in plugins):
-        status = f" {route.status_code}" if route.status_code else ""
-        kind = "" if route.kind == "route" else f" [{route.kind}]"
-        summary = f": {route.summary}" if route.summary else ""
-        lines.append(f"- `{route.method} {route.path}`{status}{kind} ({route.owner}){summary}")
-        if route.request is not None:
-            lines.append(f"  request: `{short(route.request)}`")
-        if route.response is not None:
-            lines.append(f"  response: `{short(route.response)}`")
-    if len(lines) == 2:
-        lines.append("none")
+def _render_routes(routes: list[Route], plugins: set[str]) -> list[str]:
+    """The tools' own endpoints (docs, system) on one line; a plugin's are on its line."""
+    lines = ["## Endpoints served by tools", ""]
     served: dict[str, list[str]] = {}  # "GET /system/" -> ["events", "health", ...]
     for r in routes:
         if r.owner not in plugins and r.kind != "static":
@@ -668,8 +670,8 @@ def _render_routes(
             f"`{prefix}{tails[0]}`" if len(tails) == 1 else f"`{prefix}({'|'.join(tails)})`"
             for prefix, tails in served.items()
         ]
-        lines += ["", "Served by tools: " + ", ".join(listed) + "."]
-    return lines
+        lines.append(", ".join(listed))
+    return lines if len(lines) > 2 else [*lines, "none"]
 
 
 def _render_flows(
@@ -726,8 +728,8 @@ def render(manifest: Manifest) -> str:
         ["## Write a feature", "", RECIPE],
         _render_tools(manifest.tools),
         _render_types(manifest.types, manifest.tools),
-        _render_domains(manifest),
-        _render_routes(manifest.routes, plugins, short),
+        _render_domains(manifest, short),
+        _render_routes(manifest.routes, plugins),
         _render_flows("## Events", manifest.events, "published by", "handled by", short),
         _render_flows(
             "## Requests (request/reply)", manifest.requests, "requested by", "answered by", short
