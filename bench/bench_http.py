@@ -67,6 +67,7 @@ PACKAGES = [
     "watchfiles",
     "pydantic",
     "cronsim",  # the scheduler tool, copied into the microcore project with the other tools
+    "python-multipart",  # the http tool's form parser
     "swagger-ui-bundle-v2",
 ]
 APPS = ("starlette", "microcore", "fastapi", "litestar")

@@ -21,6 +21,7 @@ FULL = {
     "bench_reload.py": [],
     "bench_scaleout.py": [],
     "bench_tracing.py": [],
+    "bench_scheduler.py": [],
 }
 QUICK = {
     "bench_http.py": ["--rounds", "1", "--duration", "3"],
@@ -30,6 +31,7 @@ QUICK = {
     "bench_reload.py": ["--edits", "10"],
     "bench_scaleout.py": ["--rounds", "1", "--duration", "3"],
     "bench_tracing.py": ["--requests", "1000", "--rounds", "1"],
+    "bench_scheduler.py": ["--seconds", "10"],
 }
 
 

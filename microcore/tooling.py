@@ -39,7 +39,7 @@ from ._core.records import PluginRecord, ToolRecord
 from ._core.status import ErrorView, PluginStatus, SystemStatus, ToolStatus
 from ._core.tool import FilesApplied
 from ._core.tracing import TRACING, Tracing
-from ._dev.scan import SourceScan, scan_file
+from ._dev.scan import SourceScan, find_declarations, scan_file
 
 __all__ = (
     "TRACING",
@@ -73,6 +73,7 @@ __all__ = (
     "causation",
     "current_correlation_id",
     "current_event_id",
+    "find_declarations",
     "new_id",
     "require_coroutine_function",
     "scan_file",

@@ -237,6 +237,7 @@ class Kernel:
                 registrations=registrations,
                 loaded_at=record.loaded_at,
             )
+        plugins = dict(sorted({**self._hosted(), **plugins}.items()))  # the kernel's own win
         tools = {
             name: ToolStatus(
                 status=r.status, error=render_error(root, r.error), file=relative(root, r.file)
@@ -260,10 +261,23 @@ class Kernel:
 
     def failures(self) -> dict[str, list[str]]:
         """Names of failed tools and plugins (``/system/health``)."""
+        hosted = [
+            n for n, s in self._hosted().items() if s.status == FAILED and n not in self.plugins
+        ]
         return {
             "tools": sorted(n for n, r in self.tools.items() if r.status == FAILED),
-            "plugins": self._plugins.failed(),
+            "plugins": sorted({*self._plugins.failed(), *hosted}),
         }
+
+    def _hosted(self) -> dict[str, PluginStatus]:
+        """The plugins tools run themselves (``Tool.hosted_plugins``), by identity."""
+        found: dict[str, PluginStatus] = {}
+        for record, tool in self._tools.running():
+            try:
+                found.update(tool.hosted_plugins())
+            except Exception:  # noqa: BLE001 - isolation boundary: one tool's report
+                _log.exception("hosted_plugins_failed", tool=record.name)
+        return found
 
 
 def _seconds(settings: Mapping[str, str], key: str, default: float) -> float:

@@ -7,6 +7,7 @@ kernel does not know what a tool registers, the tool that served it does.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -41,7 +42,8 @@ class ToolStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
     """One plugin: status and error, the error of a new version that failed to load while
-    this one keeps serving, its file, domain and tools, what it registered by kind."""
+    this one keeps serving, its file, domain and tools, what it registered by kind; a plugin
+    a tool hosts (``Tool.hosted_plugins``) adds what that tool knows of it in ``details``."""
 
     status: str
     error: ErrorView | None
@@ -51,6 +53,7 @@ class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
     tools: list[str]
     registrations: dict[str, list[str]]  # kind -> labels, e.g. {"route": ["GET /products"]}
     loaded_at: float | None
+    details: dict[str, Any] = {}  # e.g. a hosted program's {"pid": 4242, "restarts": 1}
 
 
 class SystemStatus(msgspec.Struct, frozen=True, kw_only=True):

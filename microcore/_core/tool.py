@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -10,6 +10,7 @@ import msgspec
 
 if TYPE_CHECKING:
     from .ownership import Owner
+    from .status import PluginStatus
 
 __all__ = ("ASGIApp", "FilesApplied", "Tool")
 
@@ -84,6 +85,13 @@ class Tool:
         (``"PostgreSQL at db:5432 unreachable: ..."``). ``/system/health`` calls it at most
         every few seconds, bounded by a short timeout: keep it cheap (a ping, ``SELECT 1``)."""
         return None
+
+    def hosted_plugins(self) -> Mapping[str, PluginStatus]:
+        """Plugins this tool runs itself, outside the kernel's loader (a program in another
+        language, say), by identity (``<domain>.<name>``): ``/system/status`` lists them and
+        ``/system/health`` counts a failed one, like any plugin. Called on every status read:
+        keep it cheap."""
+        return {}
 
     def asgi(self) -> ASGIApp | None:
         """The ASGI application this tool serves, if any. The app hands requests to it."""

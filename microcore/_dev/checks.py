@@ -14,6 +14,8 @@ manifest (AI_CONTEXT.md). Rules:
   (a tool class lists what it serves in ``reserved_routes = ("GET /docs", ...)``, read from
   the imported class);
 * every name a plugin ``request``s has a responder (something subscribes to it);
+  a plugin in another language counts with what its ``*.sidecar.toml`` declares
+  (``routes``, ``responds``, ``subscribes``, ``requests``);
 * every plugin file holds exactly one plugin class: a subclass of ``microcore.Plugin``,
   directly or through a base class in the domain's own modules.
 
@@ -34,7 +36,7 @@ import msgspec
 from .._core.discovery import classes_in, find_plugin_files, find_tool_files, import_file
 from .._core.tool import Tool
 from .._names import matches
-from .scan import Call, SourceScan, scan_file
+from .scan import Call, SourceScan, find_declarations, scan_file
 
 __all__ = ("Finding", "check_project", "normalize_path", "reserved_routes")
 
@@ -196,7 +198,7 @@ def _route_rules(scans: list[SourceScan]) -> list[Finding]:
 
 
 def _request_rules(scans: list[SourceScan]) -> list[Finding]:
-    patterns = [c.name for s in scans for c in s.calls if c.kind == "subscribe"]
+    patterns = [c.name for s in scans for c in s.calls if c.kind in ("subscribe", "respond")]
     return [
         Finding(
             scan.rel,
@@ -269,8 +271,9 @@ def check_project(root: Path) -> tuple[list[Finding], int, int]:
     plugins = [scan_file(root, p) for p in plugin_files]
     tools = [scan_file(root, p) for p in tool_files]
     modules = [scan_file(root, p) for p in domain_files]
+    declared = [scan_file(root, p) for p in find_declarations(root)]  # other languages
     found: list[Finding] = []
-    for scan in plugins + tools + modules:
+    for scan in plugins + tools + modules + declared:
         if scan.error is not None:
             found.append(Finding(scan.rel, scan.error_line, scan.error))
     for scan in plugins:
@@ -282,6 +285,6 @@ def check_project(root: Path) -> tuple[list[Finding], int, int]:
         found.extend(_tool_rules(scan))
     reserved, problems = reserved_routes(root)
     found.extend(problems)
-    found.extend(_route_rules(reserved + tools + plugins + modules))
-    found.extend(_request_rules(plugins + modules + tools))
+    found.extend(_route_rules(reserved + tools + plugins + modules + declared))
+    found.extend(_request_rules(plugins + modules + tools + declared))
     return sorted(found), len(plugin_files), len(tool_files)

@@ -60,7 +60,9 @@ def dev_command(*, host: str, port: int, app: str = "app:app") -> list[str]:
     """The uvicorn command the supervisor runs.
 
     Open server-sent event streams (the dashboard's feed) never end on their own, so
-    graceful shutdown is bounded: a restart never waits on a browser tab.
+    graceful shutdown is bounded: a restart never waits on a browser tab. Uvicorn does
+    not apply ``X-Forwarded-*`` headers itself: the http tool decides whom to believe
+    (``HTTP_TRUSTED_PROXIES``).
     """
     return [
         sys.executable,
@@ -73,6 +75,7 @@ def dev_command(*, host: str, port: int, app: str = "app:app") -> list[str]:
         str(port),
         "--timeout-graceful-shutdown",
         "3",
+        "--no-proxy-headers",
     ]
 
 

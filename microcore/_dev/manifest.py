@@ -31,7 +31,7 @@ from .._core.status import relative
 from .._core.tool import Tool
 from .._names import matches
 from .introspect import Method, compact_schema, first_paragraph, public_members, signature_of
-from .scan import scan_file
+from .scan import DECLARATION_SUFFIX, find_declarations, scan_file
 from .typeref import TypeInfo, define_types, exported_types, tool_packages
 
 __all__ = (
@@ -193,9 +193,44 @@ def _plugins(kernel: Kernel) -> list[PluginInfo]:
     return infos
 
 
-def _routes(kernel: Kernel) -> list[Route]:
-    """Rows of every tool that serves routes (the :class:`ServesRoutes` contract, e.g. http)."""
+def _declared(root: Path) -> list[PluginInfo]:
+    """Plugins in other languages, from their ``*.sidecar.toml`` declarations (never from the
+    running programs, so the manifest does not depend on them starting)."""
+    infos: list[PluginInfo] = []
+    for path in find_declarations(root):
+        scan = scan_file(root, path)
+        domain, name = path.parent.parent.name, path.name.removesuffix(DECLARATION_SUFFIX)
+        registrations: dict[str, list[str]] = {}
+        kinds = {"add_endpoint": "route", "subscribe": "subscription", "respond": "responder"}
+        for call in scan.calls:
+            if call.kind in kinds:
+                label = f"{call.method} {call.name}" if call.method else call.name
+                registrations.setdefault(kinds[call.kind], []).append(label)
+        infos.append(
+            PluginInfo(
+                identity=f"{domain}.{name}",
+                domain=domain,
+                name=name,
+                file=scan.rel,
+                doc=first_paragraph(scan.doc),
+                tools=["sidecar"],
+                registrations={k: sorted(v) for k, v in sorted(registrations.items())},
+                publishes=sorted({c.name for c in scan.calls if c.kind == "publish"}),
+                requests=sorted({c.name for c in scan.calls if c.kind == "request"}),
+                error=scan.error,
+            )
+        )
+    return infos
+
+
+def _routes(kernel: Kernel, declared: Iterable[PluginInfo] = ()) -> list[Route]:
+    """Rows of every tool that serves routes (the :class:`ServesRoutes` contract, e.g. http),
+    and the routes plugins in other languages declare."""
     routes: list[Route] = []
+    for plugin in declared:
+        for label in plugin.registrations.get("route", ()):
+            method, path = label.split(" ", 1)
+            routes.append(Route(method=method, path=path, owner=plugin.identity))
     for _, record in sorted(kernel.tools.items()):
         tool = record.instance if record.status == "ok" else None
         if not isinstance(tool, ServesRoutes):
@@ -216,7 +251,9 @@ def _routes(kernel: Kernel) -> list[Route]:
                     response=None if response is None else compact_schema(response),
                 )
             )
-    return sorted(routes, key=lambda r: (r.path, r.method, r.owner))
+    # a declared row wins over the running program's: the same text whether it runs or not
+    unique = {(r.path, r.method, r.owner): r for r in reversed(routes)}
+    return [unique[key] for key in sorted(unique)]
 
 
 def _flows(plugins: list[PluginInfo]) -> tuple[list[Flow], list[Flow]]:
@@ -240,12 +277,18 @@ def _flows(plugins: list[PluginInfo]) -> tuple[list[Flow], list[Flow]]:
                 found.update(f"{w}{via}" for w in who)
         return sorted(found)
 
-    only_requests = {
+    answered = {  # request names only a responder registered: requests, not events
+        name for p in plugins for name in p.registrations.get("responder", ())
+    } - set(published)
+    only_requests = answered | {
         p for p in subscribed if p not in published and any(matches(p, r) for r in requested)
     }
     names = sorted(set(published) | (set(subscribed) - only_requests))
     events = [Flow(n, sorted(published.get(n, ())), receivers(n)) for n in names]
-    requests = [Flow(n, sorted(who), receivers(n)) for n, who in sorted(requested.items())]
+    requests = [
+        Flow(n, sorted(requested.get(n, ())), receivers(n))
+        for n in sorted(set(requested) | {a for a in answered if "*" not in a and ">" not in a})
+    ]
     return events, requests
 
 
@@ -323,7 +366,8 @@ def _project_name(root: Path) -> str:
 
 def describe(kernel: Kernel) -> Manifest:
     """Everything AI_CONTEXT.md says, read from a booted kernel."""
-    plugins = _plugins(kernel)
+    declared = _declared(kernel.root)
+    plugins = sorted([*_plugins(kernel), *declared], key=lambda p: p.identity)
     events, requests = _flows(plugins)
     exported = exported_types(tool_packages(kernel.tools))
     tools = _tools(kernel, exported)
@@ -334,7 +378,7 @@ def describe(kernel: Kernel) -> Manifest:
         tools=tools,
         plugins=plugins,
         models=_models(kernel),
-        routes=_routes(kernel),
+        routes=_routes(kernel, declared),
         events=events,
         requests=requests,
         tables=_tables(kernel.root),
@@ -392,7 +436,8 @@ Rules: every hook and handler is `async`. A plugin imports `microcore` (`Plugin`
 errors), the public types of tool packages (`from tools.<tool> import ...`, never a private
 `tools.<tool>._x`) and its own domain (`domains.<domain>.models`); never another plugin or the
 kernel: plugins talk over the event bus. A handler's `data` annotation (a Struct, decoded from
-path, query and JSON body) is its request model, validated before it runs (422 naming the field);
+path, query and JSON or form body; `UploadFile` fields take multipart files) is its request
+model, validated before it runs (422 naming the field);
 its return annotation (a Struct or `list[Struct]`) is the response model; `request_model=` and
 `response_model=` override them. Return a Struct, dict, list or None (204); raise an error from
 the table below for a 4xx. Event handlers are `async def on_x(self, event: Event)`; a handler's

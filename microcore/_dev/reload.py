@@ -178,8 +178,8 @@ class Reloader:
                 parts = path.relative_to(self.root).parts
             except ValueError:
                 continue
-            if path.suffix not in _WATCHED_SUFFIXES and parts[0] != ".env":
-                continue
+            if path.suffix not in _WATCHED_SUFFIXES and parts[0] not in (".env", "domains"):
+                continue  # any file of a domain may be a tool's (a sidecar's program)
             reason = restart_reason(parts)
             if reason is not None:
                 rel = "/".join(parts)
@@ -187,7 +187,7 @@ class Reloader:
                 report.restart_reasons[rel] = reason
             elif parts[0] != "domains" or len(parts) < 3:
                 continue  # not the reloader's business
-            elif path.suffix != ".py":
+            elif path.suffix != ".py":  # migrations, other languages' plugins: the tools'
                 others.add(path)
             elif _is_plugin_file(parts):
                 if not path.exists():

@@ -9,17 +9,31 @@ bus: a name or attribute ending in ``bus`` (``self.bus``, ``event_bus``, ``self.
 or one assigned from such (``self.events = event_bus``). ``client.request("GET", url)``
 is not. Route registrations (``add_endpoint``, ``add_sse``, ``add_websocket``) are read
 too (a tool's own routes come from its class's ``reserved_routes``, see ``checks.py``).
+
+A plugin written in another language declares the same facts in its declaration file,
+``domains/<domain>/plugins/<name>.sidecar.toml`` (a ``[declares]`` table: ``routes``,
+``subscribes``, ``responds``, ``publishes``, ``requests``); :func:`scan_file` reads one
+into the same :class:`SourceScan`, owned by ``<name>``.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import msgspec
 
-__all__ = ("Call", "Import", "SourceScan", "module_of", "scan_file")
+__all__ = (
+    "DECLARATION_SUFFIX",
+    "Call",
+    "Import",
+    "SourceScan",
+    "find_declarations",
+    "module_of",
+    "scan_file",
+)
 
 _FIRST_ARGUMENT = {
     "publish": "name",
@@ -33,12 +47,22 @@ _CALLS = tuple(_FIRST_ARGUMENT)
 _ROUTE_METHODS = {"add_endpoint": "", "add_sse": "GET", "add_websocket": "WS"}
 _BUS_NAME = re.compile(r"_*(?:\w*_)?bus")  # bus, _bus, event_bus
 _PLUGIN = "microcore.Plugin"
+DECLARATION_SUFFIX = ".sidecar.toml"
+_DECLARED = {  # [declares] key -> the call kind it stands for
+    "routes": "add_endpoint",
+    "subscribes": "subscribe",
+    "responds": "respond",
+    "publishes": "publish",
+    "requests": "request",
+}
+_DECLARED_ROUTE = re.compile(r"([A-Z]+) (/\S*)")
 
 
 class Call(msgspec.Struct, frozen=True):
     """A call with a literal first argument: ``bus.publish("product.created", ...)``."""
 
-    kind: str  # publish, request, subscribe, add_endpoint, add_sse, add_websocket, reserved
+    kind: str  # publish, request, subscribe, add_endpoint, add_sse, add_websocket, reserved,
+    # respond (declared by a sidecar)
     name: str  # the event name or pattern, or the route path
     line: int
     owner: str  # the plugin class it belongs to; outside plugin files the class, else file stem
@@ -260,10 +284,52 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def find_declarations(root: Path) -> list[Path]:
+    """Every ``domains/*/plugins/*.sidecar.toml``, sorted."""
+    return sorted(root.glob(f"domains/*/plugins/*{DECLARATION_SUFFIX}"))
+
+
+def _scan_declaration(path: Path, scan: SourceScan) -> SourceScan:
+    owner = path.name.removesuffix(DECLARATION_SUFFIX)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        scan.error = f"cannot be read: {exc}"
+        return scan
+    declares = data.get("declares", {})
+    doc = data.get("doc")
+    scan.doc = doc if isinstance(doc, str) else None
+    scan.plugin_classes = [(owner, 1)]
+    if not isinstance(declares, dict) or set(declares) - set(_DECLARED):
+        scan.error = f"[declares] may only hold lists named {', '.join(_DECLARED)}"
+        return scan
+    for key, kind in _DECLARED.items():
+        names = declares.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            scan.error = f"declares.{key} must be a list of strings, got {names!r}"
+            return scan
+        for name in names:
+            line = next((i for i, t in enumerate(text.splitlines(), 1) if f'"{name}"' in t), 1)
+            method = ""
+            if kind == "add_endpoint":
+                route = _DECLARED_ROUTE.fullmatch(name)
+                if route is None:
+                    scan.error = f"declares.routes holds {name!r}; write 'METHOD /path'"
+                    scan.error_line = line
+                    return scan
+                method, name = route[1], route[2]
+            scan.calls.append(Call(kind, name, line, owner, method))
+    return scan
+
+
 def scan_file(root: Path, path: Path) -> SourceScan:
-    """Read one file: its plugin classes, imports and literal bus/route calls."""
+    """Read one file: its plugin classes, imports and literal bus/route calls (or what a
+    ``*.sidecar.toml`` declares)."""
     rel = str(path.resolve().relative_to(root.resolve()))
     scan = SourceScan(rel)
+    if path.name.endswith(DECLARATION_SUFFIX):
+        return _scan_declaration(path, scan)
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
     except SyntaxError as exc:

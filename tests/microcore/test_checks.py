@@ -520,3 +520,76 @@ def test_check_reports_a_tool_file_that_cannot_be_imported(make_project: Project
         "tools/bad/bad_tool.py:1: tool file cannot be imported (ImportError: no driver); "
         "microcore check reads each tool's reserved_routes from its class: fix the import"
     ]
+
+
+SIDECAR = """
+doc = "Prices, in JavaScript."
+command = ["node", "price.js"]
+
+[declares]
+routes = ["GET /prices/{cents:int}"]
+responds = ["price.quote"]
+subscribes = ["item.*"]
+publishes = ["price.changed"]
+requests = ["stock.level"]
+"""
+
+ASKER = """
+from microcore import Plugin
+
+
+class AskPlugin(Plugin):
+    def __init__(self, http, event_bus):
+        self.http, self.bus = http, event_bus
+
+    async def on_boot(self):
+        self.http.add_endpoint("/prices/{id:int}", "GET", self.get)
+
+    async def get(self, data, context):
+        return await self.bus.request("price.quote", {})
+"""
+
+
+def test_check_reads_sidecar_declarations(make_project: ProjectFactory) -> None:
+    """A request a sidecar declares it answers has a responder; what a sidecar requests needs
+    one; a route it declares collides like a Python one."""
+    root = make_project(
+        {
+            "domains/shop/plugins/ask_plugin.py": ASKER,
+            "domains/shop/plugins/price.sidecar.toml": SIDECAR,
+        },
+        tools=[],
+    )
+    findings = [str(f) for f in check_project(root)[0]]
+    assert findings == [
+        "domains/shop/plugins/price.sidecar.toml:6: route GET /prices/{cents:int} collides with "
+        "GET /prices/{id:int} of AskPlugin (domains/shop/plugins/ask_plugin.py:10); change one "
+        "path or method (parameter names do not make paths different)",
+        "domains/shop/plugins/price.sidecar.toml:10: request 'stock.level' has no responder: "
+        "nothing subscribes to it; add a plugin that does "
+        "'await self.bus.subscribe('stock.level', self.on_request)' and returns the reply",
+    ]
+
+
+def test_check_reports_a_broken_sidecar_declaration(make_project: ProjectFactory) -> None:
+    """An unreadable declaration, an unknown [declares] key, a list that is not one of
+    strings and a route without a method are findings naming the file."""
+    cases = {
+        "a": "command = [",
+        "b": "command = 'x'\n[declares]\nroute = []\n",
+        "c": "command = 'x'\n[declares]\nroutes = 'GET /x'\n",
+        "d": "command = 'x'\n[declares]\nroutes = [\n  \"/nomethod\",\n]\n",
+    }
+    root = make_project(
+        {f"domains/shop/plugins/{k}.sidecar.toml": v for k, v in cases.items()}, tools=[]
+    )
+    findings = {f.file.split("/")[-1]: (f.line, f.message) for f in check_project(root)[0]}
+    assert findings["a.sidecar.toml"][1].startswith("cannot be read: ")
+    assert "may only hold lists named routes, subscribes" in findings["b.sidecar.toml"][1]
+    assert (
+        findings["c.sidecar.toml"][1] == "declares.routes must be a list of strings, got 'GET /x'"
+    )
+    assert findings["d.sidecar.toml"] == (
+        4,
+        "declares.routes holds '/nomethod'; write 'METHOD /path'",
+    )

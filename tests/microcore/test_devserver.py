@@ -58,7 +58,7 @@ def test_serve_dev_without_restart_paths_runs_uvicorn_directly(
 
 def test_restart_paths_and_command(tmp_path: Path) -> None:
     """The supervisor watches what exists of tools/, app.py, .env, microcore/ and domains/;
-    the command runs uvicorn."""
+    the command runs uvicorn, which leaves forwarded headers to the app."""
     (tmp_path / "tools").mkdir()
     (tmp_path / "app.py").write_text("")
     assert restart_paths(tmp_path) == [tmp_path / "tools", tmp_path / "app.py"]
@@ -74,6 +74,7 @@ def test_restart_paths_and_command(tmp_path: Path) -> None:
         "9",
         "--timeout-graceful-shutdown",
         "3",
+        "--no-proxy-headers",
     ]
 
 

@@ -786,3 +786,52 @@ async def test_a_failing_tools_package_fails_every_tool_import(
     async with kernel.run():
         assert kernel.tools["recorder"].error.message == "bad package"  # type: ignore[union-attr]
     assert "tools" not in sys.modules or "bad package" not in repr(sys.modules.get("tools"))
+
+
+HOSTING_TOOL = """
+from microcore import Tool
+from microcore.tooling import PluginStatus
+
+
+def _hosted(status):
+    return PluginStatus(
+        status=status, error=None, reload_error=None, file="domains/a/plugins/x.txt",
+        domain="a", tools=[], registrations={}, loaded_at=None, details={"pid": 7},
+    )
+
+
+class Hosting(Tool):
+    name = "hosting"
+
+    def hosted_plugins(self):
+        return {
+            "a.zz_ok": _hosted("ok"),
+            "a.down": _hosted("failed"),
+            "a.GoodPlugin": _hosted("failed"),
+        }
+
+
+class Broken(Tool):
+    name = "broken"
+
+    def hosted_plugins(self):
+        raise RuntimeError("cannot report")
+"""
+
+
+async def test_hosted_plugins_show_in_status_and_health(
+    kernel_project: KernelProjectFactory,
+) -> None:
+    """Plugins a tool runs itself are listed in status (sorted, with their details) and a
+    failed one counts in failures; the kernel's own plugin wins a shared identity, and a
+    tool whose report raises is left out."""
+    root = kernel_project(
+        {"tools/hosting/hosting_tool.py": HOSTING_TOOL, "domains/a/plugins/good_plugin.py": GOOD}
+    )
+    kernel = Kernel(root, environ={})
+    async with kernel.run():
+        plugins = kernel.status().plugins
+        assert list(plugins) == ["a.GoodPlugin", "a.down", "a.zz_ok"]
+        assert plugins["a.GoodPlugin"].status == "ok"
+        assert plugins["a.zz_ok"].details == {"pid": 7}
+        assert kernel.failures()["plugins"] == ["a.down"]

@@ -477,3 +477,42 @@ def test_signature_of_without_self() -> None:
     assert [m.signature for m in public_members(Demo, skip=vars(Tool))] == [
         "run(a: int, *, b: str = 'x') -> list[int]"
     ]
+
+
+SIDECAR = """
+doc = "Prices, in JavaScript."
+command = ["node", "price.js"]
+
+[declares]
+routes = ["GET /prices/{cents:int}"]
+responds = ["price.format", "price.*"]
+subscribes = ["item.added"]
+publishes = ["price.changed"]
+requests = ["price.quote"]
+"""
+
+
+def test_manifest_lists_sidecars_from_their_declarations(make_project: ProjectFactory) -> None:
+    """A sidecar shows under its domain with its declared registrations, its routes among
+    the endpoints, what it publishes among the events and what it answers among the
+    requests, whether or not its program runs; a broken declaration shows FAILED."""
+    root = shop(make_project)
+    (root / "domains/shop/plugins/price.sidecar.toml").write_text(SIDECAR)
+    (root / "domains/shop/plugins/bad.sidecar.toml").write_text("command = [")
+    text = anyio.run(generate, root)
+    assert (
+        "- `price` (`domains/shop/plugins/price.sidecar.toml`): Prices, in JavaScript.\n"
+        "  tools: sidecar; responders: price.*, price.format; routes: GET /prices/{cents:int}; "
+        "subscriptions: item.added; publishes: price.changed; requests: price.quote"
+    ) in text
+    assert "- `bad` (`domains/shop/plugins/bad.sidecar.toml`)\n  FAILED: cannot be read" in text
+    assert "- `GET /prices/{cents:int}` (shop.price)" in text
+    events = text[text.index("## Events") : text.index("## Requests")]
+    assert (
+        "- `price.changed`: published by shop.price; handled by shop.price (via price.*)" in events
+    )
+    assert "handled by shop.AuditPlugin (via item.>), shop.price" in events
+    assert "price.format" not in events
+    requests = text[text.index("## Requests") : text.index("## Tables")]
+    assert "- `price.format`: requested by none; answered by shop.price" in requests
+    assert "requested by shop.AddPlugin, shop.price; answered by shop.PricePlugin" in requests

@@ -25,6 +25,7 @@ from microcore.tooling import Registration
 from ._context import Context, SameSite, ServerSentEvent
 from ._errors import BadRequest, Conflict, Forbidden, HttpError, NotFound, Unauthorized
 from ._handle import Http
+from ._uploads import UploadFile
 
 __all__ = (
     "BadRequest",
@@ -38,4 +39,5 @@ __all__ = (
     "SameSite",
     "ServerSentEvent",
     "Unauthorized",
+    "UploadFile",
 )

@@ -24,11 +24,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from microcore.tooling import TRACING, MicroCoreError, causation, new_id
 
+from ._body import BodyLimit
+from ._body import Disconnected as _Disconnected
 from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
 from ._errors import HttpError, NotFound, Unauthorized, error_json
 from ._observe import Exchange, Observers
+from ._proxies import TrustedProxies
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
 from ._routing import RouteTable
@@ -42,12 +45,10 @@ __all__ = ("HttpApp",)
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _X_REQUEST_ID = b"x-request-id"
+_DEFAULT_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
+_DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULT_HEADERS)
 _bind = structlog.contextvars.bind_contextvars
 _reset = structlog.contextvars.reset_contextvars
-
-
-class _Disconnected(Exception):
-    """The client went away while we read its body: nobody is left to answer."""
 
 
 class HttpApp:
@@ -55,7 +56,10 @@ class HttpApp:
 
     def __init__(self, *, log: Any, max_body: int, cors: Cors | None = None) -> None:
         self.snapshot = Snapshot(RouteTable(), ())
-        self.max_body = max_body
+        self.body_limit = BodyLimit(max_body)  # HTTP_MAX_BODY
+        self.upload_limit = BodyLimit(20 * max_body, "HTTP_MAX_UPLOAD")
+        self.proxies: TrustedProxies | None = None  # HTTP_TRUSTED_PROXIES
+        self.ws_origins: frozenset[str] | None = None  # HTTP_WS_ORIGINS
         self.cors = cors
         self.sse_ping = 15.0
         self.observers = Observers(log)
@@ -63,6 +67,8 @@ class HttpApp:
         self._log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies is not None:  # the client's address, before anything reads it
+            self.proxies.apply(scope)
         kind = scope["type"]
         if kind == "http":
             if TRACING.enabled:
@@ -78,7 +84,7 @@ class HttpApp:
         snapshot = self.snapshot
         request_id = None
         length = -1
-        origin = None
+        origin = content_type = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 length = int(value) if value.isdigit() else -2
@@ -88,27 +94,31 @@ class HttpApp:
                 length = -2  # chunked: read until the end, counting
             elif name == b"origin":
                 origin = value
+            elif name == b"content-type":
+                content_type = value
         if request_id is None or not _REQUEST_ID_OK.match(request_id):
             request_id = new_id()
         tokens = _bind(request_id=request_id)
         observing = self.observers.observing
         started = perf_counter() if observing else 0.0
         endpoint: Endpoint | None = None
+        context: Context | None = None
         try:
             with causation(request_id):
-                context = Context(scope, receive, request_id)
+                context = Context(scope, receive, request_id, length, content_type, self.body_limit)
                 cors = self.cors
                 if cors is not None and origin is not None and cors.is_preflight(scope):
                     response: Response = cors.preflight(origin, scope)
                 else:
                     endpoint, allow = _route(snapshot.table, context)
+                    if endpoint is not None and endpoint.uploads:
+                        context._limit = self.upload_limit
                     if snapshot.middleware:
-                        response = await self._wrapped(snapshot, context, endpoint, allow, length)
+                        response = await self._wrapped(snapshot, context, endpoint, allow)
                     else:
-                        response = await self._serve(
-                            snapshot.table, context, endpoint, allow, length
-                        )
+                        response = await self._serve(snapshot.table, context, endpoint, allow)
                 response.raw_headers.append((_X_REQUEST_ID, request_id.encode("latin-1")))
+                _default_headers(response.raw_headers)
                 if cors is not None and origin is not None:
                     cors.decorate(response, origin)
                 if scope["method"] == "HEAD":
@@ -132,6 +142,8 @@ class HttpApp:
         except _Disconnected:
             return
         finally:
+            if context is not None and context._uploads:
+                await context._close_uploads()
             _reset(**tokens)
 
     def _observed(
@@ -177,12 +189,11 @@ class HttpApp:
         context: Context,
         endpoint: Endpoint | None,
         allow: str,
-        length: int,
     ) -> Response:
         """The request through the middleware chain (only when some plugin added one)."""
 
         async def innermost() -> Response:
-            return await self._serve(snapshot.table, context, endpoint, allow, length)
+            return await self._serve(snapshot.table, context, endpoint, allow)
 
         try:
             return await _chain(snapshot.middleware, context, innermost)
@@ -197,7 +208,6 @@ class HttpApp:
         context: Context,
         endpoint: Endpoint | None,
         allow: str,
-        length: int,
     ) -> Response:
         scope = context.scope
         try:
@@ -208,11 +218,11 @@ class HttpApp:
                     f"{endpoint.method} {endpoint.path} requires authentication; "
                     "send credentials the auth middleware accepts",
                 )
-            body = None
-            if length > 0 or length == -2:
-                body = await self._read_body(context.receive, length)
-                context._body = body
-            data = endpoint.build_data(context.params, scope["query_string"], body)
+            length = context._length
+            if length > 0 or length == -2 or context._body is not None:
+                data = await endpoint.read_data(context)  # JSON, a form or an upload
+            else:
+                data = endpoint.build_data(context.params, scope["query_string"], None)
             if endpoint.kind == "sse":
                 if scope["method"] == "HEAD":  # the headers only: a stream would never end
                     return EventStream.head(context)
@@ -268,33 +278,6 @@ class HttpApp:
             return JSONReply(b"", 307, [(b"location", location.encode("latin-1"))])
         raise NotFound(f"no route matches {method} {path}")
 
-    async def _read_body(self, receive: Receive, length: int) -> bytes:
-        """The whole body, refusing it (413) as soon as it is known to be over the limit."""
-        limit = self.max_body
-        if length > limit:
-            raise _too_large(limit)
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > limit:
-                raise _too_large(limit)
-            return body
-        chunks = [body]
-        size = len(body)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
     def _failure(self, exc: BaseException, context: Context, endpoint: Endpoint | None) -> Response:
         error_id = new_id()
         self._log_failure(exc, context, endpoint, error_id)
@@ -319,6 +302,9 @@ class HttpApp:
     # -- websocket -------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ws_origins is not None and not self._origin_allowed(scope, self.ws_origins):
+            await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
+            return
         found = self.snapshot.table.match_websocket(scope["path"])
         if found is None:
             await send({"type": "websocket.close", "code": 1000})
@@ -336,6 +322,16 @@ class HttpApp:
                     await _close(websocket, stream.closed.websocket_code, stream.closed.reason)
         finally:
             _reset(**tokens)
+
+    def _origin_allowed(self, scope: Scope, origins: frozenset[str]) -> bool:
+        """Whether a websocket's ``Origin`` is in ``origins`` (no Origin: not a browser)."""
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1").strip().rstrip("/").lower()
+                if origin not in origins:
+                    self._log.warning("websocket_origin_refused", origin=origin, path=scope["path"])
+                    return False
+        return True
 
     async def _converse(self, route: WebSocketRoute, websocket: WebSocket) -> None:
         """The plugin's handler, its failure logged and answered with close code 1011."""
@@ -398,12 +394,17 @@ async def _chain(
     return await step(0)
 
 
-def _too_large(limit: int) -> HttpError:
-    return HttpError(
-        413,
-        "payload_too_large",
-        f"the request body is over the limit of {limit} bytes (HTTP_MAX_BODY)",
-    )
+def _default_headers(raw: list[tuple[bytes, bytes]]) -> None:
+    """Add ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` unless the
+    response has its own."""
+    for name, _ in raw:
+        if name in _DEFAULT_NAMES:
+            break
+    else:
+        raw.extend(_DEFAULT_HEADERS)
+        return
+    present = {name for name, _ in raw}
+    raw.extend(pair for pair in _DEFAULT_HEADERS if pair[0] not in present)
 
 
 def _without_body(send: Send) -> Send:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import http.cookies
+from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any, Literal
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
 
+from ._body import BodyLimit, body_chunks, read_body
+from ._uploads import UploadFile
+
 __all__ = ("Context", "ServerSentEvent")
 
 SameSite = Literal["lax", "strict", "none"]
+_BODY_LIMIT = BodyLimit(1024 * 1024)
 
 
 class ServerSentEvent:
@@ -47,8 +53,13 @@ class Context:
 
     __slots__ = {
         "_body": "The body once the tool read it (replayed to ``request``).",
+        "_content_type": "The raw Content-Type header, or None.",
         "_headers": "Parsed request headers, built on first use.",
+        "_length": "Content-Length (-1: none, -2: chunked).",
+        "_limit": "The body limit of the route (HTTP_MAX_BODY, or HTTP_MAX_UPLOAD for uploads).",
         "_request": "The Starlette request, built on first use.",
+        "_streamed": "Whether the body was streamed into a form (so it cannot be read again).",
+        "_uploads": "The files of a multipart body, closed by the tool after the response.",
         "auth": "The requirement the endpoint declared with ``add_endpoint(..., auth=...)``.",
         "identity": "Whoever authenticated the request (set by an auth middleware), or None.",
         "params": "The path parameters, converted: ``{'product_id': 7}``.",
@@ -59,7 +70,15 @@ class Context:
         "status": "The status the handler set (``set_status``, ``redirect``), or None.",
     }
 
-    def __init__(self, scope: Scope, receive: Receive, request_id: str) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        request_id: str,
+        length: int = -1,
+        content_type: bytes | None = None,
+        limit: BodyLimit = _BODY_LIMIT,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.request_id = request_id
@@ -71,6 +90,11 @@ class Context:
         self._body: bytes | None = None
         self._request: Request | None = None
         self._headers: Headers | None = None
+        self._length = length
+        self._content_type = content_type
+        self._limit = limit
+        self._streamed = False
+        self._uploads: list[UploadFile] | None = None
 
     # -- the request ---------------------------------------------------------------
 
@@ -110,6 +134,40 @@ class Context:
     def cookies(self) -> dict[str, str]:
         """Cookies the client sent."""
         return self.request.cookies
+
+    async def body(self) -> bytes:
+        """The exact raw request body, as the client sent it (read once, then cached).
+
+        For checking a webhook's signature; works beside a request model (the body
+        the model was decoded from is the same bytes). A ``multipart/form-data``
+        body streams into its files instead of being kept, so it has no raw bytes.
+
+        >>> expected = hmac.new(SECRET, await context.body(), hashlib.sha256).hexdigest()
+        """
+        if self._body is None:
+            if self._streamed:
+                raise RuntimeError(
+                    "the multipart/form-data body was streamed into its upload files and is "
+                    "not kept: read the files (data.<field>) instead of context.body()"
+                )
+            length = self._length
+            has_body = length > 0 or length == -2
+            self._body = await read_body(self.receive, length, self._limit) if has_body else b""
+        return self._body
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        """The body chunk by chunk, once (the tool's multipart parser reads it this way)."""
+        if self._body is not None:
+            return _once(self._body)
+        self._streamed = True
+        return body_chunks(self.receive, self._length, self._limit)
+
+    async def _close_uploads(self) -> None:
+        """Close every upload of the request (shielded: it runs even when cancelled)."""
+        uploads, self._uploads = self._uploads or [], None
+        with anyio.CancelScope(shield=True):
+            for upload in uploads:
+                await upload.close()
 
     # -- the response ----------------------------------------------------------------
 
@@ -194,6 +252,10 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<Context {self.scope.get('method', 'WS')} {self.scope['path']}>"
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

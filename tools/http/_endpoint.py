@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -23,7 +23,9 @@ from microcore.tooling import Owner
 
 from ._context import Context
 from ._errors import HttpError, from_validation
+from ._forms import MULTIPART, FormValue, form_kind, parse_multipart, parse_urlencoded
 from ._responses import JSONReply
+from ._uploads import UploadFile
 
 __all__ = (
     "MAX_DEPTH",
@@ -56,6 +58,19 @@ def _is_sequence(tp: Any) -> bool:
     return False
 
 
+def _is_list(tp: Any) -> bool:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return typing.get_origin(tp) is list or tp is list
+
+
+def _mentions(tp: Any, target: type) -> bool:
+    """Whether ``target`` appears in ``tp`` (``UploadFile | None``, ``list[UploadFile]``...)."""
+    if tp is target:
+        return True
+    return any(_mentions(arg, target) for arg in typing.get_args(tp))
+
+
 def parse_query(raw: bytes) -> list[tuple[str, str]]:
     """``a=1&b=x+y`` -> ``[("a", "1"), ("b", "x y")]`` (blank values kept)."""
     pairs = []
@@ -79,6 +94,8 @@ class Endpoint:
     __slots__ = (
         "_body_decoder",
         "_fields",
+        "_file_fields",
+        "_lists",
         "_sequences",
         "_validate_response",
         "auth",
@@ -92,6 +109,7 @@ class Endpoint:
         "status_code",
         "summary",
         "tags",
+        "uploads",
     )
 
     def __init__(
@@ -127,15 +145,66 @@ class Endpoint:
         )
         self._fields: dict[str, Any] = {}
         self._sequences: frozenset[str] = frozenset()
+        self._lists: tuple[str, ...] = ()  # required list fields
         if is_struct(request_model):
             info = msgspec.structs.fields(request_model)
             self._fields = {f.encode_name: f.type for f in info}
             self._sequences = frozenset(n for n, t in self._fields.items() if _is_sequence(t))
+            self._lists = tuple(f.encode_name for f in info if f.required and _is_list(f.type))
+        self._file_fields = frozenset(
+            name for name, tp in self._fields.items() if _mentions(tp, UploadFile)
+        )
+        self.uploads = bool(self._file_fields)
+        """Whether the model has ``UploadFile`` fields: a multipart route (``HTTP_MAX_UPLOAD``)."""
         if self._validate_response:
             # Fail at registration, not at the first request, when the type is not usable.
             msgspec.json.Decoder(response_model)
 
     # -- data ----------------------------------------------------------------------
+
+    async def read_data(self, context: Context) -> Any:
+        """``data`` for the handler, from the URL and the body: JSON, or a form (url-encoded or
+        multipart, whose files stream into ``UploadFile``s) when the Content-Type says so."""
+        content_type = context._content_type
+        kind = form_kind(content_type) if content_type is not None else None
+        query = context.scope["query_string"]
+        if kind is None or (self.request_model is not None and not is_struct(self.request_model)):
+            body = await context.body()
+            if body and self.uploads:
+                raise HttpError(
+                    415,
+                    "unsupported_media_type",
+                    f"{self.method} {self.path} takes a multipart/form-data body (a form with "
+                    f"files), not {(content_type or b'no Content-Type').decode('latin-1')!r}",
+                )
+            if self.request_model is None and content_type and b"json" not in content_type.lower():
+                body = b""  # text, XML, bytes...: the handler reads them with context.body()
+            return self.build_data(context.params, query, body or None)
+        if kind is MULTIPART and content_type is not None and context._length != 0:
+            files = context._uploads = []
+            pairs: Sequence[tuple[str, FormValue]] = await parse_multipart(
+                context._chunks(), content_type, files, self._file_fields
+            )
+        else:
+            pairs = parse_urlencoded(await context.body())
+        return self.build_form(context.params, query, pairs)
+
+    def build_form(
+        self, params: dict[str, Any], query: bytes, pairs: Sequence[tuple[str, FormValue]]
+    ) -> Any:
+        """``data`` from a form: its fields are folded in as query parameters are (strings
+        converted to the field types), over the query's, under the path's."""
+        if self.request_model is None:
+            merged = self._query(query, typed=False)
+            merged.update(pairs)
+            merged.update(params)
+            return merged
+        merged = self._query(query, typed=True)
+        merged.update(self._collect(pairs, typed=True))
+        merged.update({k: v for k, v in params.items() if k in self._fields})
+        for name in self._lists:  # a form sends nothing for an empty list (no file, no box ticked)
+            merged.setdefault(name, [])
+        return self._convert(merged, strict=False)
 
     def build_data(self, params: dict[str, Any], query: bytes, body: bytes | None) -> Any:
         """``data`` for the handler: validated model instance, or a dict of the merge."""
@@ -180,12 +249,14 @@ class Endpoint:
             raise from_validation(exc) from None
 
     def _query(self, query: bytes, *, typed: bool) -> dict[str, Any]:
-        """Query parameters; with a model only its fields, repeated ones as lists. A field
+        """Query parameters; with a model only its fields, repeated ones as lists."""
+        return self._collect(parse_query(query), typed=typed) if query else {}
+
+    def _collect(self, pairs: Iterable[tuple[str, Any]], *, typed: bool) -> dict[str, Any]:
+        """``pairs`` as a dict; with a model only its fields, repeated ones as lists. A field
         that holds one value given twice is refused: which one was meant is unknowable."""
         merged: dict[str, Any] = {}
-        if not query:
-            return merged
-        for key, value in parse_query(query):
+        for key, value in pairs:
             if not typed:
                 merged[key] = value
             elif key not in self._fields:

@@ -70,7 +70,8 @@ class Http:
         """Serve ``method path`` with ``async def handler(data, context)``.
 
         ``data`` is ``request_model`` (a msgspec Struct) decoded from path params,
-        query params and the JSON body, or a dict of them when no model is given.
+        query params and the JSON or form body (``UploadFile`` fields take multipart
+        files), or a dict of them when no model is given.
         Return a dict, list or Struct (JSON), None (204) or a Starlette Response;
         ``raise NotFound("...")`` (or another ``HttpError``) answers that status.
         ``path`` uses Starlette syntax: ``/products/{product_id:int}``.

@@ -39,7 +39,9 @@ from starlette.responses import Response
 
 from ._endpoint import Endpoint, is_struct
 from ._errors import ErrorBody
+from ._forms import FORM, MULTIPART
 from ._routing import CompiledPath
+from ._uploads import UploadFile
 
 __all__ = ("ERROR_RESPONSES", "SSE_EVENT", "build_openapi")
 
@@ -56,12 +58,20 @@ _ERRORS = {
     "400": (
         "BadRequest",
         "The request cannot be served as sent: a body that is no JSON or nests too deep "
-        "(code malformed_json), a value the database cannot hold (invalid_parameter)",
+        "(code malformed_json), a malformed form (malformed_form), a value the database "
+        "cannot hold (invalid_parameter)",
     ),
     "401": ("Unauthorized", "Authentication required (code unauthorized)"),
     "404": ("NotFound", "Nothing at this path (code not_found)"),
     "405": ("MethodNotAllowed", "Method not allowed here; Allow lists those that are"),
-    "413": ("PayloadTooLarge", "Body over HTTP_MAX_BODY (code payload_too_large)"),
+    "413": (
+        "PayloadTooLarge",
+        "Body over HTTP_MAX_BODY, or HTTP_MAX_UPLOAD on an upload (code payload_too_large)",
+    ),
+    "415": (
+        "UnsupportedMediaType",
+        "An upload takes multipart/form-data (code unsupported_media_type)",
+    ),
     "422": ("ValidationError", "Validation failed; error.path names the field (validation_error)"),
     "500": ("InternalError", "Internal error; error.id is in the log (code internal_error)"),
 }
@@ -90,7 +100,9 @@ def build_openapi(
             if model is not None and model not in types:
                 types.append(model)
     try:
-        schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+        schemas, components = msgspec.json.schema_components(
+            types, schema_hook=_schema_hook, ref_template=REF
+        )
     except (TypeError, ValueError):
         schemas, components = (), {}
     by_type = dict(zip(map(id, types), schemas, strict=False))
@@ -175,7 +187,7 @@ def _operation(
         schema = _body_schema(model, by_type, fields, set(compiled.convertors))
         operation["requestBody"] = {
             "required": bool(schema.get("required", True)) if is_struct(model) else True,
-            "content": {"application/json": {"schema": schema}},
+            "content": {media: {"schema": schema} for media in _media_types(endpoint)},
         }
     operation["responses"] = _responses(endpoint, by_type, compiled, has_body)
     return operation
@@ -229,6 +241,8 @@ def _responses(
     codes = ["500"]
     if has_body:
         codes += ["400", "413"]
+        if endpoint.uploads:
+            codes.append("415")
     if endpoint.request_model is not None or compiled.convertors:
         codes.append("422")
         if not has_body:  # a value from the URL the database cannot hold is a 400 too
@@ -240,6 +254,36 @@ def _responses(
     for code in sorted(codes):
         responses[code] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
     return responses
+
+
+def _schema_hook(tp: Any) -> dict[str, Any]:
+    """The schema of a type msgspec does not know: an upload is a binary string."""
+    if tp is UploadFile:
+        return {"type": "string", "format": "binary"}
+    raise NotImplementedError
+
+
+def _media_types(endpoint: Endpoint) -> list[str]:
+    """What the request body may be: multipart for an upload; JSON, and a url-encoded form
+    when the model is flat (strings, numbers and booleans, or lists of them)."""
+    if endpoint.uploads:
+        return [MULTIPART]
+    if is_struct(endpoint.request_model) and all(
+        _flat(field.type) for field in msgspec.structs.fields(endpoint.request_model)
+    ):
+        return ["application/json", FORM]
+    return ["application/json"]
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _flat(tp: Any) -> bool:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (list, tuple, set, frozenset):
+        return all(arg in _SCALARS for arg in typing.get_args(tp) if arg is not Ellipsis)
+    return tp in _SCALARS
 
 
 def _response_media_types(handler: Any) -> list[str]:

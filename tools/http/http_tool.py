@@ -9,17 +9,21 @@ a version that stops serving is closed at once (the client reconnects to the
 new version), and every open stream closes on SIGTERM/SIGINT, so none holds a
 reload or the shutdown.
 
-Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_DOCS`` (serve
+Settings: ``HTTP_MAX_BODY`` (bytes, default 1 MiB), ``HTTP_MAX_UPLOAD`` (the whole
+body of a route with ``UploadFile`` fields, bytes, default 20 MiB), ``HTTP_DOCS`` (serve
 ``/openapi.json`` and ``/docs``, default true), ``HTTP_TITLE``, ``HTTP_VERSION``,
 ``HTTP_SSE_PING``, ``HTTP_ACCESS_LOG`` (one ``http_request`` log line per request:
-method, path, status, duration_ms, request_id, plugin; default true) and the
-``HTTP_CORS_*`` settings (see ``_cors.py``).
+method, path, status, duration_ms, request_id, plugin; default true), the
+``HTTP_CORS_*`` settings (see ``_cors.py``), ``HTTP_TRUSTED_PROXIES`` (see
+``_proxies.py``) and ``HTTP_WS_ORIGINS`` (origins that may open a websocket; others
+are closed with 1008 before accept).
 
 Module map: ``_handle`` (what plugins call), ``_registry`` (who owns what,
 collisions), ``_routing`` (the route table), ``_app`` (the ASGI dispatcher),
-``_endpoint`` (data in, response out), ``_context``, ``_errors``,
+``_endpoint`` (data in, response out), ``_body`` (reading it, bounded), ``_forms``
+(url-encoded and multipart bodies), ``_uploads`` (``UploadFile``), ``_context``, ``_errors``,
 ``_responses``, ``_streaming`` (SSE, websockets), ``_streams`` (closing open
-streams on reload and shutdown), ``_static``, ``_cors``,
+streams on reload and shutdown), ``_static``, ``_cors``, ``_proxies`` (trusted proxies),
 ``_observe`` (access log, observers), ``_stats`` (request counters), ``_openapi``
 and ``_docs``.
 """
@@ -37,11 +41,13 @@ from microcore.tooling import ConfigurationError, Owner, RouteKind, ServedRoute
 from tools.config import Config
 
 from ._app import HttpApp
+from ._body import BodyLimit
 from ._cors import Cors
 from ._docs import ApiDocs
 from ._endpoint import Endpoint
 from ._handle import Http
 from ._observe import Exchange, Observer
+from ._proxies import TrustedProxies
 from ._registry import Entry, Registry
 from ._static import StaticMount
 from ._stats import RequestStats
@@ -81,12 +87,12 @@ class HttpTool(Tool):
     async def setup(self) -> None:
         config = self._config
         self.development = bool(config.development)
-        max_body = config.get_int("HTTP_MAX_BODY", MIB)
-        if max_body <= 0:
-            raise ConfigurationError(
-                f"HTTP_MAX_BODY must be a positive number of bytes, got {max_body}"
-            )
-        self.app.max_body = max_body
+        self.app.body_limit = BodyLimit(_positive(config, "HTTP_MAX_BODY", MIB))
+        self.app.upload_limit = BodyLimit(
+            _positive(config, "HTTP_MAX_UPLOAD", 20 * MIB), "HTTP_MAX_UPLOAD"
+        )
+        self.app.proxies = TrustedProxies.parse(config.get("HTTP_TRUSTED_PROXIES"))
+        self.app.ws_origins = _origins(config.get("HTTP_WS_ORIGINS"))
         self.app.sse_ping = config.get_float("HTTP_SSE_PING", 15.0)
         self.app.cors = _cors_from(config)
         self.app.observers.set_access_log(config.get_bool("HTTP_ACCESS_LOG", True))
@@ -186,6 +192,25 @@ def _served(entry: Entry) -> ServedRoute:
     if isinstance(target, StaticMount):
         return ServedRoute(kind=kind, label=entry.label, owner=owner, path=target.prefix)
     return ServedRoute(kind=kind, label=entry.label, owner=owner)  # middleware
+
+
+def _positive(config: Config, key: str, default: int) -> int:
+    value = config.get_int(key, default)
+    if value <= 0:
+        raise ConfigurationError(f"{key} must be a positive number of bytes, got {value}")
+    return value
+
+
+def _origins(raw: str | None) -> frozenset[str] | None:
+    """HTTP_WS_ORIGINS as normalised origins (None: any origin may open a websocket)."""
+    origins = {o.strip().rstrip("/").lower() for o in (raw or "").split(",") if o.strip()}
+    for origin in origins:
+        if "://" not in origin:
+            raise ConfigurationError(
+                f"HTTP_WS_ORIGINS: {origin!r} is not an origin; list scheme and host as a "
+                "browser sends them, e.g. HTTP_WS_ORIGINS=https://app.example.com"
+            )
+    return frozenset(origins) or None
 
 
 def _cors_from(config: Config) -> Cors | None:

@@ -1,14 +1,16 @@
 """Once per cluster: which replica runs a due time, through the shared ``state`` store.
 
-Two kinds of keys in the ``scheduler`` namespace, both expiring after the lease
-(``SCHEDULER_LEASE``, 10 s by default):
+Two kinds of keys in the ``scheduler`` namespace, both taken with ``State.claim``
+(atomic: ``SET NX PX`` on Redis) and expiring after the lease (``SCHEDULER_LEASE``,
+10 s by default):
 
-* ``<job>@<due ms>``, the claim of one due time: ``incr`` is atomic, so exactly one
-  replica sees 1 and runs it; the others see 2, 3, ... and leave it.
-* ``<job>#running``, held by the replica running the job and renewed while it runs:
-  a replica that claims the next due time while it is held skips that run (a run is
-  never stacked on another, on any replica). A replica that dies mid-run stops
-  renewing, so the key expires and the job runs again after at most one lease.
+* ``<job>@<due ms>``, the claim of one due time: exactly one replica gets it and
+  may run it; the others leave it.
+* ``<job>#running``, held by the replica running the job (its token) and renewed
+  while it runs: a replica that wins the next due time while it is held skips that
+  run (a run is never stacked on another, on any replica). A replica that dies
+  mid-run stops renewing, so the key expires and the job runs again after at most
+  one lease. Renewal and release only touch the key while it holds the token.
 """
 
 from __future__ import annotations
@@ -43,27 +45,17 @@ class Lease:
         """Claim ``job``'s run at ``due``: a token to :meth:`renew` and :meth:`release`
         when this replica is to run it, else why not."""
         state, ms = self._state, round(due * 1000)
-        slot = f"{job}@{ms}"
-        if await state.incr(NAMESPACE, slot) != 1:
+        if not await state.claim(NAMESPACE, f"{job}@{ms}", self.ttl):
             return Claim.TAKEN
-        await state.set(NAMESPACE, slot, 1, ttl=self.ttl)  # the claim expires too
-        running = f"{job}#running"
-        if await state.get(NAMESPACE, running) is not None:
-            return Claim.BUSY
         token = f"{self.replica}:{ms}"
-        await state.set(NAMESPACE, running, token, ttl=self.ttl)
+        if not await state.claim(NAMESPACE, f"{job}#running", self.ttl, holder=token):
+            return Claim.BUSY
         return token
 
     async def renew(self, job: str, token: str) -> bool:
         """Extend the running key while the run goes on; False when another replica holds it."""
-        running = f"{job}#running"
-        if await self._state.get(NAMESPACE, running) not in (None, token):
-            return False
-        await self._state.set(NAMESPACE, running, token, ttl=self.ttl)
-        return True
+        return await self._state.claim(NAMESPACE, f"{job}#running", self.ttl, holder=token)
 
     async def release(self, job: str, token: str) -> None:
         """The run ended: free the running key (unless it expired and another replica holds it)."""
-        running = f"{job}#running"
-        if await self._state.get(NAMESPACE, running) == token:
-            await self._state.delete(NAMESPACE, running)
+        await self._state.release(NAMESPACE, f"{job}#running", token)

@@ -40,6 +40,15 @@ class StateBackend(Protocol):
 
     async def incr(self, namespace: str, key: str, by: int = 1) -> int: ...
 
+    async def claim(self, namespace: str, key: str, ttl: float, holder: str | None = None) -> bool:
+        """Set ``key`` to ``holder`` (``True`` when None) for ``ttl`` unless it is set to
+        something else: one atomic step."""
+        ...
+
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        """Delete ``key`` if it holds ``holder``: one atomic step."""
+        ...
+
     async def keys(self, namespace: str) -> list[str]: ...
 
 

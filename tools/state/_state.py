@@ -17,6 +17,11 @@ def _check(namespace: object, key: object) -> None:
         raise StateError(f"the key must be a string, got {key!r}")
 
 
+def _check_holder(holder: object) -> None:
+    if not isinstance(holder, str) or not holder:
+        raise StateError(f"a holder must be a non-empty string, got {holder!r}")
+
+
 class State:
     """Shared state by namespace and key; values are plain data (msgpack-able), copied in and out.
 
@@ -78,6 +83,44 @@ class State:
         """
         _check(namespace, key)
         return await self._backend().incr(namespace, key, by)
+
+    async def claim(
+        self, namespace: str, key: str, ttl: float, *, holder: str | None = None
+    ) -> bool:
+        """Take ``key`` for ``ttl`` seconds unless someone holds it; whether this call got it.
+
+        Atomic on every store (``SET NX PX`` on Redis): of callers racing for one key, on
+        any number of replicas, exactly one gets ``True``. The key then reads as ``holder``
+        (``True`` without one) and frees itself when ``ttl`` passes, so a claimant that
+        dies never holds it for good. With ``holder`` (a token naming the claimant), a
+        claim by the holder of the key also succeeds and restarts its ``ttl``: a lease
+        kept alive by renewal, handed back with :meth:`release`.
+
+        >>> await self.state.claim("digest", f"sent:{day}", ttl=86400)  # once per cluster
+        True
+        >>> await self.state.claim("locks", "import", ttl=30, holder=token)  # renew: True
+        """
+        _check(namespace, key)
+        if ttl is None:
+            raise StateError(
+                f"claim of {namespace!r}/{key!r} needs a ttl: a claim must free itself when "
+                "its claimant dies"
+            )
+        if holder is not None:
+            _check_holder(holder)
+        return await self._backend().claim(namespace, key, ttl, holder)
+
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        """Delete ``key`` if ``holder`` holds it (atomic check-and-delete); whether it did.
+
+        A claim that expired and was taken by another holder stays theirs.
+
+        >>> await self.state.release("locks", "import", token)
+        True
+        """
+        _check(namespace, key)
+        _check_holder(holder)
+        return await self._backend().release(namespace, key, holder)
 
     async def keys(self, namespace: str) -> list[str]:
         """The live keys of ``namespace``, sorted.

@@ -1,4 +1,4 @@
-"""The in-memory state store: namespaced keys, TTL expiry, atomic ``incr``.
+"""The in-memory state store: namespaced keys, TTL expiry, atomic ``incr`` and ``claim``.
 
 Values are stored msgpack-encoded, so a reader gets its own copy (mutating it
 changes nothing stored) and what fits here also fits Redis. Expiry is lazy on
@@ -9,6 +9,7 @@ once and never read again do not pile up.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,8 +85,10 @@ class MemoryBackend:
     def _expires_at(self, ttl: float | None) -> float | None:
         if ttl is None:
             return None
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
             raise StateError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        if not math.isfinite(ttl):  # as Redis refuses it
+            raise StateError(f"ttl must be a finite number of seconds or None, got {ttl!r}")
         return self._clock() + ttl
 
     def _store(self, namespace: str, key: str, entry: _Entry, *, schedule: bool = True) -> None:
@@ -151,6 +154,22 @@ class MemoryBackend:
         entry = _Entry(_encoder.encode(value), expires_at)
         self._store(namespace, key, entry, schedule=False)  # same expiry: already scheduled
         return value
+
+    async def claim(self, namespace: str, key: str, ttl: float, holder: str | None = None) -> bool:
+        # No await between read and write: atomic on the event loop.
+        mine = _encoder.encode(True if holder is None else holder)
+        expires_at = self._expires_at(ttl)
+        entry = self._live(namespace, key)
+        if entry is not None and (holder is None or entry.value != mine):
+            return False
+        self._store(namespace, key, _Entry(mine, expires_at))
+        return True
+
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        entry = self._live(namespace, key)
+        if entry is None or entry.value != _encoder.encode(holder):
+            return False
+        return await self.delete(namespace, key)
 
     async def keys(self, namespace: str) -> list[str]:
         self._sweep(self._clock())

@@ -9,10 +9,11 @@ Layout under ``STATE_PREFIX`` (default ``microcore``), for namespace ``ns`` and 
   expiry (ms, server clock; ``+inf`` without TTL), so ``keys(ns)`` reads one namespace
   instead of scanning the database. It expires with its longest-lived member.
 
-Each call is one round trip; writes and ``incr`` are Lua scripts, atomic on the server
-(``incr`` decodes the msgpack integer, adds, and keeps the key's TTL). Expiry uses the
-server's clock, so replicas agree. Needs Redis 6.2 or later (``PXAT``), one server or
-a primary (not Cluster). Timeouts and the pool are tuned in the URL
+Each call is one round trip; writes, ``incr``, ``claim`` and ``release`` are Lua scripts,
+atomic on the server (``incr`` decodes the msgpack integer, adds, and keeps the key's TTL;
+``claim`` sets the key only when it is unset or, for a renewal, holds the same holder).
+Expiry uses the server's clock, so replicas agree. Needs Redis 6.2 or later (``PXAT``),
+one server or a primary (not Cluster). Timeouts and the pool are tuned in the URL
 (``?socket_timeout=5&max_connections=64``); the defaults bound every wait to 5 s.
 """
 
@@ -115,6 +116,37 @@ end
     + "return {1, value}\n"
 )
 
+# KEYS: value, index. ARGV: encoded holder, ttl ms, key, '1' when a holder may renew.
+# Returns 1 when the key is now the caller's (set, or renewed), 0 when someone else holds it.
+_CLAIM = (
+    _NOW
+    + """
+local held = redis.call('GET', KEYS[1])
+if held and (ARGV[4] == '' or held ~= ARGV[1]) then
+  return 0
+end
+local at = now + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', at)
+redis.call('ZADD', KEYS[2], at, ARGV[3])
+"""
+    + _TIDY
+    + "return 1\n"
+)
+
+# KEYS: value, index. ARGV: encoded holder, key. Returns 1 when the holder's key was deleted.
+_RELEASE = (
+    _NOW
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+"""
+    + _TIDY
+    + "return 1\n"
+)
+
 # KEYS: index. ARGV: value key prefix of the namespace. The live keys, unsorted;
 # members whose value is gone (expired, deleted or evicted behind our back) are dropped.
 _KEYS = (
@@ -162,6 +194,8 @@ class RedisBackend:
         self._delete = self._client.register_script(_DELETE)
         self._incr = self._client.register_script(_INCR)
         self._keys = self._client.register_script(_KEYS)
+        self._claim = self._client.register_script(_CLAIM)
+        self._release = self._client.register_script(_RELEASE)
 
     # -- names -----------------------------------------------------------------------
 
@@ -234,6 +268,17 @@ class RedisBackend:
         raise StateError(
             f"cannot incr {namespace!r}/{key!r}: it holds {type(current).__name__}, not an integer"
         )
+
+    async def claim(self, namespace: str, key: str, ttl: float, holder: str | None = None) -> bool:
+        encoded = encode(namespace, key, True if holder is None else holder)
+        keys = [self._value_key(namespace, key), self._index_key(namespace)]
+        args: list[bytes | str] = [encoded, _ttl_ms(ttl), key, "" if holder is None else "1"]
+        return bool(await self._call("claim", namespace, self._claim(keys, args)))
+
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        encoded = encode(namespace, key, holder)
+        keys = [self._value_key(namespace, key), self._index_key(namespace)]
+        return bool(await self._call("release", namespace, self._release(keys, [encoded, key])))
 
     async def keys(self, namespace: str) -> list[str]:
         prefix = f"{self._prefix}:{self._space(namespace)}:"

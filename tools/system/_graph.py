@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from microcore.events import DLQ_PREFIX, matches
-from microcore.tooling import EventFlows, PluginRecord, scan_file
+from microcore.tooling import (
+    EventFlows,
+    PluginRecord,
+    PluginStatus,
+    find_declarations,
+    scan_file,
+)
 
 __all__ = ("StaticScan", "build_graph")
 
@@ -47,6 +53,12 @@ class StaticScan:
             for name in found[1]:
                 requested.setdefault(name, set()).add(identity)
         self._cache = fresh  # forget unloaded and replaced versions
+        for path in find_declarations(self._root):  # plugins in other languages declare theirs
+            identity = f"{path.parent.parent.name}.{path.name.split('.', 1)[0]}"
+            for call in scan_file(self._root, path).calls:
+                if call.kind in ("publish", "request"):
+                    sent = published if call.kind == "publish" else requested
+                    sent.setdefault(call.name, set()).add(identity)
         return published, requested
 
     def _scan(self, identity: str, file: Path) -> tuple[list[str], list[str]]:
@@ -61,7 +73,7 @@ class StaticScan:
 
 def build_graph(
     *,
-    plugins: Mapping[str, PluginRecord],
+    plugins: Mapping[str, PluginStatus],
     static: tuple[Names, Names],
     flows: EventFlows | None,
     counts: Mapping[str, int],
@@ -128,7 +140,7 @@ def build_graph(
 
 
 def _nodes(
-    plugins: Mapping[str, PluginRecord],
+    plugins: Mapping[str, PluginStatus],
     events: list[dict[str, Any]],
     requests: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ Routes (served through ``http`` under the tool's own owner):
   backing service that does not answer now (``Tool.probe``, cached ``SYSTEM_PROBE_CACHE`` s);
 * ``/system/live``: liveness: 200 while the process answers;
 * ``/system/status``: tools and plugins with status, error (file, line), registrations,
-  boot and reload times;
+  boot and reload times; ``jobs``: each scheduled job of a serving plugin (owner, name,
+  schedule, runs, failures, skips, last run, last duration, last error, next run);
 * ``/system/routes``: every route that serves, with its request count so far;
 * ``/system/events``: recent events with their causes (``?name=product.*``,
   ``source=``, ``correlation_id=``, ``event_id=``, ``limit=``);
@@ -273,7 +274,8 @@ class SystemTool(Tool):
         add(
             "/system/status",
             self.guarded(self._get_status),
-            "Every tool and plugin with status, error, file and registrations",
+            "Every tool and plugin with status, error, file and registrations, and every "
+            "scheduled job with its last and next run",
         )
         add("/system/routes", self.guarded(self._get_routes), "Every route that serves now")
         add(
@@ -419,8 +421,12 @@ class SystemTool(Tool):
         ]
 
     async def _get_status(self, data: Any, context: Context) -> dict[str, Any]:
-        """Tools and plugins: status, error (file, line), registrations, boot and reload times."""
-        return status_body(self._kernel.status())
+        """Tools and plugins: status, error (file, line), registrations, boot and reload times;
+        scheduled jobs with schedule, last run, duration and error, and next run."""
+        body = status_body(self._kernel.status())
+        jobs: Sequence[Any] = self._jobs.jobs() if self._jobs is not None else []
+        body["jobs"] = msgspec.to_builtins(list(jobs))
+        return body
 
     async def _get_routes(self, data: Any, context: Context) -> dict[str, Any]:
         """Every route that serves: kind, method, path, owner, models and requests so far."""
@@ -466,7 +472,7 @@ class SystemTool(Tool):
         plugins = self._kernel.plugins
         return {
             **build_graph(
-                plugins=plugins,
+                plugins=self._kernel.status().plugins,  # tools' hosted plugins too
                 static=self._static.calls(plugins),
                 flows=self._events.flows() if self._events is not None else None,
                 counts=self._metrics.published(),

@@ -182,7 +182,9 @@ async def test_cluster_store_down_fails_the_run_not_the_scheduler() -> None:
     clock = FakeClock()
 
     class DownState:
-        async def incr(self, namespace: str, key: str, by: int = 1) -> int:
+        async def claim(
+            self, namespace: str, key: str, ttl: float, *, holder: str | None = None
+        ) -> bool:
             raise ConnectionError("redis is down")
 
     async with running_scheduler(clock=clock) as tool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 
@@ -188,3 +189,93 @@ async def test_kernel_bad_cron_fails_the_plugin_quoting_it(project: Project) -> 
     assert "cron expression '61 * * * *' is not valid: Bad minute" in present(status.error).message
     assert project.scheduler.jobs() == []
     assert project.clock.waiting == []
+
+
+PROBE_TOOL = """
+from microcore import Tool
+
+class ProbeTool(Tool):
+    '''Counts the runs the test looks at.'''
+
+    name = "probe"
+
+    def __init__(self):
+        self.started = {"quick": 0, "stuck": 0}
+        self.finished = {"quick": 0, "stuck": 0}
+"""
+
+SLOW = """
+import anyio
+from microcore import Plugin
+from tools.scheduler import Scheduler
+
+class SlowPlugin(Plugin):
+    def __init__(self, scheduler: Scheduler, probe):
+        self.scheduler, self.probe = scheduler, probe
+
+    async def on_boot(self):
+        self.scheduler.every(0.05, self.quick)
+        self.scheduler.every(0.05, self.stuck)
+
+    async def quick(self):
+        self.probe.started["quick"] += 1
+        await anyio.sleep(0.4)
+        self.probe.finished["quick"] += 1
+
+    async def stuck(self):
+        self.probe.started["stuck"] += 1
+        await anyio.sleep_forever()
+"""
+
+
+async def test_kernel_shutdown_waits_for_runs_and_reports_what_it_cut(
+    make_project: ProjectFactory,
+) -> None:
+    """App shutdown lets a run in progress finish within SCHEDULER_DRAIN_TIMEOUT; a run still
+    going at the deadline is cancelled and logged (``scheduler_job_cut``, naming plugin and
+    job); shutdown takes the deadline, not forever."""
+    root = make_project(
+        {"tools/probe/probe_tool.py": PROBE_TOOL, "domains/a/plugins/slow_plugin.py": SLOW},
+        tools=TOOLS,
+    )
+    running = await start_app(root, settings={"SCHEDULER_DRAIN_TIMEOUT": "1"})
+    probe: Any = running.kernel.tool("probe")
+    try:
+        await eventually(
+            lambda: (
+                probe.started["stuck"] == 1 and probe.started["quick"] > probe.finished["quick"]
+            ),  # a quick run is going
+            timeout=10,
+        )
+    except BaseException:
+        await running.stop()
+        raise
+    with structlog.testing.capture_logs() as logs:
+        began = anyio.current_time()
+        await running.stop()
+        took = anyio.current_time() - began
+    assert probe.finished["quick"] == probe.started["quick"]  # finished, not cut
+    cut = [(e["plugin"], e["job"]) for e in logs if e["event"] == "scheduler_job_cut"]
+    assert cut == [("a.SlowPlugin", "stuck")]
+    assert probe.finished["stuck"] == 0
+    assert 1.0 <= took < 10
+
+
+async def test_kernel_plugin_failing_after_registering_leaves_no_job(project: Project) -> None:
+    """A plugin whose on_boot raises after registering jobs fails; its jobs never start."""
+    failing = TICK.replace(
+        "self.scheduler.run(self.feed)",
+        'self.scheduler.run(self.feed)\n        raise RuntimeError("no partner credentials")',
+    )
+    with structlog.testing.capture_logs():
+        await project.load(f"VERSION = 1\nHOLD = False\n{failing}")
+    status = project.kernel.status().plugins["a.TickPlugin"]
+    assert status.status == "failed"
+    assert present(status.error).message == "no partner credentials"
+    assert project.scheduler.jobs() == []
+    project.clock.advance(5)
+    await project.load(tick(2))  # fixed: the new version's jobs run, the failed one's never did
+    await _tick(project, START + 6)
+    await eventually(lambda: len(project.payloads("tick.finished")) == 1)
+    assert project.payloads("feed.started") == [("a.TickPlugin", 2)]
+    assert project.payloads("tick.finished") == [("a.TickPlugin", 2)]

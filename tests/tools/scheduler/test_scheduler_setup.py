@@ -70,24 +70,27 @@ class FlakyStore:
         self.broken = False
         self.renewals = 0
 
-    async def incr(self, namespace: str, key: str, by: int = 1) -> int:
-        current = self.values.get(key, 0)
-        value = (current if isinstance(current, int) else 0) + by
-        self.values[key] = value
-        return value
-
-    async def set(self, namespace: str, key: str, value: object, ttl: float | None = None) -> None:
-        if key.endswith("#running") and key in self.values:
-            self.renewals += 1
-        self.values[key] = value
-
-    async def get(self, namespace: str, key: str, default: object = None) -> object:
+    async def claim(
+        self, namespace: str, key: str, ttl: float, *, holder: str | None = None
+    ) -> bool:
         if self.broken:
             raise ConnectionError("store went away")
-        return self.values.get(key, default)
+        mine = True if holder is None else holder
+        held = self.values.get(key)
+        if held is not None and (holder is None or held != mine):
+            return False
+        if held is not None:
+            self.renewals += 1
+        self.values[key] = mine
+        return True
 
-    async def delete(self, namespace: str, key: str) -> bool:
-        return self.values.pop(key, None) is not None
+    async def release(self, namespace: str, key: str, holder: str) -> bool:
+        if self.broken:
+            raise ConnectionError("store went away")
+        if self.values.get(key) != holder:
+            return False
+        del self.values[key]
+        return True
 
 
 async def test_lease_renewal_and_release_problems_are_logged() -> None:

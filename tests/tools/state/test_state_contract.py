@@ -3,6 +3,7 @@ copied in and out, TTLs, atomic incr that keeps the TTL, sorted live keys."""
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -210,3 +211,74 @@ async def test_values_past_64_bit_integers_are_refused_clearly(state: Any) -> No
     with pytest.raises(_error(state)):  # Redis refuses already past 2**53 (inexact floats)
         await state.incr("ns", "n", 20)
     assert await state.get("ns", "n") == 2**63 - 10
+
+
+async def test_claim_is_taken_once_until_it_expires(state: Any) -> None:
+    """claim answers True to the first caller only; the key reads True and lists in keys();
+    once its ttl passes the next claim wins."""
+    assert await state.claim("digest", "day-1", ttl=0.2) is True
+    assert await state.claim("digest", "day-1", ttl=0.2) is False
+    assert await state.get("digest", "day-1") is True
+    assert await state.keys("digest") == ["day-1"]
+    await _wait_gone(state, "digest", "day-1")
+    assert await state.claim("digest", "day-1", ttl=60) is True
+
+
+async def test_claim_refuses_a_key_set_otherwise(state: Any) -> None:
+    """A key written with set is held: claim leaves its value alone."""
+    await state.set("locks", "k", "written")
+    assert await state.claim("locks", "k", ttl=5) is False
+    assert await state.claim("locks", "k", ttl=5, holder="someone") is False
+    assert await state.get("locks", "k") == "written"
+
+
+async def test_claim_with_a_holder_renews_and_releases(state: Any) -> None:
+    """The holder's claim renews (restarting the ttl); another holder is refused; release
+    deletes only for the holder."""
+    assert await state.claim("locks", "import", ttl=0.2, holder="replica-a") is True
+    assert await state.claim("locks", "import", ttl=0.2, holder="replica-b") is False
+    assert await state.claim("locks", "import", ttl=0.2) is False
+    assert await state.get("locks", "import") == "replica-a"
+    assert await state.claim("locks", "import", ttl=60, holder="replica-a") is True  # renewed
+    await state.set("locks", "sentinel", 0, ttl=0.2)
+    await _wait_gone(state, "locks", "sentinel")
+    assert await state.get("locks", "import") == "replica-a"
+    assert await state.release("locks", "import", "replica-b") is False
+    assert await state.get("locks", "import") == "replica-a"
+    assert await state.release("locks", "import", "replica-a") is True
+    assert await state.release("locks", "import", "replica-a") is False
+    assert await state.keys("locks") == []
+    assert await state.claim("locks", "import", ttl=5, holder="replica-b") is True
+
+
+async def test_claim_is_atomic_under_concurrency(state: Any) -> None:
+    """Of many tasks claiming one key at once, exactly one wins."""
+    won: list[int] = []
+
+    async def attempt(n: int) -> None:
+        if await state.claim("race", "slot", ttl=30, holder=f"task-{n}"):
+            won.append(n)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(attempt, n)
+    assert len(won) == 1
+    assert await state.get("race", "slot") == f"task-{won[0]}"
+
+
+async def test_claim_refuses_a_missing_ttl_or_holder(state: Any) -> None:
+    """A claim needs a positive ttl (it must free itself) and a non-empty string holder."""
+    with pytest.raises(_error(state), match="needs a ttl"):
+        await state.claim("ns", "k", None)
+    for ttl in (0, -1, "10", True, math.nan):
+        with pytest.raises(_error(state), match="ttl must be a positive number"):
+            await state.claim("ns", "k", ttl)
+    with pytest.raises(_error(state), match="ttl must be a finite number"):
+        await state.claim("ns", "k", math.inf)
+    for holder in ("", 7):
+        with pytest.raises(_error(state), match="holder must be a non-empty string"):
+            await state.claim("ns", "k", 5, holder=holder)
+        with pytest.raises(_error(state), match="holder must be a non-empty string"):
+            await state.release("ns", "k", holder)
+    assert await state.keys("ns") == []

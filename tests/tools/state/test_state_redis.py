@@ -177,3 +177,21 @@ async def state_on_redis(
         yield running.kernel.tool("state")
     finally:
         await running.stop()
+
+
+async def test_redis_replicas_racing_for_a_claim_get_one_winner(replicas: list[Any]) -> None:
+    """Two replicas claiming the same keys at once: each key goes to exactly one of them."""
+    first, second = replicas
+    wins: dict[str, list[str]] = {}
+
+    async def claim_all(state: Any, name: str) -> None:
+        for n in range(100):
+            if await state.claim("slots", f"due-{n}", ttl=30, holder=name):
+                wins.setdefault(f"due-{n}", []).append(name)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim_all, first, "a")
+            tg.start_soon(claim_all, second, "b")
+    assert sorted(wins) == sorted(f"due-{n}" for n in range(100))
+    assert all(len(winners) == 1 for winners in wins.values())

@@ -106,11 +106,46 @@
         ...(plugin.subscriptions || []).map((s) => "on " + s),
       ];
       return el("tr", { class: plugin.status === "ok" ? "ok" : "failed", "data-plugin": identity },
-        el("td", { class: "mono" }, identity, el("div", { class: "muted" }, plugin.file || "")),
+        el("td", { class: "mono" }, identity, el("div", { class: "muted" }, plugin.file || ""),
+          hosted(plugin.details)),
         el("td", { class: "status " + plugin.status }, plugin.status),
         el("td", {}, owns.join(" · "), error ? el("div", { class: "error" }, error) : null));
     });
     $("plugins").tBodies[0].replaceChildren(...pluginRows);
+  }
+
+  // -- scheduled jobs -------------------------------------------------------------------
+
+  function seconds(value) {
+    if (value === null || value === undefined) return "";
+    return value < 1 ? `${Math.round(value * 1000)} ms` : `${value.toFixed(2)} s`;
+  }
+
+  function renderJobs(jobs) {
+    $("no-jobs").hidden = jobs.length > 0;
+    const rows = jobs.map((job) => {
+      const last = job.last_run ? `${when(job.last_run)} (${seconds(job.last_duration)})` : "never";
+      const health = job.running ? "running" : job.last_error ? "failed" : job.runs ? "ok" : "waiting";
+      return el("tr", { class: job.last_error ? "failed" : "", "data-job": `${job.owner}/${job.name}` },
+        el("td", { class: "mono" }, job.name, el("div", { class: "muted" }, job.owner)),
+        el("td", { class: "mono schedule" }, job.schedule),
+        el("td", { class: "status " + health }, health),
+        el("td", { class: "last-run" }, "last " + last),
+        el("td", { class: "next-run" }, "next " + (job.next_run ? when(job.next_run) : "—")),
+        el("td", { class: "muted counts" },
+          `${job.runs} runs · ${job.failures} failures · ${job.skips} skips`),
+        el("td", { class: "error" }, job.last_error || ""));
+    });
+    $("jobs").tBodies[0].replaceChildren(...rows);
+  }
+
+  // A plugin a tool runs itself (a sidecar): its process id and restarts.
+  function hosted(details) {
+    if (!details || !details.kind) return null;
+    const facts = [details.kind];
+    if (details.pid) facts.push("pid " + details.pid);
+    if (details.restarts) facts.push(details.restarts + (details.restarts === 1 ? " restart" : " restarts"));
+    return el("div", { class: "muted" }, facts.join(" · "));
   }
 
   function renderRoutes(body) {
@@ -331,6 +366,7 @@
     try {
       const [status, routes] = await Promise.all([api("/system/status"), api("/system/routes")]);
       renderStatus(status);
+      renderJobs(status.jobs || []);
       renderRoutes(routes);
       await refreshGraph();
     } catch (err) {
@@ -346,4 +382,7 @@
   refresh().then(loadHistory).catch(() => {});
   connect();
   setInterval(refresh, 15000); // slow safety net; the feed triggers refreshes on reloads
+  setInterval(() => { // jobs run on their own time: their last and next runs move
+    api("/system/status").then((status) => renderJobs(status.jobs || [])).catch(() => {});
+  }, 5000);
 })();

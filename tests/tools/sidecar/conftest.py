@@ -1,0 +1,146 @@
+"""Fixtures for the sidecar tool: a project with a Node.js sidecar and a Python plugin."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from microcore import Event
+from microcore.testing import Kernel, RunningApp, start_app
+from microcore.tooling import Owner
+from tests.support import eventually
+
+if TYPE_CHECKING:
+    from tools.event_bus import EventBus
+    from tools.event_bus.event_bus_tool import EventBusTool
+    from tools.sidecar.sidecar_tool import SidecarTool
+
+HERE = Path(__file__).parent
+TOOLS = ["config", "logger", "http", "event_bus", "system", "sidecar"]
+FAST = {  # restarts and stops quick enough for tests
+    "SIDECAR_RESTART_BACKOFF": "0.05",
+    "SIDECAR_STOP_TIMEOUT": "2",
+    "SIDECAR_READY_TIMEOUT": "20",
+    "LOG_LEVEL": "WARNING",
+}
+
+WORKER_TOML = """
+doc = "The test worker."
+command = ["node", "worker.js"]
+
+[declares]
+routes = [
+    "GET /js/hello/{name}", "POST /js/echo", "GET /js/text", "GET /js/fail", "GET /js/boom",
+    "GET /js/slow", "GET /js/crash", "GET /js/ask", "GET /js/nobody",
+]
+responds = ["js.double"]
+subscribes = ["test.ping"]
+publishes = ["js.pong"]
+requests = ["py.echo"]
+"""
+
+ECHO_PLUGIN = """
+from microcore import Plugin
+
+
+class EchoPlugin(Plugin):
+    def __init__(self, event_bus):
+        self.bus = event_bus
+
+    async def on_boot(self):
+        await self.bus.subscribe("py.echo", self.echo)
+
+    async def echo(self, event):
+        return {"echo": event.payload, "by": "python"}
+"""
+
+
+def worker_files() -> dict[str, str]:
+    return {
+        "domains/lab/__init__.py": "",
+        "domains/lab/plugins/echo_plugin.py": ECHO_PLUGIN,
+        "domains/lab/plugins/worker.sidecar.toml": WORKER_TOML,
+        "domains/lab/plugins/worker.js": (HERE / "worker.js").read_text(),
+    }
+
+
+class Lab:
+    """A booted project with its sidecar, an HTTP client over it and a probe on the bus."""
+
+    def __init__(self, running: RunningApp, client: httpx.AsyncClient) -> None:
+        self.running = running
+        self.client = client
+        owner = Owner("tests.probe")
+        owner.activate()
+        self.probe: EventBus = self.bus_tool.bind(owner)
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.running.kernel
+
+    @property
+    def root(self) -> Path:
+        return self.kernel.root
+
+    @property
+    def bus_tool(self) -> EventBusTool:
+        return cast("EventBusTool", self.kernel.tool("event_bus"))
+
+    @property
+    def tool(self) -> SidecarTool:
+        return cast("SidecarTool", self.kernel.tool("sidecar"))
+
+    def plugin(self, identity: str = "lab.worker") -> Any:
+        return self.kernel.status().plugins[identity]
+
+    async def published(self, name: str, *, timeout: float = 10.0) -> Event:
+        """The first event named ``name`` in the bus history, waiting up to ``timeout``."""
+
+        def find() -> Event | None:
+            return next((e for e in self.bus_tool.history() if e.name == name), None)
+
+        await eventually(find, timeout=timeout)
+        found = find()
+        assert found is not None
+        return found
+
+
+class Boot(Protocol):
+    def __call__(
+        self, *, settings: Mapping[str, str] | None = None, files: Mapping[str, str] | None = None
+    ) -> Awaitable[Lab]: ...
+
+
+@pytest.fixture
+def node() -> str:
+    """The Node.js executable (the sidecar tests need it)."""
+    found = shutil.which("node")
+    if found is None:  # pragma: no cover - CI has Node.js 20
+        pytest.skip("node is not installed")
+    return found
+
+
+@pytest_asyncio.fixture
+async def boot(make_project: Callable[..., Path], node: str) -> AsyncIterator[Boot]:
+    """``await boot(settings=..., files=...)``: the lab project (plus ``files``), booted."""
+    async with AsyncExitStack() as stack:
+
+        async def start(
+            *, settings: Mapping[str, str] | None = None, files: Mapping[str, str] | None = None
+        ) -> Lab:
+            root = make_project({**worker_files(), **(files or {})}, tools=TOOLS)
+            running = await start_app(root, settings={**FAST, **(settings or {})})
+            stack.push_async_callback(running.stop)
+            transport = httpx.ASGITransport(app=running.app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            stack.push_async_callback(client.aclose)
+            return Lab(running, client)
+
+        yield start
