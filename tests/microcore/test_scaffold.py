@@ -33,7 +33,7 @@ filterwarnings = ["error"]
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=50
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=200
     )
 
 

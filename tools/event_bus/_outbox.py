@@ -138,7 +138,6 @@ class Relay:
         self._failing = False
         self._closed = False
         self.running = False  # the relay task was started
-        self.relayed = 0  # events relayed by this process since boot
 
     # -- the publisher's side ----------------------------------------------------------
 
@@ -166,7 +165,7 @@ class Relay:
         sweep_at = deleted_at = 0.0
         while not self._closed:
             now = anyio.current_time()
-            due = deleted_at + _DELETE_EVERY if self._delete else sweep_at
+            due = min(deleted_at + _DELETE_EVERY, sweep_at) if self._delete else sweep_at
             with anyio.move_on_after(max(0.0, due - now)):
                 await self._wake.wait()
             self._wake = anyio.Event()
@@ -239,7 +238,6 @@ class Relay:
         if len(relayed) > _REMEMBERED:
             del relayed[next(iter(relayed))]
         self._delete.append(event.id)
-        self.relayed += 1
         self._router.note(event)
         return True
 
