@@ -591,8 +591,12 @@ def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
 
 
 FRAMEWORK_ERRORS = (
-    "- with no raise: bad JSON 400 `bad_request`, unknown path 404 `not_found`, wrong method 405"
-    " `method_not_allowed`, body over `HTTP_MAX_BODY` 413 `payload_too_large`, invalid input 422"
+    "- with no raise: bad JSON 400 `bad_request`, bad form 400 `malformed_form`, no or bad token"
+    " on an `auth=` route 401 `unauthorized` (no role 403 `forbidden`), cookie-authenticated"
+    " write without `X-CSRF-Token` 403 `csrf_failed`, unknown path 404 `not_found`, wrong method"
+    " 405 `method_not_allowed`, body over `HTTP_MAX_BODY`/`HTTP_MAX_UPLOAD` 413"
+    " `payload_too_large`, JSON to an upload route 415 `unsupported_media_type`, over `rate=`"
+    " 429 `rate_limited` (`Retry-After`), invalid input 422"
     ' `validation_error` (`error.path` names the field; yours: `HttpError(422, "validation_error",'
     ' msg, path="$.x")`), other exceptions 500 `internal_error` (`error.id` is in the log)'
 )
