@@ -127,6 +127,7 @@ def _child(mode: str, requests: int, code: Path) -> None:
         {
             "MICROCORE_ENV": "production",
             "SYSTEM_TOKEN": "bench-token",
+            "AUTH_SECRET": "bench-secret-bench-secret-bench-secret-0123",  # production needs one
             "DATABASE_URL": "sqlite:///bench.db",
             "LOG_FORMAT": "json",
         }
