@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import pytest
 
+from microcore._core import logs
 from microcore.testing import start_app
 from microcore.tooling import Owner, RegistrationError
 
@@ -289,6 +290,7 @@ async def test_auth_tool_generates_a_development_secret_and_says_so(
     try:
         tool = cast("AuthTool", running.kernel.tool("auth"))
         assert tool.verify_token(tool.issue_token(1))["sub"] == "1"
+        logs.flush()  # log lines are written by a background thread: wait for them
         assert "auth_secret_generated" in capfd.readouterr().err
     finally:
         await running.stop()

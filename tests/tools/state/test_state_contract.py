@@ -197,9 +197,15 @@ async def test_keys_lists_live_keys_sorted(state: Any) -> None:
 async def test_keys_of_a_large_namespace(state: Any) -> None:
     """Hundreds of keys come back complete and sorted."""
     names = [f"user:{n:04d}" for n in range(300)]
+    writers = anyio.Semaphore(16)  # written concurrently, not as one burst of connections
+
+    async def write(name: str) -> None:
+        async with writers:
+            await state.set("big", name, {"n": name})
+
     async with anyio.create_task_group() as tg:
         for name in reversed(names):
-            tg.start_soon(state.set, "big", name, {"n": name})
+            tg.start_soon(write, name)
     assert await state.keys("big") == names
 
 
