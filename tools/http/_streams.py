@@ -39,8 +39,10 @@ __all__ = (
     "chain_exit_signals",
 )
 
-CLOSE_SECONDS = 1.0
-"""How long a closed stream may take to say goodbye (its last message, the close frame)."""
+CLOSE_SECONDS = 0.5
+"""How long a closed stream may take to say goodbye (its last message, the close frame): half
+of the 1 s in which a swap or a shutdown promises to have closed every stream, so a client
+slow to take its goodbye still leaves room for the rest of the close."""
 CLEANUP_SECONDS = 5.0
 """How long a stream's handler may take to clean up (an event generator's ``finally``)."""
 
