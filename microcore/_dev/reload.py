@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from .._core.discovery import ErrorInfo, file_digest, module_name
@@ -108,9 +109,14 @@ class Reloader:
             async with self._lock:
                 pass
 
-    def write_context(self) -> None:
-        """Regenerate AI_CONTEXT.md from the reloaded system (only when its text changed)."""
+    async def write_context(self) -> None:
+        """Regenerate AI_CONTEXT.md from the reloaded system (only when its text changed).
+
+        It first lets every task the swap woke take its step (the goodbyes of the streams it
+        closed), since generating the manifest holds the event loop for a while."""
         from .manifest import CONTEXT_FILE, describe, render
+
+        await anyio.lowlevel.checkpoint()
 
         path = self.root / CONTEXT_FILE
         text = render(describe(self.kernel))

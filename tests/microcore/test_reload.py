@@ -413,12 +413,12 @@ async def test_context_is_written_only_when_it_changes(project: Path) -> None:
     kernel = Kernel(project, environ={})
     async with kernel.run():
         reloader = Reloader(kernel)
-        reloader.write_context()
+        await reloader.write_context()
         context = project / "AI_CONTEXT.md"
         first = context.stat().st_mtime_ns
         context.touch()
         touched = context.stat().st_mtime_ns
-        reloader.write_context()
+        await reloader.write_context()
         assert context.stat().st_mtime_ns == touched >= first
 
 
