@@ -167,6 +167,7 @@ def cmd_add_plugin(args: argparse.Namespace) -> int:
         response=args.response,
         subscribe=args.subscribe,
         publishes=tuple(args.publishes),
+        respond=args.respond,
     )
     for path, verb in add_plugin(root, args.domain, args.name, shape).items():
         _out(f"{verb} {path.relative_to(root)}")
@@ -250,13 +251,18 @@ def _parser() -> argparse.ArgumentParser:
         "--route",
         metavar="'METHOD /path'",
         help="the endpoint, e.g. 'PATCH /products/{product_id:int}' "
-        "(default: GET /DOMAIN/NAME unless --subscribe is given)",
+        "(default: GET /DOMAIN/NAME unless --subscribe or --respond is given)",
     )
     plugin.add_argument(
         "--request", metavar="MODEL", help="the request model (default NameRequest)"
     )
     plugin.add_argument("--response", metavar="MODEL", help="the response model (NameResponse)")
     plugin.add_argument("--subscribe", metavar="EVENT", help="handle this event (or pattern)")
+    plugin.add_argument(
+        "--respond",
+        metavar="NAME",
+        help="answer request/reply NAME (its reply model: --response, or NameReply with --route)",
+    )
     plugin.add_argument(
         "--publishes",
         metavar="EVENT",

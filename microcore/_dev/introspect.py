@@ -24,6 +24,7 @@ __all__ = (
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs of defaults must not differ per run
 _QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])")  # typing.Any -> Any
+_ROLE = re.compile(r":\w+:`~?(?:[\w.]+\.)?(\w+)`")  # a Sphinx role: its last name
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)`][.])\s+(?=[A-Z`])")  # ". Next" or ". `x`" ends one
 
 
@@ -37,17 +38,28 @@ class Method(msgspec.Struct, frozen=True):
 def compact_schema(tp: Any) -> str:
     """A one-line schema of a type: ``NewProduct{name: str(1..200), price: float>0}``.
 
-    Fields marked ``?`` are optional. Types msgspec cannot describe show their name.
+    Fields marked ``?`` are optional. Types msgspec cannot describe show their name
+    (``NewAvatar{user_id: int, image: UploadFile}``).
     """
     try:
-        schema = msgspec.json.schema(tp)
+        schema = msgspec.json.schema(tp, schema_hook=_named)
     except (TypeError, ValueError):
         return str(getattr(tp, "__name__", tp))
     defs = schema.pop("$defs", {})
     return _compact(schema, defs, ())
 
 
+def _named(tp: Any) -> dict[str, Any]:
+    """The schema of a type msgspec does not know (a tool's ``UploadFile``): its name."""
+    return {_NAMED: getattr(tp, "__name__", str(tp))}
+
+
+_NAMED = "x-microcore-type"
+
+
 def _compact(schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]) -> str:
+    if _NAMED in schema:
+        return str(schema[_NAMED])
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
         if name in stack:
@@ -125,7 +137,9 @@ def _annotation(value: Any) -> Any:
     if value is inspect.Parameter.empty:
         return value
     text = value if isinstance(value, str) else _QUALIFIED.sub("", inspect.formatannotation(value))
-    if text == "Any":  # says nothing a reader needs: ``payload``, ``reply=None``
+    if text == "Any" or text.startswith("Callable["):
+        # says nothing the method's sentence does not: ``payload``, ``reply=None``, and a
+        # handler's shape (``Serve ... with `async def handler(data, context)```)
         return inspect.Parameter.empty
     return _Text(text)
 
@@ -159,6 +173,7 @@ def first_paragraph(doc: str | None) -> str:
     if not doc:
         return ""
     text = inspect.cleandoc(doc).split("\n\n", 1)[0]
+    text = _ROLE.sub(lambda m: f"``{m[1]}``", text)  # :class:`~tools.auth.InvalidToken`
     return " ".join(text.split()).replace("``", "`")
 
 

@@ -508,24 +508,22 @@ class ArchiveOrderPlugin(Plugin):
         return Order(**row)
 ```
 
-Rules: every hook and handler is `async`. A plugin imports `microcore` (`Plugin`, `Event`,
-errors), public types of tool packages (`from tools.<tool> import ...`, never `tools.<tool>._x`)
-and its own domain's `models`; never another plugin or the kernel: plugins talk over the event
-bus. A handler's `data` annotation (a Struct from path, query and JSON or form body;
-`UploadFile` fields take multipart files) is its request
-model, validated first (422 naming the field); its return annotation the response model
-(`request_model=`, `response_model=` override). Return a Struct, dict, list or None (204); raise
-an error below for a 4xx. Events: publish a Struct from models.py (the payload's shape);
-`event: Event[Order]` gets an `Order`; a responder's return, None included, is the reply. Schema
-changes: new `domains/<domain>/migrations/NNN_<name>.sql`. Tests
-(`tests/domains/<domain>/test_<feature>_plugin.py`): the plugin with mocks
-(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`,
-`microcore.testing.make_event(name, payload)`), or end to end with fixtures `client` (`async with
-client.sse(path) as s: await s.next()`), `events` (`published`, `requests`, `await
-wait_for(name)`, `bus`, `await stub_responder(name, reply, delay=)`, `silence(name)`),
-`microcore_settings` (a dict). `microcore add plugin <domain> <name>` writes both files;
-`microcore check` enforces the rules; `microcore context` regenerates this file. Below, a
-plugin's file is named only when it is not named after its class."""
+Rules: hooks and handlers are `async`. A plugin imports `microcore` (`Plugin`, `Event`, errors),
+tool packages' public types (`from tools.<tool> import ...`, never `tools.<tool>._x`) and its
+domain's `models`; never another plugin: plugins talk over the bus. A handler's `data`
+annotation (a Struct from path, query and JSON or form body; `UploadFile` fields take files) is
+its request model, validated first (422 naming the field); its return annotation the response
+model. Return a Struct, dict, list or None (204); raise an error below for a 4xx. Publish a
+Struct from models.py; `event: Event[Order]` gets an `Order`; a responder's return, None
+included, is the reply. Schema changes: a new `domains/<domain>/migrations/NNN_<name>.sql`.
+Tests (`tests/domains/<domain>/test_<feature>_plugin.py`): the plugin with mocks
+(`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`, `microcore.testing.make_event(name,
+payload)`), or end to end with fixtures `client` (httpx; `async with client.sse(path) as s: await
+s.next()`), `events` (`published`, `requests`, `await wait_for(name)`, `bus`, `await
+stub_responder(name, reply, delay=)`, `silence(name)`), `microcore_settings` (a dict).
+`microcore add plugin <domain> <name>` (`--route "PATCH /x/{id:int}"`, `--subscribe`, `--respond`,
+`--publishes`) writes both files; `microcore check` enforces the rules.
+A plugin's file is shown only when it is not named after its class."""
 
 
 def _names(items: Iterable[str]) -> str:
@@ -552,9 +550,28 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
     return lines
 
 
+def _bare(signature: str) -> str:
+    """``async query(sql, params)``: a method's name and parameter names (a type's member that
+    a tool already lists, e.g. the ``db`` methods a ``Transaction`` repeats, is said once)."""
+    name, _, rest = signature.partition("(")
+    params = rest.rpartition(")")[0]
+    depth, names, current = 0, [], ""
+    for char in params + ",":
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        if char == "," and depth == 0:
+            names.append(re.split(r"[:=]", current)[0].strip())
+            current = ""
+        else:
+            current += char
+    return f"{name}({', '.join(n for n in names if n)})"
+
+
 def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
     lines = ["## Types", "", "Every type named above, importable from the module shown."]
-    known = {m.signature for t in tools for m in t.methods}  # said once, in its tool
+    known = {_bare(m.signature) for t in tools for m in t.methods}  # said once, in its tool
     for info in (t for t in types if t.kind != "error"):
         where = f"- `{info.name}` (`{info.module}`)"
         if info.kind == "alias":
@@ -563,7 +580,7 @@ def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
         members = "; ".join(
             f"`{m.signature.replace(' (property)', '').removesuffix(' -> None')}`"
             for m in info.members
-            if m.signature not in known
+            if _bare(m.signature) not in known
         )
         lines.append(
             where + (f": {info.doc}" if info.doc else "") + (f" {members}" if members else "")
@@ -625,7 +642,9 @@ def _render_domains(manifest: Manifest, short: Callable[[str], str]) -> list[str
             # plugins/create_order_plugin.py); routes and events are under their own headings
             file = plugin.file.removeprefix(folder)
             where = "" if file == _conventional(plugin.name) else f" (`{file}`)"
-            lines.append(f"- `{plugin.name}`{where}" + (f": {plugin.doc}" if plugin.doc else ""))
+            served = routes.get(plugin.identity, ())
+            doc = _without_route(plugin.doc, served)
+            lines.append(f"- `{plugin.name}`{where}" + (f": {doc}" if doc else ""))
             if plugin.error is not None:
                 lines.append(f"  FAILED: {plugin.error}")
             facts = [f"tools: {_names(plugin.tools)}"]
@@ -634,9 +653,23 @@ def _render_domains(manifest: Manifest, short: Callable[[str], str]) -> list[str
                 for kind, labels in plugin.registrations.items()
                 if kind not in _LISTED_ELSEWHERE
             ]
-            facts += [_route_line(r, short) for r in routes.get(plugin.identity, ())]
+            facts += [_route_line(r, short) for r in served]
             lines.append("  " + "; ".join(facts))
     return lines
+
+
+_SAYS_ROUTE = re.compile(r"([A-Z]+) (/\S*): (\w)")
+
+
+def _without_route(doc: str, routes: Iterable[Route]) -> str:
+    """A plugin's docstring without the ``POST /products: `` its endpoint line repeats."""
+    said = _SAYS_ROUTE.match(doc)
+    if said is None:
+        return doc
+    paths = {(r.method, re.sub(r":\w+}", "}", r.path)) for r in routes}
+    if (said[1], re.sub(r":\w+}", "}", said[2])) not in paths:
+        return doc
+    return said[3].upper() + doc[said.end() :]
 
 
 def _route_line(route: Route, short: Callable[[str], str]) -> str:

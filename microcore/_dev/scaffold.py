@@ -55,9 +55,10 @@ _MODEL = re.compile(r"[A-Z][A-Za-z0-9]*")
 
 @dataclass(frozen=True)
 class PluginShape:
-    """What ``microcore add plugin`` writes: a route, a subscription, events it publishes.
+    """What ``microcore add plugin`` writes: a route, a subscription, a responder, events it
+    publishes.
 
-    No route and no subscription means ``GET /<domain>/<name>``.
+    No route, no subscription and no responder means ``GET /<domain>/<name>``.
     """
 
     route: str | None = None  # "PATCH /products/{product_id:int}"
@@ -65,6 +66,7 @@ class PluginShape:
     response: str | None = None  # the response model's name (likewise)
     subscribe: str | None = None  # an event name or pattern
     publishes: tuple[str, ...] = ()
+    respond: str | None = None  # a request name it answers
 
 
 def _identifier(value: str, what: str) -> str:
@@ -110,6 +112,29 @@ def _camel(name: str) -> str:
 
 def _handler_name(event: str) -> str:
     return "on_" + (re.sub(r"[^a-z0-9]+", "_", event.lower()).strip("_") or "event")
+
+
+def _answer_name(request: str) -> str:
+    return "answer_" + (re.sub(r"[^a-z0-9]+", "_", request.lower()).strip("_") or "request")
+
+
+def _reply_model(
+    domain: str, name: str, model: str, what: str, classes: dict[str, ast.ClassDef]
+) -> str | None:
+    """The class to add to models.py for the answer model ``model`` (None: it exists, and
+    the generated handler can build it with no arguments)."""
+    if model not in classes:
+        return (
+            f"class {model}(msgspec.Struct):\n"
+            f'    """What {name} answers."""\n\n    ok: bool = True\n'
+        )
+    if required := _required_fields(classes[model]):
+        raise ConfigurationError(
+            f"{what} {model}: domains/{domain}/models.py's {model} has required "
+            f"fields ({', '.join(required)}), so the generated handler cannot build one; "
+            "name a new model (it is added to models.py) and return yours when you edit it"
+        )
+    return None
 
 
 def _classes(models: Path) -> dict[str, ast.ClassDef]:
@@ -213,8 +238,9 @@ def _render_plugin(
     new_models: list[str] = []
     classes = _classes(models)
     summary = title
-    route = shape.route or (None if shape.subscribe else f"GET /{domain}/{name.replace('_', '-')}")
-    if shape.publishes or shape.subscribe:
+    bus_only = shape.subscribe or shape.respond
+    route = shape.route or (None if bus_only else f"GET /{domain}/{name.replace('_', '-')}")
+    if shape.publishes or bus_only:
         code.tools["event_bus"] = "EventBus"
         code.imports.add("from tools.event_bus import EventBus")
     if route is not None:
@@ -231,17 +257,8 @@ def _render_plugin(
                 f"class {request}(msgspec.Struct, forbid_unknown_fields=True):\n"
                 f'    """{doc}"""\n' + (f"\n{fields.lstrip(chr(10))}\n" if fields else "")
             )
-        if response not in classes:
-            new_models.append(
-                f"class {response}(msgspec.Struct):\n"
-                f'    """What {name} answers."""\n\n    ok: bool = True\n'
-            )
-        elif required := _required_fields(classes[response]):
-            raise ConfigurationError(
-                f"--response {response}: domains/{domain}/models.py's {response} has required "
-                f"fields ({', '.join(required)}), so the generated handler cannot build one; "
-                "name a new model (it is added to models.py) and return yours when you edit it"
-            )
+        if (block := _reply_model(domain, name, response, "--response", classes)) is not None:
+            new_models.append(block)
         code.tools = {"http": "Http", **code.tools}
         code.imports.add("from tools.http import Context, Http")
         code.imports.add(
@@ -338,6 +355,10 @@ def _render_plugin(
                 ]
             )
         )
+    if shape.respond is not None:
+        _render_responder(domain, name, shape, route, classes, code, new_models)
+        if route is None and shape.subscribe is None:
+            summary = f"Answers {shape.respond}: {title}"
     for event in shape.publishes:
         check_name(event)
     code.tools["logger"] = "Logger"
@@ -381,6 +402,65 @@ def _render_plugin(
     return plugin, test, models_text
 
 
+def _render_responder(
+    domain: str,
+    name: str,
+    shape: PluginShape,
+    route: str | None,
+    classes: dict[str, ast.ClassDef],
+    code: _Code,
+    new_models: list[str],
+) -> None:
+    """``--respond NAME``: answer ``request(NAME, ...)`` with a reply model (``--response``
+    when there is no route, else ``<Name>Reply``), and the tests that say so."""
+    assert shape.respond is not None
+    check_name(shape.respond)
+    handler = _answer_name(shape.respond)
+    reply = _model_name(
+        shape.response if route is None and shape.response else f"{_camel(name)}Reply",
+        "--response",
+    )
+    if (block := _reply_model(domain, name, reply, "--response", classes)) is not None:
+        new_models.append(block)
+    code.imports.discard("from microcore import Plugin")
+    code.imports.add("from microcore import Event, Plugin")
+    code.imports.add(f"from domains.{domain}.models import {reply}")
+    code.test_imports.add(f"from domains.{domain}.models import {reply}")
+    code.boot.append(f'        await self.bus.respond("{shape.respond}", self.{handler})')
+    code.handlers.append(
+        "\n".join(
+            [
+                f"    async def {handler}(self, event: Event) -> {reply}:",
+                f'        """Reply to {shape.respond} (returning None replies too)."""',
+                f'        self.logger.info("{shape.respond} asked", id=event.id)',
+                f"        return {reply}()",
+            ]
+        )
+    )
+    code.tests.append(
+        "\n".join(
+            [
+                f"async def test_{name}_responds() -> None:",
+                _doc(
+                    f"on_boot makes {handler} the responder of {shape.respond}.",
+                    f"on_boot registers {handler} as a responder.",
+                ),
+                "    ARGS",
+                "    await plugin.on_boot()",
+                f'    responder = ("{shape.respond}", plugin.{handler})',
+                "    bus.respond.assert_awaited_once_with(*responder)",
+                "",
+                "",
+                f"async def test_{name}_replies() -> None:",
+                f'    """The responder replies {reply} and logs the request."""',
+                "    ARGS",
+                f'    assert await plugin.{handler}(MagicMock(id="r1")) == {reply}()',
+                f'    logger.info.assert_called_once_with("{shape.respond} asked", id="r1")',
+            ]
+        )
+    )
+
+
 def _doc(text: str, shorter: str) -> str:
     """A test's one-line docstring, the shorter text when the first is over the limit."""
     line = f'    """{text}"""'
@@ -402,8 +482,13 @@ def _fit(indent: int, opener: str, args: list[str], closer: str) -> str:
 def _imports(lines: set[str]) -> str:
     """Import lines as ruff's isort writes them: first party (domains, microcore, tools)
     sorted by module, one name a line in parentheses when the line is too long."""
+    merged: dict[str, set[str]] = {}  # one line per module: ruff's isort joins them
+    for line in lines:
+        head, _, names = line.partition(" import ")
+        merged.setdefault(head, set()).update(names.split(", "))
     out = []
-    for line in sorted(lines, key=lambda line: line.split(" ")[1]):
+    joined = (f"{head} import {', '.join(sorted(names))}" for head, names in merged.items())
+    for line in sorted(joined, key=lambda line: line.split(" ")[1]):
         if len(line) > _LINE_LIMIT:
             head, _, names = line.partition(" import ")
             line = f"{head} import (\n" + "".join(f"    {n},\n" for n in names.split(", ")) + ")"

@@ -6,8 +6,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from microcore import __version__
@@ -394,3 +396,42 @@ def test_new_reports_the_context_it_wrote(
     assert out[0].startswith(f"created {tmp_path / 'mini'} (AI_CONTEXT.md: ")
     assert out[1] == f"next: cd {tmp_path / 'mini'} && make test    # or: make run"
     assert (tmp_path / "mini/AI_CONTEXT.md").read_text().startswith("#")
+
+
+@pytest.mark.timeout(240)  # subprocesses: ruff and pytest on the generated files
+async def test_add_plugin_respond_writes_a_responder_that_answers_requests(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--respond NAME: a typed responder (reply model added to models.py) whose generated
+    tests pass, that check accepts, and that answers a request in the running app; with
+    --route too, the reply gets its own model beside the route's response."""
+    root = make_project(
+        {"pyproject.toml": PYTEST_CONFIG}, tools=["config", "logger", "http", "event_bus"]
+    )
+    responder = ["--respond", "price.quote", "--response", "Quote"]
+    assert main(["add", "plugin", "pricing", "quote", *responder, "--root", str(root)]) == 0
+    assert "created domains/pricing/models.py" in capsys.readouterr().out
+    plugin = (root / "domains/pricing/plugins/quote_plugin.py").read_text()
+    assert plugin.startswith('"""Answers price.quote: Quote.')
+    assert 'await self.bus.respond("price.quote", self.answer_price_quote)' in plugin
+    assert "async def answer_price_quote(self, event: Event) -> Quote:" in plugin
+    assert "http" not in plugin
+    assert "class Quote(msgspec.Struct):" in (root / "domains/pricing/models.py").read_text()
+    both = ["--route", "GET /pricing/rates", "--respond", "price.rates"]
+    assert main(["add", "plugin", "pricing", "rates", *both, "--root", str(root)]) == 0
+    models = (root / "domains/pricing/models.py").read_text()
+    assert "class RatesResponse(msgspec.Struct):" in models
+    assert "class RatesReply(msgspec.Struct):" in models
+    tests = run(["pytest", "-q", "tests/domains"], root)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "6 passed" in tests.stdout, tests.stdout
+    _lints_clean(root)
+    assert [f for f in check_project(root)[0] if "never requested" not in str(f)] == []
+    running = await start_app(root)
+    try:
+        tool: Any = running.kernel.tool("event_bus")
+        bus = tool.bind(running.kernel.plugins["pricing.RatesPlugin"].owner)
+        reply = await bus.request("price.quote", {})
+        assert type(reply).__name__ == "Quote" and msgspec.to_builtins(reply) == {"ok": True}
+    finally:
+        await running.stop()

@@ -169,10 +169,13 @@ class Auth:
     # -- browsers -----------------------------------------------------------------------
 
     def set_session_cookies(self, context: Any, token: str, *, max_age: int | None = None) -> str:
-        """Log a browser in: ``token`` in the ``access_token`` cookie (HttpOnly) and a fresh
-        CSRF value in the ``csrf_token`` cookie (readable by the page, which sends it back as
-        the ``X-CSRF-Token`` header on POST/PUT/PATCH/DELETE). Both SameSite=Lax, Secure
-        outside development. Returns the CSRF value.
+        """Log a browser in: ``token`` in an HttpOnly cookie, and a CSRF value (returned) that
+        the page sends back as ``X-CSRF-Token`` on writes.
+
+        The token goes in the ``access_token`` cookie (HttpOnly) and the fresh CSRF value in
+        the ``csrf_token`` cookie (readable by the page, which sends it back as the
+        ``X-CSRF-Token`` header on POST/PUT/PATCH/DELETE). Both SameSite=Lax, Secure outside
+        development.
 
         >>> self.auth.set_session_cookies(context, token)
         """
@@ -184,6 +187,6 @@ class Auth:
         return csrf
 
     def clear_session_cookies(self, context: Any) -> None:
-        """Log a browser out: drop the ``access_token`` and ``csrf_token`` cookies."""
+        """Log a browser out (drop the session cookies)."""
         context.delete_cookie("access_token", secure=self.secure_cookies)
         context.delete_cookie("csrf_token", secure=self.secure_cookies)

@@ -97,8 +97,9 @@ class Db:
         return await self._open_backend().execute_many(sql, [check_params(r, sql) for r in rows])
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """``async with db.transaction() as tx:`` commit on success, roll back on any exception;
-        to go on after a failed statement, run it in a nested block and catch outside it.
+        """``async with db.transaction() as tx:`` commits on success, rolls back on an exception.
+
+        To go on after a failed statement, run it in a nested block and catch outside it.
 
         ``tx`` has the same methods. Inside the block, ``db`` calls of the same task join
         the transaction and a nested ``db.transaction()`` (or ``tx.transaction()``) is a

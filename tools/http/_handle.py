@@ -133,8 +133,8 @@ class Http:
         summary: str | None = None,
         auth: Any = None,
     ) -> Registration:
-        """Serve ``GET path`` as server-sent events: each value the async generator
-        ``async def stream(data, context)`` yields is one event (JSON unless a str).
+        """Serve ``GET path`` as server-sent events: one per value ``async def stream(data,
+        context)`` yields (JSON unless a str).
 
         ``yield context.event(data, event="price", id="7")`` names one. Its ``data``
         annotation, a Struct, is the request model unless ``request_model=`` is given. The
@@ -162,9 +162,10 @@ class Http:
     def add_websocket(
         self, path: str, handler: Callable[[Any], Awaitable[None]], *, auth: Any = None
     ) -> Registration:
-        """Serve a websocket at ``path`` with ``async def handler(websocket)`` (a Starlette
-        ``WebSocket``: ``await websocket.accept()``, ``receive_json()``, ``send_json()``...).
-        Path parameters are in ``websocket.path_params``.
+        """Serve a websocket at ``path`` with ``async def handler(websocket)`` (Starlette's).
+
+        ``await websocket.accept()``, ``receive_json()``, ``send_json()``...; path
+        parameters are in ``websocket.path_params``.
 
         Middleware runs around it as around a request (``context.scope["type"]`` is
         ``"websocket"``); ``auth=`` works as for ``add_endpoint`` (a cookie-authenticated

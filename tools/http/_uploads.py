@@ -24,9 +24,10 @@ SPOOL_BYTES = 1024 * 1024
 
 
 class UploadFile:
-    """A file sent in a ``multipart/form-data`` request: ``filename``, ``content_type``, ``size``
-    (bytes), ``headers`` (of its part) and ``file``; a request model field typed ``UploadFile``,
-    ``UploadFile | None`` or ``list[UploadFile]`` receives it.
+    """A multipart file (``filename``, ``content_type``, ``size``, ``headers``, ``file``).
+
+    A request model field typed ``UploadFile``, ``UploadFile | None`` or
+    ``list[UploadFile]`` receives it; ``size`` is in bytes, ``headers`` are its part's.
 
     >>> class NewAvatar(msgspec.Struct):
     ...     user_id: int

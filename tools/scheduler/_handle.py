@@ -45,8 +45,9 @@ class Scheduler:
         self._owner = owner
 
     def every(self, seconds: float, job: Job, *, name: str | None = None) -> Registration:
-        """Run ``await job()`` every ``seconds``, at each multiple of ``seconds`` since the
-        epoch (``every(60)``: at the start of each minute), so replicas agree on each run.
+        """Run ``await job()`` at each multiple of ``seconds`` since the epoch (replicas agree).
+
+        ``every(60)`` runs at the start of each minute, on one replica.
 
         ``name`` (default: the function's name) tells two jobs of one plugin apart.
         Returns the registration; ``await registration.release()`` stops the job.
@@ -58,8 +59,9 @@ class Scheduler:
         return self._engine.add(self._owner, JobKind.EVERY, Every(seconds), job, name)
 
     def cron(self, expression: str, job: Job, *, name: str | None = None) -> Registration:
-        """Run ``await job()`` at the times a standard 5-field cron expression names
-        (minute hour day-of-month month day-of-week, in UTC).
+        """Run ``await job()`` at the times a 5-field cron expression names, in UTC.
+
+        The fields: minute hour day-of-month month day-of-week.
 
         A malformed expression raises :class:`~tools.scheduler.ScheduleError` quoting it,
         which fails the plugin at ``on_boot``.
@@ -71,10 +73,11 @@ class Scheduler:
         return self._engine.add(self._owner, JobKind.CRON, Cron(expression), job, name)
 
     def run(self, job: Job, *, name: str | None = None) -> Registration:
-        """Run ``await job()`` in the background until it returns or the plugin retires
-        (it is cancelled then); if it raises, it is logged and restarted after a backoff
-        (1 s, doubling to 60 s). For loops that live as long as the plugin: a websocket
-        client, a queue poller. It runs on every replica.
+        """Run ``await job()`` in the background while the plugin lives; restart it if it raises.
+
+        It is cancelled when the plugin retires; if it raises, it is logged and restarted
+        after a backoff (1 s, doubling to 60 s). For loops that live as long as the plugin:
+        a websocket client, a queue poller. It runs on every replica.
 
         >>> self.scheduler.run(self.follow_price_feed)
         """

@@ -1,4 +1,4 @@
-"""DELETE /products/{product_id}: remove it (204), announce ``product.deleted``, or 404."""
+"""DELETE /products/{product_id}: remove a product (204), announce ``product.deleted``, or 404."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Counts created products by listening to ``product.created``; GET /products/stats shows it.
+"""GET /products/stats: how many products were created (counted from ``product.created``).
 
 Plugins never call each other: this one learns about new products from the bus
 and keeps its count in the ``state`` tool (which survives hot reloads).

@@ -1,4 +1,4 @@
-"""PUT /users/{user_id}/avatar: a PNG or JPEG of at most 1 MiB, by the owner or an admin."""
+"""PUT /users/{user_id}/avatar: store an avatar (PNG/JPEG, at most 1 MiB); owner or admin only."""
 
 from __future__ import annotations
 
