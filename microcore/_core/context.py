@@ -8,6 +8,7 @@ everything caused by one request shares one ``correlation_id``.
 from __future__ import annotations
 
 import os
+import random
 from contextvars import ContextVar
 
 __all__ = ("causation", "current_correlation_id", "current_event_id", "new_id")
@@ -16,9 +17,17 @@ _correlation_id: ContextVar[str | None] = ContextVar("microcore_correlation_id",
 _event_id: ContextVar[str | None] = ContextVar("microcore_event_id", default=None)
 
 
+# Ids name requests, errors and replicas: they must not repeat, not be secret. A generator
+# seeded from the OS once (and again in a forked child, so processes never share a stream)
+# makes one in 0.3 us where ``os.urandom`` (a system call per id) takes 0.9 us.
+_ids = random.Random()
+_bits = _ids.getrandbits
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def new_id() -> str:
-    """A fresh random id (32 hex characters, 128 random bits; a third of ``uuid4().hex``'s cost)."""
-    return os.urandom(16).hex()
+    """A fresh random id: 32 hex characters, 128 bits."""
+    return _bits(128).to_bytes(16).hex()
 
 
 def current_correlation_id() -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,25 @@ def test_causation_sets_and_restores_context() -> None:
         assert (current_correlation_id(), current_event_id()) == ("corr", "evt")
     assert (current_correlation_id(), current_event_id()) == (None, None)
     assert len(new_id()) == 32
+
+
+def test_new_ids_never_repeat_across_a_fork() -> None:
+    """Ids are 32 hex characters, unique in a process and between a parent and the children
+    it forks (uvicorn and Granian workers): a forked child never replays its parent's ids."""
+    ids = {new_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, "".join(new_id() for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    theirs = {child[i : i + 32] for i in range(0, len(child), 32)}
+    ours = {new_id() for _ in range(8)}
+    assert len(theirs) == 8 and not theirs & ours
 
 
 def test_dependencies_of_reads_required_and_optional() -> None:
