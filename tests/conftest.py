@@ -8,11 +8,15 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
 from microcore._core import logs as _logging
+from tests.support import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+if TYPE_CHECKING:  # optional at run time: the browser tests skip without it
+    from playwright.sync_api import Browser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,3 +92,20 @@ def make_project(tmp_path: Path) -> ProjectFactory:
         return root
 
     return factory
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless system Chromium (Debian's, driven by Playwright), closed after the test;
+    skipped without it locally, failed under ``CI=true``."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
 import os
 import pwd
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 import httpx
+import pytest
 
 T = TypeVar("T")
 
@@ -273,3 +275,35 @@ def postgres_unavailable() -> str | None:
         except KeyError:
             return "running as root and there is no 'postgres' user to run PostgreSQL as"
     return None
+
+
+# -- the browser tests' Chromium ---------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def require_browser() -> None:
+    """Skip when Chromium or Playwright is missing; fail instead under ``CI=true``."""
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"Debian's Chromium ({CHROMIUM}: apt-get install -y chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append(
+            "the playwright package (pip install 'playwright>=1.40'; no browser download)"
+        )
+    if not missing:
+        return
+    message = "the dashboard browser test needs " + " and ".join(missing)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI=true runs every test: .ci/run installs them")
+    pytest.skip(message)

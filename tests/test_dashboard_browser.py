@@ -9,15 +9,12 @@ tests skip, saying what is missing; under ``CI=true`` they fail instead
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
 from tests.support import serve
 
@@ -26,51 +23,7 @@ if TYPE_CHECKING:  # the package is optional at run time: the tests skip without
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000  # for the page to show something: generous, the machine may be busy
-
-
-def require_browser() -> None:
-    """Skip when Chromium or Playwright is missing; fail instead under ``CI=true``."""
-    missing = []
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"Debian's Chromium ({CHROMIUM}: apt-get install -y chromium)")
-    if importlib.util.find_spec("playwright") is None:
-        missing.append(
-            "the playwright package (pip install 'playwright>=1.40'; no browser download)"
-        )
-    if not missing:
-        return
-    message = "the dashboard browser test needs " + " and ".join(missing)
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}; CI=true runs every test: .ci/run installs them")
-    pytest.skip(message)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """A headless system Chromium, closed after the test."""
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @contextmanager

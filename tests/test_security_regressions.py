@@ -15,25 +15,16 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
-import pytest
 from httpx import AsyncClient
 
 from microcore.testing import RunningApp, start_app
 from tests.support import serve
-from tests.test_dashboard_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    REPO,
-    WAIT_MS,
-    open_page,
-    require_browser,
-)
+from tests.test_dashboard_browser import REPO, WAIT_MS, open_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -206,28 +197,12 @@ async def test_error_answers_carry_no_stack_trace_sql_or_secret(make_project: An
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 
 
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    """A headless system Chromium (skips without it, as the dashboard browser test does)."""
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def test_dashboard_shows_hostile_event_payloads_as_text(chromium: Browser, tmp_path: Path) -> None:
+def test_dashboard_shows_hostile_event_payloads_as_text(browser: Browser, tmp_path: Path) -> None:
     """An event payload full of HTML is shown as text in the live feed: no script runs."""
     from playwright.sync_api import expect
 
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "MICROCORE_ENV": "development"}
-    with serve(REPO, env) as base, open_page(chromium, f"{base}/system/dashboard") as (page, _):
+    with serve(REPO, env) as base, open_page(browser, f"{base}/system/dashboard") as (page, _):
         expect(page.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
         created = httpx.post(f"{base}/products", json={"name": HOSTILE, "price": 1}, timeout=10)
         assert created.status_code == 201
