@@ -6,8 +6,9 @@ A sidecar is one declaration file plus its program, in a domain's ``plugins/`` f
     domains/products/plugins/price_format.js             # the program (any language)
 
 The tool starts every declared program once the plugins have booted, speaks the sidecar
-protocol with it (JSON lines over its stdin and stdout, ``_protocol.py``; its stderr goes
-to the log under its identity), and serves what it registers through the ``http`` and
+protocol with it (JSON lines over its stdin and stdout, ``_protocol.py``, or NATS messages
+on subjects of its own, ``_nats.py``; its stderr goes to the log under its identity), and
+serves what it registers through the ``http`` and
 ``event_bus`` tools, owned like a Python plugin's registrations. It supervises each one:
 a crash marks it failed (routes answer 503, subscriptions end) and restarts it with
 backoff; an edit of its declaration or its watched source files restarts only it,
@@ -17,7 +18,8 @@ then sends SIGTERM, then SIGKILL, within ``SIDECAR_STOP_TIMEOUT``.
 Each sidecar shows in ``/system/status`` like a plugin (``Tool.hosted_plugins``), with
 ``pid``, ``restarts``, ``state`` and ``last_error`` in its ``details``. Settings: see
 ``_settings.py``. Module map: ``_declaration`` (the .sidecar.toml), ``_protocol`` (the
-messages), ``_instance`` (one process), ``_supervisor`` (one sidecar over its life).
+messages), ``_nats`` (the NATS transport), ``_instance`` (one process), ``_supervisor`` (one
+sidecar over its life).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from tools.http import Http
 from tools.http.http_tool import HttpTool
 
 from ._declaration import SUFFIX, read_declaration
+from ._instance import Instance
 from ._settings import SidecarSettings, read_settings
 from ._supervisor import Sidecar
 
@@ -161,7 +164,8 @@ class SidecarTool(Tool):
 
     def hosted_plugins(self) -> Mapping[str, PluginStatus]:
         """Every sidecar as a plugin: ``ok`` while a run serves, else ``failed`` with why;
-        ``details`` has ``pid``, ``restarts``, ``state``, ``command``, ``last_error``."""
+        ``details`` has ``pid``, ``restarts``, ``state``, ``command``, ``last_error``,
+        ``transport`` and, over NATS, the run's ``subjects`` (``in``, ``out``)."""
         root = self._kernel.root
         found: dict[str, PluginStatus] = {}
         for identity, sidecar in self._sidecars.items():
@@ -192,6 +196,7 @@ class SidecarTool(Tool):
                     "restarts": sidecar.restarts,
                     "command": shlex.join(decl.command),
                     "last_error": sidecar.last_error,
+                    **_transport(run),
                 },
             )
         for path, why in self._broken.items():
@@ -240,6 +245,17 @@ class _Host:
         """What serves changed: the http and event_bus tools swap their tables."""
         self._http.on_plugins_changed()
         self._bus.on_plugins_changed()
+
+
+def _transport(run: Instance | None) -> dict[str, Any]:
+    if run is None:
+        return {}
+    if run.link is None:
+        return {"transport": run.transport}
+    return {
+        "transport": run.transport,
+        "subjects": {"in": run.link.subject_in, "out": run.link.subject_out},
+    }
 
 
 def _state(sidecar: Sidecar) -> str:
