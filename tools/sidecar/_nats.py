@@ -51,6 +51,7 @@ class NatsLink:
         self._servers = [part.strip() for part in url.split(",") if part.strip()]
         self._nc: Client | None = None
         self._sub: Subscription | None = None
+        self._closing = False
         self._log = structlog.get_logger("microcore.sidecar", tool="sidecar", plugin=identity)
 
     def env(self) -> dict[str, str]:
@@ -116,6 +117,7 @@ class NatsLink:
             raise ConnectionError("the NATS connection is closed") from exc
 
     async def close(self) -> None:
+        self._closing = True
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             with anyio.move_on_after(_CONNECT_TIMEOUT):
@@ -125,7 +127,8 @@ class NatsLink:
         self._log.warning("sidecar_nats_error", error=f"{type(exc).__name__}: {exc}")
 
     async def _on_disconnected(self) -> None:
-        self._log.warning("sidecar_nats_disconnected", servers=self.url)
+        if not self._closing:
+            self._log.warning("sidecar_nats_disconnected", servers=self.url)
 
     async def _on_reconnected(self) -> None:
         self._log.info("sidecar_nats_reconnected", servers=self.url)
