@@ -22,7 +22,7 @@ def _alive(pid: int) -> bool:
 @TRANSPORTS
 async def test_sidecar_route_forwards_the_request_and_relays_the_answer(boot: Boot) -> None:
     """Path params, query, headers and the JSON body reach the program; its status, headers
-    and body come back; text answers keep their type."""
+    and body come back; text answers keep their type; a large multi-byte body arrives whole."""
     lab = await boot()
     hello = await lab.client.get("/js/hello/ann", params={"x": "1"})
     assert hello.status_code == 200
@@ -34,6 +34,9 @@ async def test_sidecar_route_forwards_the_request_and_relays_the_answer(boot: Bo
     text = await lab.client.get("/js/text")
     assert (text.status_code, text.text) == (200, "plain words")
     assert text.headers["content-type"].startswith("text/plain")
+    big = {"words": "zoë 名前 " * 20000}  # ~260 KB of multi-byte text, many reads both ways
+    echoed = await lab.client.post("/js/echo", json=big)
+    assert echoed.json()["data"] == big
 
 
 @TRANSPORTS
