@@ -194,11 +194,8 @@ class Instance:
     async def _open_link(self) -> str | None:
         """Connect this run's NATS link (``self.link``); why not, else None."""
         url = self.settings.nats_url
-        if url is None:
-            return (
-                f'transport = "nats" needs the event bus on NATS (EVENT_BUS_URL=nats://...); '
-                f'use transport = "auto" or "stdio" in {self.decl.file.name} to run without it'
-            )
+        if url is None:  # the tool refuses such a declaration; this run cannot start either
+            return 'transport = "nats" needs the event bus on NATS (EVENT_BUS_URL=nats://...)'
         link = NatsLink(url, self.decl.identity, self.settings.subject_root)
         try:
             await link.open()

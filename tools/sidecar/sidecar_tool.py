@@ -48,7 +48,7 @@ from tools.event_bus.event_bus_tool import EventBusTool
 from tools.http import Http
 from tools.http.http_tool import HttpTool
 
-from ._declaration import SUFFIX, read_declaration
+from ._declaration import SUFFIX, Declaration, read_declaration
 from ._instance import Instance
 from ._settings import SidecarSettings, read_settings
 from ._supervisor import Sidecar
@@ -140,7 +140,7 @@ class SidecarTool(Tool):
                 await sidecar.first_attempt.wait()
             return sidecar.last_error
         try:
-            decl = read_declaration(root, path)
+            decl = self._read(root, path)
         except ConfigurationError as exc:
             sidecar.reload_error = str(exc)
             return str(exc)
@@ -149,9 +149,20 @@ class SidecarTool(Tool):
             return None
         return await sidecar.start(decl)
 
+    def _read(self, root: Path, path: Path) -> Declaration:
+        """A declaration this app can run (``transport = "nats"`` needs a NATS bus)."""
+        decl = read_declaration(root, path)
+        if decl.transport == "nats" and self._host.settings.nats_url is None:
+            raise ConfigurationError(
+                f'sidecar declaration {_rel(root, path)}: transport = "nats" needs the event '
+                'bus on NATS (EVENT_BUS_URL=nats://...); write transport = "auto" to use '
+                "stdio without it"
+            )
+        return decl
+
     def _declare(self, root: Path, path: Path) -> Sidecar | None:
         try:
-            decl = read_declaration(root, path)
+            decl = self._read(root, path)
         except ConfigurationError as exc:
             _log.error("sidecar_declaration_failed", file=_rel(root, path), error=str(exc))
             self._broken[path] = str(exc)

@@ -148,8 +148,8 @@ async def test_any_nats_client_can_be_the_sidecar(
 
 
 async def test_sidecar_transport_follows_the_declaration(boot: Boot) -> None:
-    """Without a NATS bus, ``transport = "nats"`` fails saying what it needs, while
-    ``"auto"`` runs over stdio; both are plugins like any, the others unharmed."""
+    """Without a NATS bus, a declaration with ``transport = "nats"`` is refused saying what
+    it needs, while ``"auto"`` runs over stdio; the other plugins are unharmed."""
     program = 'command = ["node", "worker.js"]\n'
     lab = await boot(
         files={
@@ -157,7 +157,7 @@ async def test_sidecar_transport_follows_the_declaration(boot: Boot) -> None:
         }
     )
     failed = lab.plugin("lab.needs_nats")
-    assert failed.status == "failed"
+    assert (failed.status, failed.details["state"]) == ("failed", "invalid")  # not retried
     assert 'transport = "nats" needs the event bus on NATS' in failed.error.message
     assert "needs_nats.sidecar.toml" in failed.error.message
     assert lab.plugin().status == "ok"
