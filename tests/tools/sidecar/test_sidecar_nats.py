@@ -96,7 +96,8 @@ async def test_any_nats_client_can_be_the_sidecar(
 ) -> None:
     """The kernel starts the declared program with the NATS URL and its subjects in the
     environment; whoever speaks the protocol there (here nats-py in the test) registers,
-    says ready, and serves routes, requests and events, in the same causal chain."""
+    says ready, and serves routes, requests and events, in the same causal chain; at
+    shutdown it is sent ``stop``."""
     lab = await boot(settings=nats_settings)
     plugins = lab.root / "domains/lab/plugins"
     (plugins / "placeholder.py").write_text(PLACEHOLDER)
@@ -145,6 +146,10 @@ async def test_any_nats_client_can_be_the_sidecar(
                     ping_id,
                 )
                 serving.cancel_scope.cancel()
+            await lab.running.stop()  # the kernel tells its NATS peer to stop
+            while (message := await peer.receive()).get("type") == "result":
+                pass  # the answer to its publish may still be on its way
+            assert message == {"type": "stop"}
 
 
 async def test_sidecar_transport_follows_the_declaration(boot: Boot) -> None:
