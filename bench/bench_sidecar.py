@@ -10,8 +10,14 @@ adds: a JSON line each way over pipes, the Node.js handler, and the wait for its
 For each: sequential calls (latency p50 and p99) and ``--concurrency`` callers at once
 (throughput), best of ``--rounds``; the table shows the sidecar's ratio to Python.
 
+With ``--nats URL`` the app's bus is on NATS (a stream of its own, deleted afterwards) and
+a third plugin joins: the same Node.js sidecar with ``transport = "nats"`` (``GET
+/nats/price``, answers ``nats.price``), its protocol messages going through the NATS
+server instead of pipes. The request/reply rows then all cross the NATS bus.
+
     python bench/bench_sidecar.py                       # 2000 calls, 3 rounds
     python bench/bench_sidecar.py --calls 500 --rounds 1
+    python bench/bench_sidecar.py --nats nats://127.0.0.1:4222
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -60,10 +67,14 @@ class PricePlugin(Plugin):
 
 SIDECAR_TOML = """
 command = ["node", "price.js"]
+transport = "@TRANSPORT@"
+
+[env]
+PREFIX = "@PRE@"
 
 [declares]
-routes = ["GET /js/price"]
-responds = ["js.price"]
+routes = ["GET /@PRE@/price"]
+responds = ["@PRE@.price"]
 """
 
 SIDECAR_JS = """
@@ -72,14 +83,15 @@ const path = require("node:path");
 const client = path.join(__dirname, "../../../tools/sidecar/node/microcore_sidecar.js");
 const { Sidecar } = require(client);
 const format = (amount) => ({ text: `${Number(amount).toFixed(2)} EUR`, amount: Number(amount) });
+const pre = process.env.PREFIX;
 const sidecar = new Sidecar();
-sidecar.route("GET", "/js/price", async (req) => format(req.query.amount));
-sidecar.respond("js.price", async (payload) => format(payload.amount));
+sidecar.route("GET", `/${pre}/price`, async (req) => format(req.query.amount));
+sidecar.respond(`${pre}.price`, async (payload) => format(payload.amount));
 sidecar.start();
 """
 
 
-def project(folder: Path) -> Path:
+def project(folder: Path, nats: bool) -> Path:
     root = folder / "project"
     shutil.copytree(ROOT / "tools", root / "tools", ignore=shutil.ignore_patterns("__pycache__"))
     plugins = root / "domains" / "bench" / "plugins"
@@ -87,8 +99,12 @@ def project(folder: Path) -> Path:
     (root / "domains" / "__init__.py").write_text("")
     (root / "domains" / "bench" / "__init__.py").write_text("")
     (plugins / "price_plugin.py").write_text(PYTHON_PLUGIN)
-    (plugins / "price.sidecar.toml").write_text(SIDECAR_TOML)
     (plugins / "price.js").write_text(SIDECAR_JS)
+    toml = SIDECAR_TOML.replace("@TRANSPORT@", "stdio").replace("@PRE@", "js")
+    (plugins / "price.sidecar.toml").write_text(toml)
+    if nats:
+        toml = SIDECAR_TOML.replace("@TRANSPORT@", "nats").replace("@PRE@", "nats")
+        (plugins / "price_nats.sidecar.toml").write_text(toml)
     return root
 
 
@@ -119,10 +135,14 @@ def best(runs: list[list[float]]) -> list[float]:
     return [min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs)]
 
 
-async def main(calls: int, rounds: int, concurrency: int) -> None:
+async def main(calls: int, rounds: int, concurrency: int, nats_url: str | None) -> None:
+    settings = {"LOG_LEVEL": "WARNING", "HTTP_ACCESS_LOG": "0"}
+    stream = f"bench_sidecar_{uuid.uuid4().hex[:8]}"
+    if nats_url:
+        settings.update(EVENT_BUS_URL=nats_url, EVENT_BUS_STREAM=stream)
     with tempfile.TemporaryDirectory() as folder:
-        root = project(Path(folder))
-        running = await start_app(root, settings={"LOG_LEVEL": "WARNING", "HTTP_ACCESS_LOG": "0"})
+        root = project(Path(folder), bool(nats_url))
+        running = await start_app(root, settings=settings)
         try:
             transport = httpx.ASGITransport(app=running.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -144,21 +164,27 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
 
                     return call
 
+                who = ["Python plugin", "Node.js sidecar (stdio)"]
                 cases = {
-                    "HTTP route": (route("/py/price"), route("/js/price")),
-                    "request/reply": (request("py.price"), request("js.price")),
+                    "HTTP route": [route("/py/price"), route("/js/price")],
+                    "request/reply": [request("py.price"), request("js.price")],
                 }
+                if nats_url:
+                    who.append("Node.js sidecar (NATS)")
+                    cases["HTTP route"].append(route("/nats/price"))
+                    cases["request/reply"].append(request("nats.price"))
                 rows: list[tuple[str, ...]] = []
-                for name, (python, sidecar) in cases.items():
-                    py_runs, js_runs = [], []
-                    for _ in range(rounds):  # alternated, so both see the same machine
-                        py_runs.append(await measure(python, calls, concurrency))
-                        js_runs.append(await measure(sidecar, calls, concurrency))
-                    py, js = best(py_runs), best(js_runs)
-                    for who, value in (("Python plugin", py), ("Node.js sidecar", js)):
+                for name, contenders in cases.items():
+                    runs: list[list[list[float]]] = [[] for _ in contenders]
+                    for _ in range(rounds):  # alternated, so all see the same machine
+                        for index, call in enumerate(contenders):
+                            runs[index].append(await measure(call, calls, concurrency))
+                    results = [best(r) for r in runs]
+                    py = results[0]
+                    for label, value in zip(who, results, strict=True):
                         rows.append(
                             (
-                                f"{name}: {who}",
+                                f"{name}: {label}",
                                 f"{value[0]:.0f}",
                                 f"{value[1]:.0f}",
                                 f"{value[2]:.0f}",
@@ -167,14 +193,27 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
                         )
         finally:
             await running.stop()
+            if nats_url:
+                await delete_stream(nats_url, stream)
+    bus = "NATS bus" if nats_url else "in-process bus"
     print(
         table(
             f"Sidecar vs Python ({calls} calls, best of {rounds}, "
-            f"{concurrency} concurrent callers)",
+            f"{concurrency} concurrent callers, {bus})",
             ("case", "p50 us", "p99 us", "calls/s", "x Python"),
             rows,
         )
     )
+
+
+async def delete_stream(url: str, stream: str) -> None:
+    import nats
+
+    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        await client.jsm().delete_stream(stream)
+    finally:
+        await client.close()
 
 
 if __name__ == "__main__":
@@ -182,5 +221,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--nats", metavar="URL", help="the bus on NATS, plus a NATS sidecar")
     args = parser.parse_args()
-    anyio.run(main, args.calls, args.rounds, args.concurrency)
+    anyio.run(main, args.calls, args.rounds, args.concurrency, args.nats)

@@ -6,6 +6,7 @@
     command = ["node", "price_format.js"]     # or one string, split like a shell would
     cwd = "."                                 # relative to this file's folder (the default)
     watch = ["price_format.js", "lib/*.js"]   # files whose change restarts it (globs, from cwd)
+    transport = "stdio"                       # or "nats" / "auto" (see below)
 
     [env]                                     # added to the app's environment
     PRICE_LOCALE = "de-DE"
@@ -20,6 +21,9 @@
 ``[declares]`` is read statically by ``microcore check`` and the manifest (the same scan as
 a Python plugin's source); at run time a sidecar may register only what it declares.
 Without ``watch``, the command's arguments that are files under ``cwd`` are watched.
+``transport`` is how the program speaks the protocol: ``"stdio"`` (the default: JSON lines
+over its stdin and stdout), ``"nats"`` (NATS messages on subjects of its own; needs
+``EVENT_BUS_URL=nats://...``) or ``"auto"`` (NATS when the bus is NATS, else stdio).
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from __future__ import annotations
 import shlex
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from microcore.tooling import ConfigurationError, scan_file
 
-__all__ = ("SUFFIX", "Declaration", "read_declaration")
+__all__ = ("SUFFIX", "Declaration", "Transport", "read_declaration")
 
 SUFFIX = ".sidecar.toml"
+Transport = Literal["stdio", "nats", "auto"]
 
 
 class _File(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -43,6 +49,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     env: dict[str, str] = {}
     watch: list[str] = []
     doc: str = ""
+    transport: Transport = "stdio"
     declares: dict[str, list[str]] = {}
 
 
@@ -57,6 +64,7 @@ class Declaration(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str]
     watch: tuple[str, ...]
     doc: str
+    transport: Transport
     routes: frozenset[tuple[str, str]]  # (METHOD, path)
     patterns: frozenset[str]  # subscribes + responds
     digest: bytes  # the declaration's text: an edit restarts the sidecar
@@ -102,6 +110,7 @@ def read_declaration(root: Path, file: Path) -> Declaration:
         env=parsed.env,
         watch=tuple(watch),
         doc=parsed.doc,
+        transport=parsed.transport,
         routes=frozenset((c.method, c.name) for c in scan.calls if c.method),
         patterns=frozenset(c.name for c in scan.calls if c.kind in ("subscribe", "respond")),
         digest=raw,

@@ -1,7 +1,10 @@
 """One run of a sidecar's program: its process, its protocol connection and its owner.
 
-The kernel reads the program's stdout as protocol messages (one JSON object per line)
-and its stderr as log lines; it writes protocol messages to its stdin. What the program
+Over stdio (the default transport) the kernel reads the program's stdout as protocol
+messages (one JSON object per line) and its stderr as log lines; it writes protocol
+messages to its stdin. Over NATS (``_nats.py``) the same messages travel on the run's two
+subjects, and stdout is logged like stderr; the process is the kernel's either way, so its
+exit is what tells that the program has gone. What the program
 registers (routes, subscriptions) is owned by this run's :class:`Owner`, pending until the
 program says ``ready`` and the supervisor swaps it in. When the process ends, calls into it
 fail at once (``SidecarUnavailable``, 503) instead of waiting for their timeout.
@@ -41,6 +44,7 @@ from tools.http import Context, HttpError
 
 from . import _protocol as p
 from ._declaration import Declaration
+from ._nats import NatsLink, TooLarge
 
 if TYPE_CHECKING:
     from tools.event_bus import EventBus
@@ -50,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = ("Instance", "SidecarError", "SidecarUnavailable")
 
-_STDERR_TAIL = 5  # stderr lines kept to say why a program ended
+_STDERR_TAIL = 5  # log lines (stderr; stdout over NATS) kept to say why a program ended
 _CONCURRENT_CALLS = 64  # publish/request messages of one program handled at once
 
 
@@ -116,35 +120,64 @@ class Instance:
         self._calls = anyio.Semaphore(_CONCURRENT_CALLS)
         self._stderr: deque[str] = deque(maxlen=_STDERR_TAIL)
         self._stderr_done = anyio.Event()
+        self._stdout_done = anyio.Event()  # read as log lines (NATS transport only)
+        self.transport = _transport(decl, settings)
+        self.link: NatsLink | None = None
 
     # -- the process ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Start the program and serve its messages until it ends (a background task)."""
+        try:
+            await self._run()
+        finally:
+            if self.link is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.link.close()
+            self.settled.set()
+            self.exited.set()
+
+    async def _run(self) -> None:
         decl = self.decl
-        env = {**os.environ, **decl.env, "MICROCORE_SIDECAR": decl.identity}
+        env = {
+            **os.environ,
+            **decl.env,
+            "MICROCORE_SIDECAR": decl.identity,
+            "MICROCORE_SIDECAR_TRANSPORT": "stdio",
+        }
+        if self.transport == "nats":
+            self.error = await self._open_link()
+            if self.link is None:
+                return
+            env.update(self.link.env())
         try:
             process = await anyio.open_process(
                 list(decl.command), cwd=decl.cwd, env=env, start_new_session=True
             )
         except OSError as exc:
             self.error = f"cannot start {shlex.join(decl.command)}: {exc}"
-            self.settled.set()
-            self.exited.set()
             return
         self.process, self.pid, self.alive = process, process.pid, True
         self.log = self.log.bind(pid=process.pid)
-        self.log.info("sidecar_started", command=shlex.join(decl.command))
+        self.log.info("sidecar_started", command=shlex.join(decl.command), transport=self.transport)
         try:
             async with anyio.create_task_group() as tg:
                 assert process.stdout is not None and process.stderr is not None  # pipes: always
-                tg.start_soon(self._read_stderr, process.stderr)
-                await self._read_stdout(process.stdout, tg)
+                tg.start_soon(self._read_log, process.stderr, "sidecar_stderr", self._stderr_done)
+                if self.link is None:
+                    self._stdout_done.set()
+                    await self._read_stdout(process.stdout, tg)
+                else:
+                    out = process.stdout
+                    tg.start_soon(self._read_log, out, "sidecar_stdout", self._stdout_done)
+                    tg.start_soon(self._read_link, self.link, tg)
+                    await process.wait()
                 self.alive = False
                 self._fail_pending()
                 with anyio.move_on_after(self.settings.stop_timeout):
                     await process.wait()
                     await self._stderr_done.wait()
+                    await self._stdout_done.wait()
                 tg.cancel_scope.cancel()  # in-flight publish/request calls of a dead program
         finally:
             with anyio.CancelScope(shield=True):
@@ -157,8 +190,20 @@ class Instance:
                 self.error = f"exited with code {process.returncode}" + (
                     f": {tail}" if tail else ""
                 )
-            self.settled.set()
-            self.exited.set()
+
+    async def _open_link(self) -> str | None:
+        """Connect this run's NATS link (``self.link``); why not, else None."""
+        url = self.settings.nats_url
+        if url is None:  # the tool refuses such a declaration; this run cannot start either
+            return 'transport = "nats" needs the event bus on NATS (EVENT_BUS_URL=nats://...)'
+        link = NatsLink(url, self.decl.identity, self.settings.subject_root)
+        try:
+            await link.open()
+        except ConnectionError as exc:
+            return f"cannot reach NATS at {url}: {exc}"
+        self.link = link
+        self.log = self.log.bind(subject_in=link.subject_in)
+        return None
 
     async def _reap(self, process: anyio.abc.Process) -> None:
         if process.returncode is None:
@@ -175,9 +220,17 @@ class Instance:
             os.killpg(self.pid, sig)
 
     async def stop(self) -> None:
-        """End the program: close its stdin (the protocol's "stop"), then SIGTERM after half
-        of ``SIDECAR_STOP_TIMEOUT``, then SIGKILL; returns once it has exited."""
+        """End the program: close its stdin (the protocol's "stop"; over NATS a ``stop``
+        message first), then SIGTERM after half of ``SIDECAR_STOP_TIMEOUT``, then SIGKILL;
+        returns once it has exited."""
         self.stopping = True
+        if self.link is not None and self.alive:
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(1.0),
+                contextlib.suppress(SidecarUnavailable, SidecarError),
+            ):
+                await self.send({"type": "stop"})
         if self.process is not None and self.process.stdin is not None:
             with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
                 await self.process.stdin.aclose()
@@ -195,7 +248,10 @@ class Instance:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def _read_stderr(self, stream: anyio.abc.ByteReceiveStream) -> None:
+    async def _read_log(
+        self, stream: anyio.abc.ByteReceiveStream, event: str, done: anyio.Event
+    ) -> None:
+        """Log each line of ``stream`` (stderr; stdout too over NATS) as ``event``."""
         reader = BufferedByteReceiveStream(stream)
         try:
             while True:
@@ -206,11 +262,21 @@ class Instance:
                 line = raw.decode("utf-8", "replace").rstrip()
                 if line:
                     self._stderr.append(line)
-                    self.log.info("sidecar_stderr", line=line)
+                    self.log.info(event, line=line)
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
             pass
         finally:
-            self._stderr_done.set()
+            done.set()
+
+    async def _read_link(self, link: NatsLink, tg: anyio.abc.TaskGroup) -> None:
+        """Serve the messages the program sends on its ``.out`` subject."""
+        async for data in link.messages():
+            try:
+                message = p.decode(data)
+            except msgspec.DecodeError as exc:
+                await self._refuse(data, exc)
+                continue
+            await self._dispatch(message, tg)
 
     async def _read_stdout(
         self, stream: anyio.abc.ByteReceiveStream, tg: anyio.abc.TaskGroup
@@ -241,7 +307,7 @@ class Instance:
         """A line that is no protocol message: a stray print is logged, a bad message is
         answered with an error when it has an id."""
         text = line.decode("utf-8", "replace").rstrip()
-        if not text.lstrip().startswith("{"):
+        if not text.lstrip().startswith("{") and self.link is None:
             self.log.info("sidecar_stdout", line=text)
             return
         self.log.warning("sidecar_bad_message", line=text[:500], error=str(exc))
@@ -292,8 +358,15 @@ class Instance:
         return p.result(hello.id, {"protocol": p.PROTOCOL, "identity": self.decl.identity})
 
     async def _answer(self, message: dict[str, Any]) -> None:
-        with contextlib.suppress(SidecarUnavailable):  # it has gone; the supervisor sees it end
+        try:
             await self.send(message)
+        except SidecarUnavailable:  # it has gone; the supervisor sees it end
+            pass
+        except SidecarError as exc:  # over NATS's max_payload: the call fails, saying why
+            self.log.warning("sidecar_answer_refused", error=str(exc))
+            if message.get("type") == "result":
+                with contextlib.suppress(SidecarUnavailable, SidecarError):
+                    await self.send(p.error(message["id"], exc.code, str(exc)))
 
     # -- registering ---------------------------------------------------------------------
 
@@ -383,6 +456,9 @@ class Instance:
         if not self.alive or process is None or process.stdin is None:
             raise SidecarUnavailable(f"sidecar {self.decl.identity!r} is not running")
         data = p.encode(message)
+        if self.link is not None:
+            await self._publish(self.link, data)
+            return
         try:
             async with self._send_lock:
                 with anyio.fail_after(self.settings.call_timeout):
@@ -393,6 +469,17 @@ class Instance:
             raise SidecarUnavailable(f"sidecar {self.decl.identity!r} {self.error}") from None
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise SidecarUnavailable(f"sidecar {self.decl.identity!r} is not running") from exc
+
+    async def _publish(self, link: NatsLink, data: bytes) -> None:
+        try:
+            with anyio.fail_after(self.settings.call_timeout):
+                await link.send(data)
+        except TooLarge as exc:
+            raise SidecarError("payload_too_large", str(exc), 413) from None
+        except (TimeoutError, ConnectionError) as exc:
+            why = "its NATS connection is closed" if isinstance(exc, ConnectionError) else None
+            why = why or f"NATS took over {self.settings.call_timeout:g} s to take a message"
+            raise SidecarUnavailable(f"sidecar {self.decl.identity!r}: {why}") from None
 
     async def call(self, message: dict[str, Any], timeout: float, what: str) -> Any:
         """Send a message that the program answers; its result (``RequestTimeout`` when no
@@ -445,6 +532,15 @@ class Instance:
 
 
 _LEVELS = ("debug", "info", "warning", "error")
+
+
+def _transport(decl: Declaration, settings: SidecarSettings) -> str:
+    """``stdio`` or ``nats``: what the declaration asks (``auto``: NATS when the bus is)."""
+    if decl.transport == "auto":
+        return "nats" if settings.nats_url is not None else "stdio"
+    return decl.transport
+
+
 _FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 

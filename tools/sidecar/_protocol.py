@@ -1,4 +1,5 @@
-"""The sidecar protocol, version 1: JSON lines over the program's stdin and stdout.
+"""The sidecar protocol, version 1: JSON lines over the program's stdin and stdout, or the
+same objects as NATS messages (``_nats.py``).
 
 Every message is one JSON object on one line with a ``type``. Messages that expect an
 answer carry an ``id`` (a string or an integer, unique among that side's open calls);

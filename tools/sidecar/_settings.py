@@ -19,12 +19,15 @@ class SidecarSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_backoff: float = 30.0
     stable_after: float = 10.0  # up this long: the next crash restarts after `backoff` again
     max_line: int = 16 * 1024 * 1024  # one protocol message
+    nats_url: str | None = None  # EVENT_BUS_URL when it is nats://...: the NATS transport's
+    subject_root: str = "microcore"  # EVENT_BUS_STREAM: subjects <root>_sidecar.<identity>...
 
 
 def read_settings(config: Config) -> SidecarSettings:
     """``SIDECAR_READY_TIMEOUT``, ``SIDECAR_STOP_TIMEOUT``, ``SIDECAR_HTTP_TIMEOUT``,
     ``SIDECAR_CALL_TIMEOUT``, ``SIDECAR_RESTART_BACKOFF``, ``SIDECAR_MAX_BACKOFF``,
-    ``SIDECAR_MAX_LINE`` (bytes)."""
+    ``SIDECAR_MAX_LINE`` (bytes); the NATS transport uses the bus's ``EVENT_BUS_URL`` (when
+    it is ``nats://...``) and ``EVENT_BUS_STREAM`` (its subjects' root)."""
     default = SidecarSettings()
     seconds = {
         "ready_timeout": "SIDECAR_READY_TIMEOUT",
@@ -42,4 +45,11 @@ def read_settings(config: Config) -> SidecarSettings:
     max_line = config.get_int("SIDECAR_MAX_LINE", default.max_line)
     if max_line < 1024:
         raise ConfigurationError(f"SIDECAR_MAX_LINE must be at least 1024 bytes, got {max_line}")
-    return SidecarSettings(**values, max_line=max_line)
+    bus_url = config.get("EVENT_BUS_URL") or ""
+    nats = bus_url.strip().startswith("nats://")
+    return SidecarSettings(
+        **values,
+        max_line=max_line,
+        nats_url=bus_url.strip() if nats else None,
+        subject_root=config.get("EVENT_BUS_STREAM") or default.subject_root,
+    )

@@ -6,8 +6,9 @@ A sidecar is one declaration file plus its program, in a domain's ``plugins/`` f
     domains/products/plugins/price_format.js             # the program (any language)
 
 The tool starts every declared program once the plugins have booted, speaks the sidecar
-protocol with it (JSON lines over its stdin and stdout, ``_protocol.py``; its stderr goes
-to the log under its identity), and serves what it registers through the ``http`` and
+protocol with it (JSON lines over its stdin and stdout, ``_protocol.py``, or NATS messages
+on subjects of its own, ``_nats.py``; its stderr goes to the log under its identity), and
+serves what it registers through the ``http`` and
 ``event_bus`` tools, owned like a Python plugin's registrations. It supervises each one:
 a crash marks it failed (routes answer 503, subscriptions end) and restarts it with
 backoff; an edit of its declaration or its watched source files restarts only it,
@@ -17,7 +18,8 @@ then sends SIGTERM, then SIGKILL, within ``SIDECAR_STOP_TIMEOUT``.
 Each sidecar shows in ``/system/status`` like a plugin (``Tool.hosted_plugins``), with
 ``pid``, ``restarts``, ``state`` and ``last_error`` in its ``details``. Settings: see
 ``_settings.py``. Module map: ``_declaration`` (the .sidecar.toml), ``_protocol`` (the
-messages), ``_instance`` (one process), ``_supervisor`` (one sidecar over its life).
+messages), ``_nats`` (the NATS transport), ``_instance`` (one process), ``_supervisor`` (one
+sidecar over its life).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from tools.event_bus.event_bus_tool import EventBusTool
 from tools.http import Http
 from tools.http.http_tool import HttpTool
 
-from ._declaration import SUFFIX, read_declaration
+from ._declaration import SUFFIX, Declaration, read_declaration
+from ._instance import Instance
 from ._settings import SidecarSettings, read_settings
 from ._supervisor import Sidecar
 
@@ -137,7 +140,7 @@ class SidecarTool(Tool):
                 await sidecar.first_attempt.wait()
             return sidecar.last_error
         try:
-            decl = read_declaration(root, path)
+            decl = self._read(root, path)
         except ConfigurationError as exc:
             sidecar.reload_error = str(exc)
             return str(exc)
@@ -146,9 +149,20 @@ class SidecarTool(Tool):
             return None
         return await sidecar.start(decl)
 
+    def _read(self, root: Path, path: Path) -> Declaration:
+        """A declaration this app can run (``transport = "nats"`` needs a NATS bus)."""
+        decl = read_declaration(root, path)
+        if decl.transport == "nats" and self._host.settings.nats_url is None:
+            raise ConfigurationError(
+                f'sidecar declaration {_rel(root, path)}: transport = "nats" needs the event '
+                'bus on NATS (EVENT_BUS_URL=nats://...); write transport = "auto" to use '
+                "stdio without it"
+            )
+        return decl
+
     def _declare(self, root: Path, path: Path) -> Sidecar | None:
         try:
-            decl = read_declaration(root, path)
+            decl = self._read(root, path)
         except ConfigurationError as exc:
             _log.error("sidecar_declaration_failed", file=_rel(root, path), error=str(exc))
             self._broken[path] = str(exc)
@@ -161,7 +175,8 @@ class SidecarTool(Tool):
 
     def hosted_plugins(self) -> Mapping[str, PluginStatus]:
         """Every sidecar as a plugin: ``ok`` while a run serves, else ``failed`` with why;
-        ``details`` has ``pid``, ``restarts``, ``state``, ``command``, ``last_error``."""
+        ``details`` has ``pid``, ``restarts``, ``state``, ``command``, ``last_error``,
+        ``transport`` and, over NATS, the run's ``subjects`` (``in``, ``out``)."""
         root = self._kernel.root
         found: dict[str, PluginStatus] = {}
         for identity, sidecar in self._sidecars.items():
@@ -192,6 +207,7 @@ class SidecarTool(Tool):
                     "restarts": sidecar.restarts,
                     "command": shlex.join(decl.command),
                     "last_error": sidecar.last_error,
+                    **_transport(run),
                 },
             )
         for path, why in self._broken.items():
@@ -240,6 +256,17 @@ class _Host:
         """What serves changed: the http and event_bus tools swap their tables."""
         self._http.on_plugins_changed()
         self._bus.on_plugins_changed()
+
+
+def _transport(run: Instance | None) -> dict[str, Any]:
+    if run is None:
+        return {}
+    if run.link is None:
+        return {"transport": run.transport}
+    return {
+        "transport": run.transport,
+        "subjects": {"in": run.link.subject_in, "out": run.link.subject_out},
+    }
 
 
 def _state(sidecar: Sidecar) -> str:

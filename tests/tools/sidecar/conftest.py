@@ -1,10 +1,19 @@
-"""Fixtures for the sidecar tool: a project with a Node.js sidecar and a Python plugin."""
+"""Fixtures for the sidecar tool: a project with a Node.js sidecar and a Python plugin.
+
+A test that takes the ``transport`` fixture indirectly (``@TRANSPORTS``) runs once per
+transport: ``stdio`` and ``nats`` (the app's bus on NATS, a JetStream stream and subject
+root of the test's own, deleted afterwards). NATS is found at ``MICROCORE_TEST_NATS``
+(default ``nats://127.0.0.1:4222``); when it does not answer the NATS runs skip, and fail
+under ``CI=true``.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -16,6 +25,7 @@ from microcore import Event
 from microcore.testing import Kernel, RunningApp, start_app
 from microcore.tooling import Owner
 from tests.support import eventually
+from tests.tools.conftest import require_service
 
 if TYPE_CHECKING:
     from tools.event_bus import EventBus
@@ -23,6 +33,8 @@ if TYPE_CHECKING:
     from tools.sidecar.sidecar_tool import SidecarTool
 
 HERE = Path(__file__).parent
+NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
+TRANSPORTS = pytest.mark.parametrize("transport", ["stdio", "nats"], indirect=True)
 TOOLS = ["config", "logger", "http", "event_bus", "system", "sidecar"]
 FAST = {  # restarts and stops quick enough for tests
     "SIDECAR_RESTART_BACKOFF": "0.05",
@@ -62,11 +74,11 @@ class EchoPlugin(Plugin):
 """
 
 
-def worker_files() -> dict[str, str]:
+def worker_files(transport: str = "stdio") -> dict[str, str]:
     return {
         "domains/lab/__init__.py": "",
         "domains/lab/plugins/echo_plugin.py": ECHO_PLUGIN,
-        "domains/lab/plugins/worker.sidecar.toml": WORKER_TOML,
+        "domains/lab/plugins/worker.sidecar.toml": f'transport = "{transport}"\n{WORKER_TOML}',
         "domains/lab/plugins/worker.js": (HERE / "worker.js").read_text(),
     }
 
@@ -127,16 +139,67 @@ def node() -> str:
     return found
 
 
+async def delete_stream(name: str) -> None:
+    """Remove a test's JetStream stream from the shared NATS server."""
+    import nats
+    import nats.js.errors
+
+    client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        await client.jsm().delete_stream(name)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
+async def on_nats() -> AsyncIterator[dict[str, str]]:
+    """Settings for an app whose bus is on NATS, with a stream (and subject root) of its own,
+    deleted afterwards; skips (fails under CI=true) when NATS does not answer."""
+    require_service("NATS", NATS_URL, 4222)
+    name = f"sidecar_{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"EVENT_BUS_URL": NATS_URL, "EVENT_BUS_STREAM": name}
+    finally:
+        await delete_stream(name)
+
+
 @pytest_asyncio.fixture
-async def boot(make_project: Callable[..., Path], node: str) -> AsyncIterator[Boot]:
-    """``await boot(settings=..., files=...)``: the lab project (plus ``files``), booted."""
+async def nats_settings() -> AsyncIterator[dict[str, str]]:
+    """:func:`on_nats` as a fixture."""
+    async with on_nats() as settings:
+        yield settings
+
+
+@pytest_asyncio.fixture
+async def transport(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
+    """The worker's transport (``stdio`` unless parametrized) as ``{"transport": ...}`` plus
+    the settings it needs."""
+    name = getattr(request, "param", "stdio")
+    if name == "stdio":
+        yield {"transport": "stdio"}
+        return
+    async with on_nats() as settings:
+        yield {"transport": name, **settings}
+
+
+@pytest_asyncio.fixture
+async def boot(
+    make_project: Callable[..., Path], node: str, transport: dict[str, str]
+) -> AsyncIterator[Boot]:
+    """``await boot(settings=..., files=...)``: the lab project (plus ``files``), booted, its
+    worker on ``transport``."""
+    chosen, transport_settings = transport["transport"], dict(transport)
+    del transport_settings["transport"]
     async with AsyncExitStack() as stack:
 
         async def start(
             *, settings: Mapping[str, str] | None = None, files: Mapping[str, str] | None = None
         ) -> Lab:
-            root = make_project({**worker_files(), **(files or {})}, tools=TOOLS)
-            running = await start_app(root, settings={**FAST, **(settings or {})})
+            root = make_project({**worker_files(chosen), **(files or {})}, tools=TOOLS)
+            merged = {**FAST, **transport_settings, **(settings or {})}
+            running = await start_app(root, settings=merged)
             stack.push_async_callback(running.stop)
             transport = httpx.ASGITransport(app=running.app)
             client = httpx.AsyncClient(transport=transport, base_url="http://testserver")

@@ -8,7 +8,7 @@ import anyio
 
 from microcore._dev.reload import Reloader
 from tests.support import eventually
-from tests.tools.sidecar.conftest import Boot
+from tests.tools.sidecar.conftest import TRANSPORTS, Boot
 
 
 def _alive(pid: int) -> bool:
@@ -19,9 +19,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@TRANSPORTS
 async def test_sidecar_route_forwards_the_request_and_relays_the_answer(boot: Boot) -> None:
     """Path params, query, headers and the JSON body reach the program; its status, headers
-    and body come back; text answers keep their type."""
+    and body come back; text answers keep their type; a large multi-byte body arrives whole."""
     lab = await boot()
     hello = await lab.client.get("/js/hello/ann", params={"x": "1"})
     assert hello.status_code == 200
@@ -33,8 +34,12 @@ async def test_sidecar_route_forwards_the_request_and_relays_the_answer(boot: Bo
     text = await lab.client.get("/js/text")
     assert (text.status_code, text.text) == (200, "plain words")
     assert text.headers["content-type"].startswith("text/plain")
+    big = {"words": "zoë 名前 " * 20000}  # ~260 KB of multi-byte text, many reads both ways
+    echoed = await lab.client.post("/js/echo", json=big)
+    assert echoed.json()["data"] == big
 
 
+@TRANSPORTS
 async def test_sidecar_route_errors_have_the_one_error_shape(boot: Boot) -> None:
     """An HttpError answers its status and code; a thrown error is a 500 with an id; a body
     over HTTP_MAX_BODY is 413 and a late answer 504, like a Python route."""
@@ -57,6 +62,7 @@ async def test_sidecar_route_errors_have_the_one_error_shape(boot: Boot) -> None
     assert slow.json()["error"]["code"] == "timeout"
 
 
+@TRANSPORTS
 async def test_sidecar_events_flow_both_ways_with_causality(boot: Boot) -> None:
     """An event the sidecar subscribes to reaches it; what it publishes in answer reaches the
     bus from the sidecar's identity, in the same causal chain."""
@@ -70,6 +76,7 @@ async def test_sidecar_events_flow_both_ways_with_causality(boot: Boot) -> None:
     assert pong.parent_id == ping_id
 
 
+@TRANSPORTS
 async def test_sidecar_request_reply_both_ways(boot: Boot) -> None:
     """Python requests a name the sidecar answers; the sidecar requests a name Python answers;
     a request nobody answers comes back as an error naming why."""
@@ -81,15 +88,27 @@ async def test_sidecar_request_reply_both_ways(boot: Boot) -> None:
     assert nobody.status_code == 500  # the program's own request failed: its error, logged
 
 
-async def test_sidecar_shows_in_status_graph_and_routes(boot: Boot) -> None:
-    """/system/status lists the sidecar as a plugin with pid and restarts; /system/graph has it
-    as a plugin node answering its request name; /system/routes names it as the owner."""
+@TRANSPORTS
+async def test_sidecar_shows_in_status_graph_and_routes(
+    boot: Boot, transport: dict[str, str]
+) -> None:
+    """/system/status lists the sidecar as a plugin with pid, restarts and transport (over
+    NATS, its run's subjects); /system/graph has it as a plugin node answering its request
+    name; /system/routes names it as the owner."""
     lab = await boot()
     status = (await lab.client.get("/system/status")).json()["plugins"]["lab.worker"]
     assert status["status"] == "ok"
     assert status["file"] == "domains/lab/plugins/worker.sidecar.toml"
     assert status["details"]["restarts"] == 0
     assert _alive(status["details"]["pid"])
+    assert status["details"]["transport"] == transport["transport"]
+    if transport["transport"] == "nats":
+        base = f"{transport['EVENT_BUS_STREAM']}_sidecar.lab.worker."
+        subjects = status["details"]["subjects"]
+        assert subjects["in"].startswith(base) and subjects["in"].endswith(".in")
+        assert subjects["out"] == subjects["in"].removesuffix(".in") + ".out"
+    else:
+        assert "subjects" not in status["details"]
     assert "GET /js/hello/{name}" in status["routes"]
     graph = (await lab.client.get("/system/graph")).json()
     node = next(n for n in graph["nodes"] if n["id"] == "lab.worker")
@@ -99,6 +118,7 @@ async def test_sidecar_shows_in_status_graph_and_routes(boot: Boot) -> None:
     assert owners["/js/hello/{name}"] == "lab.worker"
 
 
+@TRANSPORTS
 async def test_sidecar_crash_marks_it_failed_then_it_restarts(boot: Boot) -> None:
     """A crash marks the sidecar failed (health 503, its routes 503 in the error shape, its
     subscriptions gone) while other plugins serve; it restarts with a new pid."""
@@ -126,6 +146,7 @@ async def test_sidecar_crash_marks_it_failed_then_it_restarts(boot: Boot) -> Non
     assert not _alive(first)
 
 
+@TRANSPORTS
 async def test_sidecar_reload_swaps_in_the_new_version_atomically(boot: Boot) -> None:
     """Editing the program restarts only the sidecar: requests made during the reload are all
     answered (old version until the new one is ready), then the new code serves."""
@@ -204,6 +225,7 @@ async def test_sidecar_registers_only_what_it_declares(boot: Boot) -> None:
     assert "worker.sidecar.toml" in status.error.message
 
 
+@TRANSPORTS
 async def test_sidecar_stops_with_the_app(boot: Boot) -> None:
     """Shutdown ends the program (its stdin closes and the client exits)."""
     lab = await boot()

@@ -1,5 +1,7 @@
 // microcore_sidecar.js: the reference client of the microcore sidecar protocol, version 1.
-// No dependencies (Node.js >= 18). The protocol is JSON lines over stdin/stdout; see the
+// No dependencies (Node.js >= 18). The protocol is JSON lines over stdin/stdout, or NATS
+// messages on the subjects the kernel names in its environment (transport = "nats" or
+// "auto" in the .sidecar.toml: a small NATS core client over `net` below); see the
 // "Sidecars" section of microcore's README. Copy this file, or require it by path:
 //
 //   const { Sidecar, HttpError } = require("../../../tools/sidecar/node/microcore_sidecar.js");
@@ -10,11 +12,12 @@
 //   await sidecar.start();                      // hello -> registrations -> ready
 //   await sidecar.publish("price.formatted", { id: 7 });
 //
-// stdout carries the protocol, so console.log and console.info are sent to stderr, which the
-// kernel logs under this sidecar's name.
+// Over stdio, stdout carries the protocol, so console.log and console.info are sent to
+// stderr; the kernel logs both under this sidecar's name.
 "use strict";
 
 const { AsyncLocalStorage } = require("node:async_hooks");
+const net = require("node:net");
 const readline = require("node:readline");
 
 const PROTOCOL = 1;
@@ -52,8 +55,123 @@ class Reply {
   }
 }
 
+/**
+ * A minimal NATS core client (the text protocol: INFO, CONNECT, SUB, PUB, MSG, PING/PONG,
+ * +OK/-ERR): one subscription, plain TCP, user and password or token from the URL.
+ * Messages published before the server has confirmed the subscription wait in a queue.
+ */
+class NatsLink {
+  constructor(urls, subscribeTo, onMessage, onClose) {
+    this.urls = urls.split(",").map((url) => url.trim()).filter(Boolean);
+    this.subscribeTo = subscribeTo;
+    this.onMessage = onMessage;
+    this.onClose = onClose;
+    this.queue = [];
+    this.connected = false; // the server answered our PING: CONNECT and SUB are in
+    this.maxPayload = Infinity;
+    this.buffer = Buffer.alloc(0);
+    this.payload = null; // [header bytes, total bytes] of the MSG/HMSG being read
+    this.ready = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.ready.catch(() => {}); // whoever awaits it sees the failure
+    this._connect(0);
+  }
+
+  publish(subject, text) {
+    const data = Buffer.from(text, "utf8");
+    if (data.length > this.maxPayload) {
+      throw new SidecarError("payload_too_large", `a message of ${data.length} bytes is over NATS's max_payload (${this.maxPayload})`);
+    }
+    const frame = Buffer.concat([Buffer.from(`PUB ${subject} ${data.length}\r\n`), data, Buffer.from("\r\n")]);
+    if (this.connected) this.socket.write(frame);
+    else this.queue.push(frame);
+  }
+
+  close() {
+    this.closing = true;
+    if (this.socket) this.socket.end();
+  }
+
+  _connect(index) {
+    const url = new URL(this.urls[index]);
+    this.url = url;
+    this.greeted = false;
+    const socket = net.createConnection({ host: url.hostname, port: Number(url.port) || 4222 });
+    socket.setNoDelay(true);
+    this.socket = socket;
+    socket.on("data", (chunk) => this._data(chunk));
+    socket.on("error", (error) => {
+      this.lastError = error;
+    });
+    socket.on("close", () => {
+      if (this.closing) return;
+      if (!this.greeted && index + 1 < this.urls.length) return this._connect(index + 1);
+      const why = `NATS connection to ${this.url.host} closed${this.lastError ? `: ${this.lastError.message}` : ""}`;
+      if (!this.connected) this._reject(new SidecarError("nats_unavailable", why));
+      this.onClose(why);
+    });
+  }
+
+  _greet(info) {
+    if (info.tls_required) {
+      this.lastError = new Error("the server requires TLS, which this minimal client does not speak");
+      this.socket.destroy();
+      return;
+    }
+    this.maxPayload = info.max_payload || Infinity;
+    const options = { verbose: false, pedantic: false, lang: "node-microcore-sidecar", version: "1", protocol: 1, headers: false };
+    const user = decodeURIComponent(this.url.username);
+    const pass = decodeURIComponent(this.url.password);
+    if (user && pass) Object.assign(options, { user, pass });
+    else if (user) options.auth_token = user;
+    this.socket.write(`CONNECT ${JSON.stringify(options)}\r\nSUB ${this.subscribeTo} 1\r\nPING\r\n`);
+  }
+
+  _data(chunk) {
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    for (;;) {
+      if (this.payload) {
+        const [headers, total] = this.payload;
+        if (this.buffer.length < total + 2) return;
+        const data = this.buffer.subarray(headers, total).toString("utf8");
+        this.buffer = this.buffer.subarray(total + 2);
+        this.payload = null;
+        this.onMessage(data);
+        continue;
+      }
+      const end = this.buffer.indexOf("\r\n");
+      if (end < 0) return;
+      const line = this.buffer.subarray(0, end).toString("utf8");
+      this.buffer = this.buffer.subarray(end + 2);
+      const words = line.split(" ");
+      const op = words[0].toUpperCase();
+      if (op === "MSG") this.payload = [0, Number(words[words.length - 1])];
+      else if (op === "HMSG") this.payload = [Number(words[words.length - 2]), Number(words[words.length - 1])];
+      else if (op === "PING") this.socket.write("PONG\r\n");
+      else if (op === "PONG" && !this.connected) {
+        this.connected = true;
+        for (const frame of this.queue) this.socket.write(frame);
+        this.queue = [];
+        this._resolve();
+      } else if (op === "INFO" && !this.greeted) {
+        this.greeted = true;
+        this._greet(JSON.parse(line.slice(5)));
+      } else if (op === "-ERR") {
+        this.lastError = new Error(`NATS: ${line.slice(5)}`);
+        console.error(`microcore_sidecar: ${this.lastError.message}`);
+      }
+    }
+  }
+}
+
 class Sidecar {
-  constructor({ input = process.stdin, output = process.stdout, timeout = 10 } = {}) {
+  /**
+   * The transport is the kernel's choice, read from the environment it starts the program
+   * with (MICROCORE_SIDECAR_TRANSPORT, ..._NATS_URL, ..._SUBJECT_IN, ..._SUBJECT_OUT).
+   */
+  constructor({ input = process.stdin, output = process.stdout, timeout = 10, env = process.env } = {}) {
     this.output = output;
     this.timeout = timeout; // seconds, for the kernel's answers to registrations and publishes
     this.identity = null;
@@ -63,6 +181,23 @@ class Sidecar {
     this.nextId = 1;
     this.cause = new AsyncLocalStorage(); // the kernel message being handled (causality)
     this.stopHooks = [];
+    this.link = null;
+    if (env.MICROCORE_SIDECAR_TRANSPORT === "nats") {
+      this.subjectOut = env.MICROCORE_SIDECAR_SUBJECT_OUT;
+      this.link = new NatsLink(
+        env.MICROCORE_SIDECAR_NATS_URL,
+        env.MICROCORE_SIDECAR_SUBJECT_IN,
+        (text) => this._receive(text),
+        (why) => {
+          console.error(`microcore_sidecar: ${why}; exiting (the kernel restarts this sidecar)`);
+          process.exit(1);
+        },
+      );
+      input.on("end", () => this._stop()); // the kernel closes stdin to stop it, too
+      input.on("close", () => this._stop());
+      input.resume();
+      return;
+    }
     console.log = console.info = (...args) => console.error(...args);
     const lines = readline.createInterface({ input, crlfDelay: Infinity });
     lines.on("line", (line) => this._receive(line));
@@ -101,6 +236,7 @@ class Sidecar {
 
   /** Say hello, register everything, then say ready: from then on it serves. */
   async start() {
+    if (this.link) await this.link.ready;
     const welcome = await this._call({ type: "hello", protocol: PROTOCOL });
     this.identity = welcome.identity;
     for (const registration of this.registrations) {
@@ -130,7 +266,8 @@ class Sidecar {
   // -- inside ---------------------------------------------------------------------------
 
   _send(message) {
-    this.output.write(JSON.stringify(message) + "\n");
+    if (this.link) this.link.publish(this.subjectOut, JSON.stringify(message));
+    else this.output.write(JSON.stringify(message) + "\n");
   }
 
   _call(message, timeout = this.timeout) {
@@ -152,6 +289,10 @@ class Sidecar {
       message = JSON.parse(line);
     } catch (error) {
       console.error(`microcore_sidecar: not a protocol message: ${line}`);
+      return;
+    }
+    if (message.type === "stop") {
+      this._stop();
       return;
     }
     if (message.type === "result" || message.type === "error") {
@@ -205,6 +346,8 @@ class Sidecar {
   }
 
   async _stop() {
+    if (this.stopping) return;
+    this.stopping = true;
     for (const waiter of this.pending.values()) {
       clearTimeout(waiter.timer);
       waiter.reject(new SidecarError("stopped", "the kernel closed the connection"));
@@ -217,6 +360,7 @@ class Sidecar {
         console.error(error);
       }
     }
+    if (this.link) this.link.close();
     process.exit(0);
   }
 }
