@@ -13,7 +13,7 @@ import pytest
 from microcore.testing import start_app
 from tests.conftest import ProjectFactory
 from tests.support import eventually, serve
-from tests.test_dashboard_browser import WAIT_MS, browser, open_page  # noqa: F401 - a fixture
+from tests.test_dashboard_browser import WAIT_MS, open_page
 from tests.tools.system.conftest import Boot
 
 if TYPE_CHECKING:  # the package is optional at run time: the browser test skips without it
