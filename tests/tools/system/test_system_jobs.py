@@ -125,7 +125,7 @@ async def test_dashboard_renders_the_jobs_of_status(client: httpx.AsyncClient) -
 
 
 def test_dashboard_shows_jobs_in_a_browser(
-    browser: Browser,  # noqa: F811 - the fixture imported above
+    browser: Browser,
     make_project: ProjectFactory,
 ) -> None:
     """In Chromium the jobs panel lists each job with its schedule, last run, next run and
