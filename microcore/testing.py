@@ -7,8 +7,8 @@ bus and memory state, nothing shared with the test before. Fixtures:
 * ``app``: a :class:`RunningApp` (``app.app`` the ASGI app, ``app.kernel``),
   the project at the pytest root (override ``microcore_root`` to pick another
   folder, ``microcore_settings`` to add settings), booted for one test;
-* ``client``: an ``httpx.AsyncClient`` over that app, with ``client.sse(path)``
-  for endless event streams;
+* ``client``: a :class:`TestClient` (an ``httpx.AsyncClient``) over that app, with
+  ``client.sse(path)`` for endless event streams;
 * ``events``: an :class:`EventRecorder`: what was published (``published``) and
   requested (``requests``), ``wait_for``, and stubs for one test
   (``stub_responder``, ``silence``, ``subscribe``).
@@ -30,7 +30,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import pytest
@@ -46,12 +46,18 @@ from ._core.ownership import Owner
 from ._dev.manifest import BOOT_SETTINGS
 from ._names import matches
 
+if TYPE_CHECKING:  # at run time on first use: httpx is a test dependency
+    from ._testclient import SseMessage, SseStream, TestClient
+
 __all__ = (
     "START_TIMEOUT",
     "TEST_SETTINGS",
     "EventRecorder",
     "Kernel",
     "RunningApp",
+    "SseMessage",
+    "SseStream",
+    "TestClient",
     "make_event",
     "record_events",
     "running",
@@ -60,6 +66,18 @@ __all__ = (
 
 T = TypeVar("T")
 _ids = itertools.count(1)
+_CLIENT_TYPES = ("SseMessage", "SseStream", "TestClient")
+
+
+def __getattr__(name: str) -> Any:
+    """``TestClient``, ``SseStream``, ``SseMessage``: imported on first use (they need httpx)."""
+    if name in _CLIENT_TYPES:
+        from . import _testclient
+
+        return getattr(_testclient, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 STUB = "tests.Stub"
 """The plugin identity of what a test registers through ``events``."""
 
@@ -327,9 +345,10 @@ async def app(
 
 
 @pytest_asyncio.fixture
-async def client(app: RunningApp) -> AsyncIterator[Any]:
-    """An ``httpx.AsyncClient`` over ``app`` (base URL ``http://testserver``), plus
-    ``async with client.sse("/path") as stream: await stream.next()`` for event streams."""
+async def client(app: RunningApp) -> AsyncIterator[TestClient]:
+    """A :class:`TestClient` (an ``httpx.AsyncClient``) over ``app`` (base URL
+    ``http://testserver``), plus ``async with client.sse("/path") as stream: await
+    stream.next()`` for event streams."""
     from ._testclient import TestClient  # httpx is a test dependency
 
     async with TestClient(app.app) as http:

@@ -518,9 +518,10 @@ Struct from models.py; `event: Event[Order]` gets an `Order`; a responder's retu
 included, is the reply. Schema changes: a new `domains/<domain>/migrations/NNN_<name>.sql`.
 Tests (`tests/domains/<domain>/test_<feature>_plugin.py`): the plugin with mocks
 (`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`, `microcore.testing.make_event(name,
-payload)`), or end to end with fixtures `client` (httpx; `async with client.sse(path) as s: await
-s.next()`), `events` (`published`, `requests`, `await wait_for(name)`, `bus`, `await
-stub_responder(name, reply, delay=)`, `silence(name)`), `microcore_settings` (a dict).
+payload)`), or end to end with fixtures `client` (`microcore.testing.TestClient`, httpx; `async with
+client.sse(path) as s: await s.next()`), `events` (`microcore.testing.EventRecorder`: `published`,
+`requests`, `await wait_for(name)`, `bus`, `await stub_responder(name, reply, delay=)`,
+`silence(name)`, `await subscribe(name, handler, retries=)`), `microcore_settings` (a dict).
 `microcore add plugin <domain> <name>` (`--route "PATCH /x/{id:int}"`, `--subscribe`, `--respond`,
 `--publishes`) writes both files; `microcore check` enforces the rules.
 A plugin's file is shown only when it is not named after its class."""

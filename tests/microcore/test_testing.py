@@ -11,13 +11,14 @@ import httpx
 import pytest
 
 from microcore import Event
-from microcore._testclient import SseMessage, TestClient, _parse
+from microcore._testclient import SseMessage, _parse
 from microcore.testing import (
     START_TIMEOUT,
     TEST_SETTINGS,
     EventRecorder,
     Kernel,
     RunningApp,
+    TestClient,
     make_event,
     record_events,
     start_app,
@@ -243,6 +244,21 @@ async def test_events_requests_are_listed_apart_and_stubs_answer(events: EventRe
     assert "price.quote" not in events.names()
 
 
+async def test_a_failing_handler_ends_in_the_dead_letter(events: EventRecorder) -> None:
+    """The README's recipe: a test subscriber that fails is retried, then its dead letter
+    ``_dlq.<name>`` is published with the attempts and the error, and recorded."""
+    events.silence("order.placed")
+
+    async def failing(event: Event) -> None:
+        raise RuntimeError("mail server down")
+
+    await events.subscribe("order.placed", failing, retries=2)
+    await events.bus.publish("order.placed", {"id": 1})
+    dead = await events.wait_for("_dlq.order.placed", timeout=5.0)
+    assert dead.payload["attempts"] == 3 and "mail server down" in dead.payload["error"]
+    assert dead.payload["event"]["payload"] == {"id": 1}
+
+
 async def test_events_silence_and_subscribe_last_one_test(
     app: RunningApp, client: httpx.AsyncClient, events: EventRecorder
 ) -> None:
@@ -266,7 +282,7 @@ async def test_events_silence_and_subscribe_last_one_test(
     assert bus._router.fanout.silenced == {} and bus.contracts() == []
 
 
-async def test_client_sse_reads_an_open_stream(client: Any) -> None:
+async def test_client_sse_reads_an_open_stream(client: TestClient) -> None:
     """client.sse sends query and headers, parses named events, and ends with EOFError."""
     async with client.sse("/ticks", params={"a": "1"}, headers={"X-Who": "me"}) as stream:
         assert stream.status_code == 200
@@ -336,8 +352,20 @@ async def test_stubs_need_a_bus_that_can_silence(make_project: ProjectFactory) -
         await running.stop()
 
 
-async def test_client_sse_raises_the_tests_own_error_as_is(client: Any) -> None:
+async def test_client_sse_raises_the_tests_own_error_as_is(client: TestClient) -> None:
     """An assertion failing inside the block comes out unwrapped (no exception group)."""
     with pytest.raises(AssertionError, match="mine"):
         async with client.sse("/ticks"):
             raise AssertionError("mine")
+
+
+def test_client_types_are_public_and_typed() -> None:
+    """``TestClient`` (what ``client`` is), ``SseStream`` and ``SseMessage`` import from
+    ``microcore.testing`` (on first use: they need httpx), so a typed test can name them."""
+    import microcore.testing as testing
+
+    assert testing.TestClient.__mro__[1] is httpx.AsyncClient
+    assert {"TestClient", "SseStream", "SseMessage", "EventRecorder"} <= set(testing.__all__)
+    assert testing.SseStream.__name__ == "SseStream" and testing.SseMessage.__name__ == "SseMessage"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = testing.Nope

@@ -10,6 +10,11 @@ SQL that differs between databases goes in a variant beside the portable file:
 on that database, e.g. ``SERIAL`` where SQLite says ``INTEGER PRIMARY KEY AUTOINCREMENT``.
 A variant without a portable file runs on its database only. The ledger records
 ``NNN_<name>.sql`` with the checksum of the file that ran.
+
+A file with no statement yet (comments only: a draft, as ``microcore add plugin`` writes a
+new domain's first migration) is not applied and not recorded; it and the domain's later
+files wait until it holds SQL. So the dev server never applies a half-written table that
+could then not be edited.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = ("LEDGER", "Migration", "apply_migrations", "apply_new", "discover")
 LEDGER = "_microcore_migrations"
 
 _NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)(?:\.(sqlite|postgresql))?\.sql$")
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 _log = structlog.get_logger("microcore.db", tool="db")
 
@@ -53,6 +59,11 @@ class Migration(msgspec.Struct, frozen=True):
     file: str  # relative to the project root, for messages
     script: str
     checksum: str
+
+    @property
+    def draft(self) -> bool:
+        """No statement yet, only comments: not applied until it has one."""
+        return not _COMMENTS.sub("", self.script).strip(" \t\r\n;")
 
 
 def _checksum(script: str) -> str:
@@ -126,7 +137,11 @@ async def apply_migrations(backend: DatabaseBackend, root: Path) -> dict[str, Mi
     applied = {(r["domain"], r["name"]): r["checksum"] for r in rows}
     for domain, migrations in found.items():
         for migration in migrations:
-            error = await _apply(backend, migration, applied.get((domain, migration.name)))
+            recorded = applied.get((domain, migration.name))
+            if recorded is None and migration.draft:
+                _waits(migration)
+                break
+            error = await _apply(backend, migration, recorded)
             if error is not None:
                 errors[domain] = error
                 _log.error(
@@ -158,6 +173,9 @@ async def apply_new(
     for domain, migrations in wanted.items():
         for migration in migrations:
             recorded = applied.get((domain, migration.name))
+            if recorded is None and migration.draft:
+                _waits(migration)
+                break
             error = await _apply(backend, migration, recorded)
             if error is not None:
                 errors[domain] = error
@@ -200,6 +218,15 @@ async def _apply(
             )
     _log.info("db_migration_applied", domain=migration.domain, file=migration.file)
     return None
+
+
+def _waits(migration: Migration) -> None:
+    _log.info(
+        "db_migration_draft",
+        domain=migration.domain,
+        file=migration.file,
+        detail="no SQL statement yet (comments only): it and the later files wait until it has one",
+    )
 
 
 def _check_unchanged(migration: Migration, recorded: str) -> MigrationError | None:

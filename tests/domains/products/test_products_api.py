@@ -10,7 +10,7 @@ import pytest
 from httpx import AsyncClient
 
 from domains.products.models import Product, ProductId
-from microcore.testing import EventRecorder
+from microcore.testing import EventRecorder, TestClient
 from tools.event_bus import EventPayloadError, NoResponder, RequestTimeout
 
 
@@ -100,7 +100,7 @@ async def test_silenced_responder_is_absent(events: EventRecorder) -> None:
         await events.bus.request("product.get", {"product_id": 1})
 
 
-async def test_live_feed_streams_created_and_deleted(client: Any) -> None:
+async def test_live_feed_streams_created_and_deleted(client: TestClient) -> None:
     """GET /products/live sends one server-sent event per product created or deleted."""
     async with client.sse("/products/live") as stream:
         assert stream.status_code == 200

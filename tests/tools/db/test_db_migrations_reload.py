@@ -142,3 +142,35 @@ async def test_files_a_tool_does_not_own_are_ignored(
     notes.write_text("one change per file")
     report = await Reloader(kernel).apply([notes])
     assert (report.applied, report.loaded, report.failed) == ([], [], {})
+
+
+async def test_a_draft_migration_waits_until_it_has_sql(
+    make_project: Callable[..., Path], boot: Boot, dialect: Dialect
+) -> None:
+    """A comments-only file (what ``add plugin`` writes for a new domain) is neither applied
+    nor recorded, at boot or on save, and holds back the files after it; written out, it
+    applies, then the next one: so a table written under the dev server can be edited."""
+    root = _project(make_project)
+    draft = root / "domains/shop/migrations/002_stock.sql"
+    draft.write_text("-- the stock table, once we know it\n/* CREATE TABLE stock (id INT); */\n;")
+    later = root / "domains/shop/migrations/003_stock_name.sql"
+    later.write_text("ALTER TABLE stock ADD name TEXT;")
+    kernel: Kernel = (await boot(root)).kernel
+    db: Any = kernel.tool("db")
+    ledger = "SELECT name FROM _microcore_migrations ORDER BY name"
+    assert [r["name"] for r in await db.query(ledger)] == ["001_things.sql"]
+    assert kernel.status().plugins["shop.ThingsPlugin"].status == "ok"
+    draft.write_text("-- the stock table: id and name, soon\n")  # saved, still a draft
+    await Reloader(kernel).apply([draft])
+    assert [r["name"] for r in await db.query(ledger)] == ["001_things.sql"]
+    assert kernel.status().reload_errors == {}
+    draft.write_text("-- the stock table\nCREATE TABLE stock (id INTEGER PRIMARY KEY);\n")
+    report = await Reloader(kernel).apply([draft])
+    assert report.applied == ["domains/shop/migrations/002_stock.sql"]
+    assert await _columns(db, dialect, "stock") == ["id", "name"]  # and 003 after it
+    assert [r["name"] for r in await db.query(ledger)] == [
+        "001_things.sql",
+        "002_stock.sql",
+        "003_stock_name.sql",
+    ]
+    assert kernel.status().reload_errors == {}
