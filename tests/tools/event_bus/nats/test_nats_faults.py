@@ -37,7 +37,7 @@ from tools.event_bus import BusClosed, PublishTimeout
 from tools.event_bus.event_bus_tool import EventBusTool
 from tools.event_bus.nats import NatsUnavailable
 from tools.event_bus.nats import backend as nats_backend
-from tools.event_bus.nats.wire import CLAIM, VALUE, Subjects, encode_reply
+from tools.event_bus.nats.wire import CLAIM, VALUE, Subjects, decode_event, encode_reply
 
 
 @pytest.fixture
@@ -350,7 +350,6 @@ async def test_nats_failing_receive_is_logged_and_the_rest_flows(
 ) -> None:
     """An error taking an event or a request in is logged (the event is left unacked, the
     requester times out); the events after it are handled."""
-    decode_event = nats_backend.decode_event
     broken = {"event": True}
 
     def event_once(data: bytes) -> Any:  # the first event breaks while it is taken in
