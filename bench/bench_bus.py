@@ -1,21 +1,30 @@
 """Benchmark: the event bus against a bare anyio memory-stream loop, in the same run.
 
-    python bench/bench_bus.py [--events 100000] [--requests 20000] [--rounds 3]
+    python bench/bench_bus.py [--events 100000] [--requests 20000] [--rounds 5]
 
-Scenarios (each the best of ``--rounds``):
+Scenarios (the median of ``--rounds``; baseline and bus alternate round by round, so
+both see the same machine load):
 
 * publish -> 1 subscriber: events/s until the subscriber has seen them all;
 * publish -> 10 subscribers: published events/s (each delivered 10 times);
-* request/reply: round trips/s, p50 and p99 latency.
+* publish -> 1 pattern subscriber (``bench.*``), and -> 10 pattern subscribers
+  (``bench.*`` and ``bench.>``, alternately): the same, matched by wildcard;
+* request/reply: round trips/s, p50 and p99 latency (p99 over every round's requests).
 
 The baseline moves the same payload through ``anyio.create_memory_object_stream``
 with the bus's buffer size: ``send`` in a loop and ``async for`` in a consumer
-task; request/reply is a request stream and a reply stream.
+task (one stream per subscriber; a bare stream matches no patterns, so the pattern
+rows compare with the same baseline); request/reply is a request stream and a reply
+stream. The last row is information, not a target: the same stream driven with
+``send_nowait``/``receive_nowait`` (no checkpoint per item), the most a loop that
+moves items through an anyio stream could do.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -90,6 +99,39 @@ async def baseline_fanout(n: int, subscribers: int) -> float:
     return n / elapsed
 
 
+async def floor_nowait(n: int) -> float:
+    """Informational: the stream without a checkpoint per item (batches, as the bus does)."""
+    send, receive = anyio.create_memory_object_stream[Any](BUFFER)
+    done = anyio.Event()
+
+    async def consume() -> None:
+        seen = 0
+        while True:
+            try:
+                receive.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            seen += 1
+            if seen == n:
+                done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        started = time.perf_counter()
+        for _ in range(n):
+            try:
+                send.send_nowait(PAYLOAD)
+            except anyio.WouldBlock:
+                await send.send(PAYLOAD)
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        send.close()
+    return n / elapsed
+
+
 async def baseline_request(n: int) -> tuple[float, list[float]]:
     req_send, req_recv = anyio.create_memory_object_stream[Any](BUFFER)
     rep_send, rep_recv = anyio.create_memory_object_stream[Any](BUFFER)
@@ -131,7 +173,9 @@ async def with_bus(run: Callable[[EventBusTool], Awaitable[Any]]) -> Any:
             tg.cancel_scope.cancel()
 
 
-async def bus_fanout(n: int, subscribers: int) -> float:
+async def bus_fanout(
+    n: int, subscribers: int, patterns: tuple[str, ...] = ("bench.event",)
+) -> float:
     async def run(bus: EventBusTool) -> float:
         done = anyio.Event()
         remaining = [subscribers]
@@ -145,7 +189,8 @@ async def bus_fanout(n: int, subscribers: int) -> float:
                     if not remaining[0]:
                         done.set()
 
-            await _handle(bus, f"bench.Sub{index}").subscribe("bench.event", handler)
+            pattern = patterns[index % len(patterns)]
+            await _handle(bus, f"bench.Sub{index}").subscribe(pattern, handler)
         publisher = _handle(bus, "bench.Publisher")
         publish = publisher.publish
         started = time.perf_counter()
@@ -184,25 +229,40 @@ async def bus_request(n: int) -> tuple[float, list[float]]:
 async def main(events: int, requests: int, rounds: int) -> None:
     rows: list[tuple[str, ...]] = []
 
-    async def best(fn: Callable[[], Awaitable[float]]) -> float:
-        return max([await fn() for _ in range(rounds)])
+    async def median(
+        base: Callable[[], Awaitable[float]], mine: Callable[[], Awaitable[float]]
+    ) -> tuple[float, float]:
+        pairs = []
+        for _ in range(rounds):  # alternated: both see the same load
+            gc.collect()
+            b = await base()
+            gc.collect()
+            pairs.append((b, await mine()))
+        return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
-    for subscribers in (1, 10):
-        base = await best(lambda s=subscribers: baseline_fanout(events, s))  # type: ignore[misc]
-        mine = await best(lambda s=subscribers: bus_fanout(events, s))  # type: ignore[misc]
-        rows.append(
-            (
-                f"publish -> {subscribers} subscriber(s), events/s",
-                f"{base:,.0f}",
-                f"{mine:,.0f}",
-                f"{mine / base:.2f}x",
-            )
+    exact, wild = ("bench.event",), ("bench.*", "bench.>")
+    for label, subscribers, patterns in (
+        ("publish -> 1 subscriber", 1, exact),
+        ("publish -> 10 subscribers", 10, exact),
+        ("publish -> 1 pattern subscriber (bench.*)", 1, wild),
+        ("publish -> 10 pattern subscribers (bench.*, bench.>)", 10, wild),
+    ):
+        base, mine = await median(
+            lambda s=subscribers: baseline_fanout(events, s),  # type: ignore[misc]
+            lambda s=subscribers, p=patterns: bus_fanout(events, s, p),  # type: ignore[misc]
         )
+        rows.append((f"{label}, events/s", f"{base:,.0f}", f"{mine:,.0f}", f"{mine / base:.2f}x"))
 
-    base_runs = [await baseline_request(requests) for _ in range(rounds)]
-    bus_runs = [await bus_request(requests) for _ in range(rounds)]
-    base_rate, base_lat = max(base_runs, key=lambda r: r[0])
-    bus_rate, bus_lat = max(bus_runs, key=lambda r: r[0])
+    base_runs, bus_runs = [], []
+    for _ in range(rounds):
+        gc.collect()
+        base_runs.append(await baseline_request(requests))
+        gc.collect()
+        bus_runs.append(await bus_request(requests))
+    base_rate = statistics.median(r[0] for r in base_runs)
+    bus_rate = statistics.median(r[0] for r in bus_runs)
+    base_lat = [x for r in base_runs for x in r[1]]
+    bus_lat = [x for r in bus_runs for x in r[1]]
     rows.append(
         (
             "request/reply, round trips/s",
@@ -221,9 +281,21 @@ async def main(events: int, requests: int, rounds: int) -> None:
                 f"{m / b:.2f}x",
             )
         )
+    floor, mine = await median(
+        lambda: floor_nowait(events),
+        lambda: bus_fanout(events, 1),
+    )
+    rows.append(
+        (
+            "info: publish -> 1 vs send_nowait/receive_nowait",
+            f"{floor:,.0f}",
+            f"{mine:,.0f}",
+            f"{mine / floor:.2f}x",
+        )
+    )
 
     title = (
-        f"event bus benchmark: {events:,} events, {requests:,} requests, best of {rounds}, "
+        f"event bus benchmark: {events:,} events, {requests:,} requests, median of {rounds}, "
         f"buffer {BUFFER}, Python {sys.version.split()[0]}"
     )
     sys.stdout.write(table(title, ("scenario", "anyio baseline", "event_bus", "ratio"), rows))
@@ -233,6 +305,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     anyio.run(main, args.events, args.requests, args.rounds)

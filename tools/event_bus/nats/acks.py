@@ -1,7 +1,9 @@
 """What a replica owes JetStream for the events in its hands: acks, naks, progress.
 
 The consumers report how each event ended from sync code (``replies.py``); the
-:class:`Outbox` task sends the resulting acks and replies in that order. The
+:class:`Outbox` task sends the resulting acks in that order, a few at a time: it
+lingers ``_ACK_LINGER`` after the first one, so the acks of a burst share one
+write to the socket (and one wake-up of nats-server) instead of one each. The
 :class:`Acks` book keeps every event that is not acked yet:
 
 * handled by every local subscription → ack;
@@ -47,6 +49,7 @@ __all__ = ("Acks", "Handled", "Message", "Outbox")
 _log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 _REMEMBERED = 10_000  # finished event ids a consumer remembers, to ack redelivered copies
+_ACK_LINGER = 0.002  # s the outbox waits after the first ack, to send the burst's acks at once
 
 
 class Message(Protocol):
@@ -61,20 +64,27 @@ Send = Callable[[], Awaitable[object]]
 
 
 class Outbox:
-    """Sends, in order, what sync code decided to send (acks, replies): one task.
+    """Sends, in order, what sync code decided to send (acks, naks, progress): one task.
 
     Not bounded by a size: it holds at most a few entries per event in flight,
     and those are bounded by each consumer's ``max_ack_pending``
-    (``EVENT_BUS_BUFFER``) and by the requests being answered.
+    (``EVENT_BUS_BUFFER``). After waking it waits ``linger`` seconds before
+    sending, so what a burst posts leaves in one write (an ack a few
+    milliseconds later costs nothing: JetStream waits ``EVENT_BUS_ACK_WAIT``).
     """
 
     def __init__(
-        self, errors: tuple[type[BaseException], ...], sent: Callable[[], object] = lambda: None
+        self,
+        errors: tuple[type[BaseException], ...],
+        sent: Callable[[], object] = lambda: None,
+        *,
+        linger: float = _ACK_LINGER,
     ) -> None:
         self._queue: deque[Send] = deque()
         self._wake = anyio.Event()
         self._errors = errors  # what a failed send may raise (logged, never fatal)
         self._sent = sent  # called after sending what was posted
+        self._linger = linger
 
     def post(self, send: Send) -> None:
         self._queue.append(send)
@@ -84,6 +94,8 @@ class Outbox:
         """Send what is posted, until cancelled."""
         while True:
             await self._wake.wait()
+            if self._linger:
+                await anyio.sleep(self._linger)
             self._wake = anyio.Event()
             await self.flush()
 

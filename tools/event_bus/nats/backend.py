@@ -89,6 +89,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from nats.js.client import JetStreamContext
 
 from microcore import Event
 from microcore.events import DLQ_PREFIX
@@ -99,7 +100,7 @@ from .._errors import BusClosed, PublishTimeout
 from .._fanout import BROADCAST, RESPOND, SUBSCRIBE, Fanout, Request, Subscription
 from .._settings import BusSettings
 from .acks import Acks, Handled, Outbox
-from .replies import RemoteReply, RemoteWaiter, offer, queue_to
+from .replies import Answers, RemoteReply, RemoteWaiter, offer, queue_to
 from .wire import (
     CLAIM,
     GONE,
@@ -204,6 +205,7 @@ class NatsBackend:
         self._start_background = start_background
         self._accepting = accepting
         self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
         self._fanout: Fanout | None = None
         self._inbox = ""
         self._tokens = itertools.count(1)
@@ -213,7 +215,8 @@ class NatsBackend:
         self._drain_ids: set[str] = set()  # events published here while draining
         self._up = anyio.Event()  # set while connected (publish waits for it)
         self._dirty = anyio.Event()  # set when events were published or acks sent here
-        self._outbox = Outbox(_NATS_ERRORS, sent=self._touched)
+        self._outbox = Outbox(_NATS_ERRORS, sent=self._touched)  # acks, naks, progress
+        self._answers = Answers(_NATS_ERRORS)  # claims and outcomes of requests served here
         self.acks = Acks(
             self._outbox, ack_wait=settings.ack_wait, publish_timeout=settings.publish_timeout
         )
@@ -259,6 +262,7 @@ class NatsBackend:
             raise
         self._up.set()
         self._start(self._outbox.run, name="event_bus:nats:outbox")
+        self._start(self._answers.run, self._nc.publish, name="event_bus:nats:answers")
         self._start(self._trim_loop, name="event_bus:nats:trim")
         self._start(self.acks.keep_alive, name="event_bus:nats:keepalive")
         _log.info("event_bus_nats_connected", servers=where, stream=self._settings.stream)
@@ -396,7 +400,9 @@ class NatsBackend:
         says was not stored is not stored later from nats-py's reconnect buffer.
         """
         nc = self._client()
-        js = nc.jetstream()
+        js = self._js
+        if js is None:
+            js = self._js = nc.jetstream()
         headers = {"Nats-Msg-Id": event.id}
         if event.traceparent is not None:
             headers["traceparent"] = event.traceparent
@@ -700,10 +706,39 @@ class NatsBackend:
         nats-py's queue where JetStream would redeliver them after the ack wait.
         """
         self.acks.arrived(msg)
+        if binding.pumped is None and self._take_now(binding, msg):
+            return  # the usual case: no task to start
         binding.backlog.append(msg)
         if binding.pumped is None:
             pumped = binding.pumped = anyio.Event()
             self._start(self._pump, binding, pumped, name=f"event_bus:nats:events:{binding.group}")
+
+    def _take_now(self, binding: _Binding, msg: Msg) -> bool:
+        """Hand ``msg`` on without waiting, when nothing is queued before it and it needs no
+        wait: it decodes, is for a subscription here, and fits in their buffers now. False,
+        with nothing done, when it must go the long way (:meth:`_pump`)."""
+        fanout = self._fanout
+        if fanout is None or not self._accepting():
+            return False
+        try:
+            event = decode_event(msg.data)
+            targets = binding.targets(fanout, event.name)
+            if not targets or not all(_has_room(sub) for sub in targets):
+                return False
+            if not self.acks.duplicate(event, msg, binding.handled):
+                delivery = self.acks.hold(event, len(targets), msg, binding.handled)
+                for sub in targets:
+                    item = Request(event, self.acks.outcome(delivery, sub))
+                    if not offer(fanout, sub, item):  # False: left meanwhile (None: room checked)
+                        delivery.report(abandoned=True)
+        except msgspec.DecodeError:
+            return False  # the long way logs it and terminates the message
+        except Exception:  # noqa: BLE001 - isolation boundary: one message must not stop the rest
+            _log.exception(
+                "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
+            )  # left unacked: JetStream offers it again after EVENT_BUS_ACK_WAIT
+        self.acks.taken(msg)
+        return True
 
     async def _pump(self, binding: _Binding, pumped: anyio.Event) -> None:
         """Hand the binding's backlog on, in arrival order, one event at a time."""
@@ -827,9 +862,11 @@ class NatsBackend:
             await nc.publish(msg.reply, encode_reply(GONE, binding.group))
             return
         for sub in targets:
-            await nc.publish(msg.reply, encode_reply(CLAIM, sub.identity))
-            item = Request(frame.event, RemoteReply(msg.reply, frame.timeout, self._reply))
+            item = Request(frame.event, RemoteReply(msg.reply, frame.timeout, self._answers.post))
             queued = offer(fanout, sub, item)
+            # claimed after the offer: the consumer is woken first, and a value it posts in
+            # this loop turn replaces the claim (see Answers)
+            self._answers.post(msg.reply, encode_reply(CLAIM, sub.identity), CLAIM)
             if queued is None:  # a full buffer: wait for room without holding up the
                 # requests behind this one (they must be claimed at once, see RemoteWaiter)
                 self._start_background(
@@ -847,11 +884,6 @@ class NatsBackend:
         if not queued:
             _gone(sub, item)
 
-    def _reply(self, to: str, data: bytes) -> None:
-        nc = self._nc
-        if nc is not None:
-            self._outbox.post(partial(nc.publish, to, data))
-
     # -- closing --
 
     async def close(self) -> None:
@@ -867,6 +899,7 @@ class NatsBackend:
                 binding.refs = 0
                 await self._leave(binding)
             self._bindings.clear()
+            await self._answers.flush(nc.publish)
             await self._outbox.flush()
             self._closed = True
             for scope in self._scopes:
@@ -884,6 +917,15 @@ class NatsBackend:
                     )
         self._drain_ids.clear()
         _log.info("event_bus_nats_closed", stream=self._settings.stream)
+
+
+def _has_room(sub: Subscription) -> bool:
+    """Whether an item for ``sub`` is queued without waiting (or ``sub`` is gone: no wait)."""
+    send = sub.send
+    if send is None:
+        return True
+    stats = send.statistics()
+    return stats.current_buffer_used < stats.max_buffer_size or stats.tasks_waiting_receive > 0
 
 
 def _gone(sub: Subscription, item: Request) -> None:

@@ -10,7 +10,8 @@ those reports turn into transport acknowledgements:
   and nak'ed (redelivered at once, possibly to another replica) when one of them
   was abandoned at shutdown or unload.
 * :class:`RemoteReply`: one request served here; the outcome goes back to the
-  requester's inbox.
+  requester's inbox, through :class:`Answers` (one task sending claims and outcomes
+  as soon as the event loop comes round to it).
 * :class:`RemoteWaiter`: one request sent from here, collecting the replies.
 
 :func:`queue_to` puts an item into one subscription's buffer, with the same
@@ -20,10 +21,11 @@ backpressure and accounting as the bus's own fan-out.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import structlog
 
 from microcore import Event
 from microcore.events import DLQ_PREFIX
@@ -32,9 +34,19 @@ from microcore.tooling import NoResponder, RequestTimeout
 from .._errors import RequestFailed
 from .._fanout import Fanout, Item, Subscription
 from .._stats import SubscriptionState
-from .wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_reply
+from .wire import CLAIM, FAILED, GONE, NONE, VALUE, ReplyFrame, encode_outcome, encode_reply
 
-__all__ = ("Delivery", "EventOutcome", "RemoteReply", "RemoteWaiter", "offer", "queue_to")
+__all__ = (
+    "Answers",
+    "Delivery",
+    "EventOutcome",
+    "RemoteReply",
+    "RemoteWaiter",
+    "offer",
+    "queue_to",
+)
+
+_log = structlog.get_logger("microcore.event_bus", tool="event_bus")
 
 CLAIM_GRACE = 0.1  # s without a new claim before "every responder finished" is believed
 
@@ -137,15 +149,60 @@ class EventOutcome:
             self.delivery.report(dead_letter=True)
 
 
+Publish = Callable[[str, bytes], Awaitable[object]]
+
+
+class Answers:
+    """The frames this replica sends to requesters (claims, outcomes), in order: one task.
+
+    Sync code posts them (:meth:`post`); the task sends what is queued once the
+    event loop comes round to it, so a responder that answers at once (in the
+    same loop turn its request was claimed) sends both frames in one write. A
+    claim not sent yet when its request's value is posted is dropped: a value
+    answers the requester by itself (a claim tells it to wait for an outcome),
+    so a quick answer is one message instead of two, as with bare NATS request/reply.
+    """
+
+    def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
+        self._queue: list[tuple[str, bytes, int]] = []  # (requester inbox, frame, kind)
+        self._wake = anyio.Event()
+        self._errors = errors  # what a failed send may raise (logged: the requester times out)
+
+    def post(self, to: str, data: bytes, kind: int) -> None:
+        queue = self._queue
+        if kind == VALUE:
+            for index in range(len(queue) - 1, -1, -1):
+                if queue[index][0] == to and queue[index][2] == CLAIM:
+                    del queue[index]
+                    break
+        queue.append((to, data, kind))
+        self._wake.set()
+
+    async def run(self, publish: Publish) -> None:
+        """Send what is posted with ``publish``, until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush(publish)
+
+    async def flush(self, publish: Publish) -> None:
+        queue, self._queue = self._queue, []
+        for to, data, _kind in queue:
+            try:
+                await publish(to, data)
+            except self._errors as exc:
+                _log.warning("event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}")
+
+
 class RemoteReply:
     """One request served here: claim it, then send exactly one outcome to the requester."""
 
     __slots__ = ("_deadline", "_open", "_send", "_to")
 
-    def __init__(self, to: str, timeout: float, send: Callable[[str, bytes], None]) -> None:
+    def __init__(self, to: str, timeout: float, send: Callable[[str, bytes, int], None]) -> None:
         self._to = to
         self._deadline = time.monotonic() + timeout
-        self._send = send  # queues a publish (replies are sent from sync code)
+        self._send = send  # queues a frame (``Answers.post``: replies are sent from sync code)
         self._open = True
 
     @property
@@ -161,14 +218,15 @@ class RemoteReply:
             return False
         self._open = False
         if value is None and not final:
-            self._send(self._to, encode_reply(NONE, responder))
+            self._send(self._to, encode_reply(NONE, responder), NONE)
             return False
-        self._send(self._to, encode_reply(VALUE, responder, value))
+        kind, data = encode_outcome(VALUE, responder, value)
+        self._send(self._to, data, kind)
         return True
 
     def fail(self, error: BaseException, responder: str) -> None:
         if self.open:
-            self._send(self._to, encode_reply(FAILED, responder, error=_describe(error)))
+            self._send(self._to, encode_reply(FAILED, responder, error=_describe(error)), FAILED)
         self._open = False
 
 

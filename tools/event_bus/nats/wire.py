@@ -46,6 +46,7 @@ __all__ = (
     "decode_reply",
     "decode_request",
     "encode_event",
+    "encode_outcome",
     "encode_reply",
     "encode_request",
 )
@@ -136,11 +137,18 @@ def decode_request(data: bytes) -> RequestFrame:
 
 def encode_reply(kind: int, responder: str, value: Any = None, error: str | None = None) -> bytes:
     """A reply frame; a return value msgpack cannot carry becomes a FAILED frame saying so."""
+    return encode_outcome(kind, responder, value, error)[1]
+
+
+def encode_outcome(
+    kind: int, responder: str, value: Any = None, error: str | None = None
+) -> tuple[int, bytes]:
+    """:func:`encode_reply` with the kind the frame has (FAILED when ``value`` cannot go)."""
     try:
-        return _encoder.encode(ReplyFrame(kind, responder, value, error))
+        return kind, _encoder.encode(ReplyFrame(kind, responder, value, error))
     except (TypeError, ValueError, OverflowError) as exc:
         reason = f"reply of {responder!r} cannot be sent over NATS: {exc}"
-        return _encoder.encode(ReplyFrame(FAILED, responder, None, reason))
+        return FAILED, _encoder.encode(ReplyFrame(FAILED, responder, None, reason))
 
 
 def decode_reply(data: bytes) -> ReplyFrame:
