@@ -86,21 +86,25 @@ class Stream:
 class OpenStreams:
     """The streams open right now, by the owner of the route that serves each.
 
-    >>> with streams.hold(route.owner) as stream:
-    ...     await serve_the_stream()   # cancelled when the owner stops serving
-    >>> stream.closed                  # Closed.RELOAD, Closed.SHUTDOWN or None
+    >>> with streams.track(route.owner) as stream:
+    ...     with stream.scope:
+    ...         await serve_the_stream()   # cancelled when the owner stops serving
+    ...     await say_goodbye(stream.closed)  # Closed.RELOAD, Closed.SHUTDOWN or None
     """
 
     def __init__(self) -> None:
         self._open: dict[Owner | None, set[Stream]] = {}
+        self._ended: anyio.Event | None = None  # set when a stream ends (for settled)
         self.shutting_down = False
 
     def __len__(self) -> int:
         return sum(len(streams) for streams in self._open.values())
 
     @contextmanager
-    def hold(self, owner: Owner | None) -> Iterator[Stream]:
-        """Track a stream of ``owner`` for the ``with`` block, which runs in its cancel scope.
+    def track(self, owner: Owner | None) -> Iterator[Stream]:
+        """Track a stream of ``owner`` for the ``with`` block: its goodbye (the last message,
+        the close frame) belongs inside the block, the serving that a close cuts short inside
+        ``stream.scope``. :meth:`settled` waits for the block to end.
 
         A stream that starts after its owner stopped serving (or during shutdown) is
         closed at once: the client reconnects to what serves now.
@@ -113,12 +117,31 @@ class OpenStreams:
         streams = self._open.setdefault(owner, set())
         streams.add(stream)
         try:
-            with stream.scope:
-                yield stream
+            yield stream
         finally:
             streams.discard(stream)
             if not streams:
                 del self._open[owner]
+            if self._ended is not None:
+                self._ended.set()
+                self._ended = None
+
+    @contextmanager
+    def hold(self, owner: Owner | None) -> Iterator[Stream]:
+        """:meth:`track` a stream of ``owner`` for the ``with`` block, which runs in its
+        cancel scope (for a stream with no goodbye to say)."""
+        with self.track(owner) as stream, stream.scope:
+            yield stream
+
+    async def settled(self) -> None:
+        """Wait until every stream closed so far has ended, its goodbye said.
+
+        The streams a swap closes need a few steps of the event loop for their goodbyes;
+        what runs after a reload and holds the loop for a while (writing AI_CONTEXT.md)
+        waits for this first, so it cannot hold those goodbyes past the 1 s promised."""
+        while any(s.closed is not None for streams in self._open.values() for s in streams):
+            self._ended = self._ended or anyio.Event()
+            await self._ended.wait()
 
     def close_inactive(self) -> int:
         """Close the streams of every owner that no longer serves; returns how many."""
