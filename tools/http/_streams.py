@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from types import FrameType
@@ -169,16 +169,21 @@ Handler = Callable[[int, FrameType | None], Any]
 _EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def chain_exit_signals(callback: Callable[[], object]) -> Callable[[], None]:
-    """Run ``callback`` in the running event loop on SIGINT and SIGTERM, then the handler
-    that was there before (uvicorn's, which starts its shutdown); returns ``restore``.
+def chain_exit_signals(
+    callback: Callable[[], object], settled: Callable[[], Awaitable[None]] | None = None
+) -> Callable[[], None]:
+    """Run ``callback`` in the running event loop on SIGINT and SIGTERM, wait (at most
+    ``CLOSE_SECONDS``) for ``settled()``, then call the handler that was there before
+    (uvicorn's, which starts its shutdown); returns ``restore``.
 
     uvicorn installs its handlers before the app starts and, on a signal, waits for open
     connections to close before it shuts the app down: without this an open event stream
-    would hold the shutdown forever. Does nothing outside the main thread (signals are
-    delivered there only) and leaves a signal alone whose handler is not a Python callable
-    (default or ignored: nothing in this process would shut the app down gracefully).
-    ``restore`` puts the previous handlers back where ours are still installed.
+    would hold the shutdown forever. And its shutdown fails every open websocket with 1012
+    at once: told first, it would beat the 1001 (going away) our close is still sending.
+    Does nothing outside the main thread (signals are delivered there only) and leaves a
+    signal alone whose handler is not a Python callable (default or ignored: nothing in
+    this process would shut the app down gracefully). ``restore`` puts the previous
+    handlers back where ours are still installed.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -188,7 +193,7 @@ def chain_exit_signals(callback: Callable[[], object]) -> Callable[[], None]:
         previous = signal.getsignal(signum)
         if not callable(previous):
             continue
-        handler = _chained(loop, callback, previous)
+        handler = _chained(loop, callback, previous, settled)
         signal.signal(signum, handler)
         installed[signum] = (handler, previous)
 
@@ -202,13 +207,32 @@ def chain_exit_signals(callback: Callable[[], object]) -> Callable[[], None]:
 
 
 def _chained(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], object], previous: Handler
+    loop: asyncio.AbstractEventLoop,
+    callback: Callable[[], object],
+    previous: Handler,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> Handler:
+    handing_over: set[asyncio.Task[None]] = set()  # held here until done (the loop does not)
+
+    async def hand_over(signum: int, frame: FrameType | None) -> None:
+        if settled is not None:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(settled(), CLOSE_SECONDS)
+        previous(signum, frame)
+
+    def close(signum: int, frame: FrameType | None) -> None:
+        callback()
+        task = loop.create_task(hand_over(signum, frame))
+        handing_over.add(task)
+        task.add_done_callback(handing_over.discard)
+
     def on_signal(signum: int, frame: FrameType | None) -> Any:
         # a signal handler runs between two bytecodes of whatever the loop is doing:
         # hand the callback to the loop instead of cancelling scopes from here
-        with suppress(RuntimeError):  # the loop is closed: nothing is left to close
-            loop.call_soon_threadsafe(callback)
-        return previous(signum, frame)
+        try:
+            loop.call_soon_threadsafe(close, signum, frame)
+        except RuntimeError:  # the loop is closed: nothing is left to close
+            return previous(signum, frame)
+        return None
 
     return on_signal

@@ -114,7 +114,8 @@ class HttpTool(Tool):
                 exclude_owner=self.owner,
             )
             self.docs.register(self.bind(self.owner))
-        self._restore_signals = chain_exit_signals(self.app.streams.close_all)
+        streams = self.app.streams
+        self._restore_signals = chain_exit_signals(streams.close_all, streams.settled)
         self._kernel.add_reload_listener(self._goodbyes_said)
 
     async def _goodbyes_said(self) -> None:
