@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
-import anyio.lowlevel
 import structlog
 
 from .._core.discovery import ErrorInfo, file_digest, module_name
@@ -112,11 +111,11 @@ class Reloader:
     async def write_context(self) -> None:
         """Regenerate AI_CONTEXT.md from the reloaded system (only when its text changed).
 
-        It first lets every task the swap woke take its step (the goodbyes of the streams it
-        closed), since generating the manifest holds the event loop for a while."""
+        Generating it holds the event loop for a while: this reload listener, added when
+        the reloader is made (after the tools set up), runs after theirs, which let what
+        the swap cut short finish first (the http tool: the goodbyes of the streams it
+        closed)."""
         from .manifest import CONTEXT_FILE, describe, render
-
-        await anyio.lowlevel.checkpoint()
 
         path = self.root / CONTEXT_FILE
         text = render(describe(self.kernel))

@@ -328,11 +328,12 @@ class HttpApp:
             if route.auth:
                 self.guard.admit(route.auth, context, f"websocket {route.path}")
             scope["identity"] = context.identity  # the verified claims, for the handler
-            with self.streams.hold(route.owner) as stream:
-                await self._converse(route, websocket)
-            if stream.closed is not None:  # by a reload or the shutdown: tell the client why
-                with anyio.move_on_after(CLOSE_SECONDS):
-                    await _close(websocket, stream.closed.websocket_code, stream.closed.reason)
+            with self.streams.track(route.owner) as stream:
+                with stream.scope:
+                    await self._converse(route, websocket)
+                if stream.closed is not None:  # by a reload or the shutdown: tell the client why
+                    with anyio.move_on_after(CLOSE_SECONDS):
+                        await _close(websocket, stream.closed.websocket_code, stream.closed.reason)
             return conversed
 
         try:

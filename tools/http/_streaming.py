@@ -127,10 +127,11 @@ class EventStream(Response):
                 tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
                 if self._ping > 0:
                     tg.start_soon(self._keep_alive, send)
-                with streams.hold(self._owner):  # cancelled by a reload or the shutdown
-                    await self._pump(send)
-                with anyio.move_on_after(CLOSE_SECONDS):  # a client that stopped reading
-                    await self._send(send, b"", more=False)
+                with streams.track(self._owner) as stream:
+                    with stream.scope:  # cancelled by a reload or the shutdown
+                        await self._pump(send)
+                    with anyio.move_on_after(CLOSE_SECONDS):  # a client that stopped reading
+                        await self._send(send, b"", more=False)
                 tg.cancel_scope.cancel()
         finally:
             await self._close_events()

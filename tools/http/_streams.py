@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from types import FrameType
@@ -86,21 +86,25 @@ class Stream:
 class OpenStreams:
     """The streams open right now, by the owner of the route that serves each.
 
-    >>> with streams.hold(route.owner) as stream:
-    ...     await serve_the_stream()   # cancelled when the owner stops serving
-    >>> stream.closed                  # Closed.RELOAD, Closed.SHUTDOWN or None
+    >>> with streams.track(route.owner) as stream:
+    ...     with stream.scope:
+    ...         await serve_the_stream()   # cancelled when the owner stops serving
+    ...     await say_goodbye(stream.closed)  # Closed.RELOAD, Closed.SHUTDOWN or None
     """
 
     def __init__(self) -> None:
         self._open: dict[Owner | None, set[Stream]] = {}
+        self._ended: anyio.Event | None = None  # set when a stream ends (for settled)
         self.shutting_down = False
 
     def __len__(self) -> int:
         return sum(len(streams) for streams in self._open.values())
 
     @contextmanager
-    def hold(self, owner: Owner | None) -> Iterator[Stream]:
-        """Track a stream of ``owner`` for the ``with`` block, which runs in its cancel scope.
+    def track(self, owner: Owner | None) -> Iterator[Stream]:
+        """Track a stream of ``owner`` for the ``with`` block: its goodbye (the last message,
+        the close frame) belongs inside the block, the serving that a close cuts short inside
+        ``stream.scope``. :meth:`settled` waits for the block to end.
 
         A stream that starts after its owner stopped serving (or during shutdown) is
         closed at once: the client reconnects to what serves now.
@@ -113,12 +117,31 @@ class OpenStreams:
         streams = self._open.setdefault(owner, set())
         streams.add(stream)
         try:
-            with stream.scope:
-                yield stream
+            yield stream
         finally:
             streams.discard(stream)
             if not streams:
                 del self._open[owner]
+            if self._ended is not None:
+                self._ended.set()
+                self._ended = None
+
+    @contextmanager
+    def hold(self, owner: Owner | None) -> Iterator[Stream]:
+        """:meth:`track` a stream of ``owner`` for the ``with`` block, which runs in its
+        cancel scope (for a stream with no goodbye to say)."""
+        with self.track(owner) as stream, stream.scope:
+            yield stream
+
+    async def settled(self) -> None:
+        """Wait until every stream closed so far has ended, its goodbye said.
+
+        The streams a swap closes need a few steps of the event loop for their goodbyes;
+        what runs after a reload and holds the loop for a while (writing AI_CONTEXT.md)
+        waits for this first, so it cannot hold those goodbyes past the 1 s promised."""
+        while any(s.closed is not None for streams in self._open.values() for s in streams):
+            self._ended = self._ended or anyio.Event()
+            await self._ended.wait()
 
     def close_inactive(self) -> int:
         """Close the streams of every owner that no longer serves; returns how many."""
@@ -146,16 +169,21 @@ Handler = Callable[[int, FrameType | None], Any]
 _EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def chain_exit_signals(callback: Callable[[], object]) -> Callable[[], None]:
-    """Run ``callback`` in the running event loop on SIGINT and SIGTERM, then the handler
-    that was there before (uvicorn's, which starts its shutdown); returns ``restore``.
+def chain_exit_signals(
+    callback: Callable[[], object], settled: Callable[[], Awaitable[None]] | None = None
+) -> Callable[[], None]:
+    """Run ``callback`` in the running event loop on SIGINT and SIGTERM, wait (at most
+    ``CLOSE_SECONDS``) for ``settled()``, then call the handler that was there before
+    (uvicorn's, which starts its shutdown); returns ``restore``.
 
     uvicorn installs its handlers before the app starts and, on a signal, waits for open
     connections to close before it shuts the app down: without this an open event stream
-    would hold the shutdown forever. Does nothing outside the main thread (signals are
-    delivered there only) and leaves a signal alone whose handler is not a Python callable
-    (default or ignored: nothing in this process would shut the app down gracefully).
-    ``restore`` puts the previous handlers back where ours are still installed.
+    would hold the shutdown forever. And its shutdown fails every open websocket with 1012
+    at once: told first, it would beat the 1001 (going away) our close is still sending.
+    Does nothing outside the main thread (signals are delivered there only) and leaves a
+    signal alone whose handler is not a Python callable (default or ignored: nothing in
+    this process would shut the app down gracefully). ``restore`` puts the previous
+    handlers back where ours are still installed.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -165,7 +193,7 @@ def chain_exit_signals(callback: Callable[[], object]) -> Callable[[], None]:
         previous = signal.getsignal(signum)
         if not callable(previous):
             continue
-        handler = _chained(loop, callback, previous)
+        handler = _chained(loop, callback, previous, settled)
         signal.signal(signum, handler)
         installed[signum] = (handler, previous)
 
@@ -179,13 +207,32 @@ def chain_exit_signals(callback: Callable[[], object]) -> Callable[[], None]:
 
 
 def _chained(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], object], previous: Handler
+    loop: asyncio.AbstractEventLoop,
+    callback: Callable[[], object],
+    previous: Handler,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> Handler:
+    handing_over: set[asyncio.Task[None]] = set()  # held here until done (the loop does not)
+
+    async def hand_over(signum: int, frame: FrameType | None) -> None:
+        if settled is not None:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(settled(), CLOSE_SECONDS)
+        previous(signum, frame)
+
+    def close(signum: int, frame: FrameType | None) -> None:
+        callback()
+        task = loop.create_task(hand_over(signum, frame))
+        handing_over.add(task)
+        task.add_done_callback(handing_over.discard)
+
     def on_signal(signum: int, frame: FrameType | None) -> Any:
         # a signal handler runs between two bytecodes of whatever the loop is doing:
         # hand the callback to the loop instead of cancelling scopes from here
-        with suppress(RuntimeError):  # the loop is closed: nothing is left to close
-            loop.call_soon_threadsafe(callback)
-        return previous(signum, frame)
+        try:
+            loop.call_soon_threadsafe(close, signum, frame)
+        except RuntimeError:  # the loop is closed: nothing is left to close
+            return previous(signum, frame)
+        return None
 
     return on_signal

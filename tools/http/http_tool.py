@@ -33,11 +33,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import structlog
 from starlette.responses import Response
 
 from microcore import Tool
-from microcore.tooling import ConfigurationError, Owner, RouteKind, ServedRoute
+from microcore.tooling import ConfigurationError, KernelView, Owner, RouteKind, ServedRoute
 from tools.config import Config
 
 from ._app import HttpApp
@@ -53,7 +54,7 @@ from ._security import TokenVerifier
 from ._static import StaticMount
 from ._stats import RequestStats
 from ._streaming import EventStream, WebSocketRoute
-from ._streams import chain_exit_signals
+from ._streams import CLOSE_SECONDS, chain_exit_signals
 
 if TYPE_CHECKING:  # optional: rate limits count in the state tool when it is there
     from tools.state import State
@@ -78,8 +79,9 @@ class HttpTool(Tool):
     name = "http"
     reserved_routes = ("GET /openapi.json", "GET /docs")  # the docs it serves (HTTP_DOCS)
 
-    def __init__(self, config: Config, state: State | None = None) -> None:
+    def __init__(self, config: Config, kernel: KernelView, state: State | None = None) -> None:
         self._config = config
+        self._kernel = kernel
         self._log = _log
         self.development = False
         self.registry = Registry(self._refresh)
@@ -112,7 +114,18 @@ class HttpTool(Tool):
                 exclude_owner=self.owner,
             )
             self.docs.register(self.bind(self.owner))
-        self._restore_signals = chain_exit_signals(self.app.streams.close_all)
+        streams = self.app.streams
+        self._restore_signals = chain_exit_signals(streams.close_all, streams.settled)
+        self._kernel.add_reload_listener(self._goodbyes_said)
+
+    async def _goodbyes_said(self) -> None:
+        """After a hot reload, wait (at most ``CLOSE_SECONDS``) for the streams the swap closed
+        to say goodbye. Set up before the reloader exists, this listener runs before its
+        AI_CONTEXT.md rewrite, which holds the event loop for a while (40 ms, and up to 0.7 s
+        on a loaded machine under coverage): started first, that rewrite held the goodbyes
+        until it finished and the streams ended past the 1 s SPEC §5 promises."""
+        with anyio.move_on_after(CLOSE_SECONDS):
+            await self.app.streams.settled()
 
     async def drain(self) -> None:
         """Close every open event stream and websocket (1001); new ones close at once."""

@@ -21,11 +21,14 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 import uvicorn
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from microcore._dev import manifest
+from microcore._dev.reload import Reloader
 from microcore.testing import start_app
 from tests.conftest import ProjectFactory
 from tests.support import eventually, free_port, wait_until_serving
@@ -174,6 +177,55 @@ async def test_open_streams_close_at_the_swap_and_reconnect_to_the_new_version(
             assert closed < 1.0
             assert retired < 1.0
             assert await _version_now(base, client) == ("two, the new one", "two, the new one")
+    finally:
+        await running.stop()
+
+
+async def test_rewriting_ai_context_waits_for_the_goodbyes_of_the_closed_streams(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewriting AI_CONTEXT.md after a reload holds the event loop (0.7 s was seen on a loaded
+    machine under coverage): it starts only once every stream the swap closed has sent its
+    goodbye (the end of each event stream, the websocket's close), so it cannot hold them
+    past the 1 s of SPEC §5."""
+    root = make_project(FILES, tools=TOOLS)
+    running = await start_app(root)
+    goodbyes: list[str] = []  # the final messages the app has sent, as the server sends them
+    said_at_rewrite: list[list[str]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: dict[str, Any]) -> None:
+            await send(message)
+            ended = message["type"] == "http.response.body" and not message.get("more_body")
+            if ended or message["type"] == "websocket.close":
+                goodbyes.append(scope["path"])
+
+        await running.app(scope, receive, sending)
+
+    def describe(kernel: Any) -> Any:
+        said_at_rewrite.append(sorted(goodbyes))
+        return real_describe(kernel)
+
+    real_describe = manifest.describe
+    monkeypatch.setattr(manifest, "describe", describe)
+    try:
+        async with (
+            listening(app) as base,
+            httpx.AsyncClient(timeout=10) as client,
+        ):
+            clients = Clients(base)
+            async with anyio.create_task_group() as tg:
+                clients.run(tg, client)
+                await eventually(clients.open, timeout=10)
+                path = root / "domains/live/plugins/feed_plugin.py"
+                path.write_text(FEED.format(version="two, the new one"))
+                report = await Reloader(running.kernel).apply([path])
+                assert report.loaded == ["live.FeedPlugin"]
+                await eventually(lambda: len(clients.ended) == CLIENTS, timeout=5)
+                await eventually(lambda: clients.websocket_code is not None, timeout=5)
+        assert said_at_rewrite == [["/feed"] * CLIENTS + ["/live"]]
+        assert clients.websocket_code == 1012
+        assert (root / "AI_CONTEXT.md").is_file()
     finally:
         await running.stop()
 
