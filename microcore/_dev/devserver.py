@@ -27,7 +27,7 @@ __all__ = ("dev_command", "restart_paths", "restarts_for", "serve_dev")
 
 _log = structlog.get_logger("microcore")
 
-_RESTART_ON = ("tools", "app.py", ".env", "microcore", "domains")
+_RESTART_ON = ("tools", "app.py", ".env", "microcore")  # domains/ reloads in-process
 
 
 def restart_paths(root: Path) -> list[Path]:
@@ -95,7 +95,12 @@ def serve_dev(
     env["MICROCORE_RELOAD"] = "1"
     command = dev_command(host=host, port=port, app=app)
     watched = restart_paths(root)
-    _log.info("dev_server", url=f"http://{host}:{port}", restarts_on=[p.name for p in watched])
+    _log.info(
+        "dev_server",
+        url=f"http://{host}:{port}",
+        reloads_in_process="domains",
+        restarts_on=[p.name for p in watched],
+    )
     if not watched:  # nothing that needs a restart exists: no supervisor needed
         return subprocess.call(command, cwd=root, env=env)
     previous = Path.cwd()

@@ -57,13 +57,13 @@ def test_serve_dev_without_restart_paths_runs_uvicorn_directly(
 
 
 def test_restart_paths_and_command(tmp_path: Path) -> None:
-    """The supervisor watches what exists of tools/, app.py, .env, microcore/ and domains/;
-    the command runs uvicorn, which leaves forwarded headers to the app."""
+    """The supervisor watches what exists of tools/, app.py, .env and microcore/ (never
+    domains/: it reloads in-process); the command runs uvicorn, which leaves forwarded
+    headers to the app."""
     (tmp_path / "tools").mkdir()
     (tmp_path / "app.py").write_text("")
-    assert restart_paths(tmp_path) == [tmp_path / "tools", tmp_path / "app.py"]
     (tmp_path / "domains").mkdir()
-    assert restart_paths(tmp_path)[-1] == tmp_path / "domains"
+    assert restart_paths(tmp_path) == [tmp_path / "tools", tmp_path / "app.py"]
     assert dev_command(host="127.0.0.1", port=9)[1:] == [
         "-m",
         "uvicorn",
