@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
-from .tracing import add_trace_ids
+from .tracing import TRACING, add_trace_ids
 
 __all__ = (
     "ACCESS_LOGGER",
@@ -80,18 +80,31 @@ class LineWriter:
             self._thread = threading.Thread(target=self._run, name="microcore-log", daemon=True)
             self._thread.start()
 
-    def write(self, line: bytes, *, droppable: bool = False, urgent: bool = False) -> None:
-        """Queue one line (with its newline); ``urgent`` wakes the writer now."""
+    def write_droppable(self, line: bytes) -> None:
+        """``write(line, droppable=True)`` for the hot path (the access log): one call, no
+        keywords; dropped when ``capacity`` lines already wait."""
+        lines = self._lines
         if self._fd is None:
             self._write_now(line)
-            return
-        lines = self._lines
-        if droppable and len(lines) >= self.capacity:
+        elif len(lines) < self.capacity:
+            self._queued += 1
+            lines.append(line)
+            if len(lines) >= self._hurry:
+                self._wake.set()
+        else:
             self._full += 1
+
+    def write(self, line: bytes, *, droppable: bool = False, urgent: bool = False) -> None:
+        """Queue one line (with its newline); ``urgent`` wakes the writer now."""
+        if droppable:
+            self.write_droppable(line)
+        elif self._fd is None:
+            self._write_now(line)
             return
-        self._queued += 1
-        lines.append(line)
-        if urgent or len(lines) >= self._hurry:
+        else:
+            self._queued += 1
+            self._lines.append(line)
+        if urgent or len(self._lines) >= self._hurry:
             self._wake.set()
 
     @property
@@ -208,12 +221,16 @@ class _Stamp:
         self.prefix = ""
 
     def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["timestamp"] = self.now()
+        return event
+
+    def now(self) -> str:
+        """The current time as the ``timestamp`` field shows it."""
         second, micro = divmod(time.time_ns() // 1000, 1_000_000)
         if second != self.second:
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self.second = second
-        event["timestamp"] = f"{self.prefix}.{micro:06d}Z"
-        return event
+        return f"{self.prefix}.{micro:06d}Z"
 
 
 class _FastPath:
@@ -237,14 +254,22 @@ _BOUND: dict[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", 
 _PREFIX = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
 
 
+_bound_vars: tuple[int, tuple[tuple[str, Any], ...]] = (-1, ())  # (registry size, its items)
+
+
 def _merge(logger: Any, name: str, event: Any) -> Any:
     """structlog's ``merge_contextvars``: the context-local values, the line's own first."""
+    global _bound_vars
     if _BOUND is None:
         return structlog.contextvars.merge_contextvars(logger, name, event)
-    for key, var in tuple(_BOUND.items()):  # a copy: another thread may bind a new key
+    size, items = _bound_vars
+    if size != len(_BOUND):  # a key bound for the first time (the registry only grows)
+        items = tuple((key[_PREFIX:], var) for key, var in tuple(_BOUND.items()))
+        _bound_vars = (len(items), items)
+    for key, var in items:
         value = var.get()
-        if value is not Ellipsis:
-            event.setdefault(key[_PREFIX:], value)
+        if value is not Ellipsis and key not in event:
+            event[key] = value
     return event
 
 
@@ -279,9 +304,14 @@ class AccessLogger:
         line = {**self._bound, **fields, "event": event}
         _merge(None, "info", line)
         line["level"] = "info"
-        add_trace_ids(None, "info", line)
-        fast.stamp(None, "info", line)
-        fast.writer.write(_render_json(None, "info", line) + b"\n", droppable=True)
+        if TRACING.enabled:
+            add_trace_ids(None, "info", line)
+        line["timestamp"] = fast.stamp.now()
+        try:
+            rendered = _encode(line)
+        except Exception:  # noqa: BLE001 - the renderer says what could not be encoded
+            rendered = _render_json(None, "info", line)
+        fast.writer.write_droppable(rendered + b"\n")
 
 
 def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:

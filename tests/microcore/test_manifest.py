@@ -14,7 +14,7 @@ import pytest
 from microcore import Tool
 from microcore._core.ownership import Owner
 from microcore._dev.introspect import compact_schema, public_members, signature_of
-from microcore._dev.manifest import describe_project, generate, render
+from microcore._dev.manifest import Route, _without_route, describe_project, generate, render
 from microcore.testing import start_app
 from tests.conftest import ProjectFactory
 
@@ -484,6 +484,24 @@ def test_compact_schema_shapes() -> None:
     assert compact_schema(object) == "object"
     assert compact_schema(Owner) == "Owner"
     assert compact_schema(Holder) == "Holder{blob: Opaque, blobs: [Opaque]}"
+
+
+def test_compact_schema_names_a_type_msgspec_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever msgspec's schema generator refuses is shown by its name, never raised."""
+
+    def refuse(tp: Any, **options: Any) -> dict[str, Any]:
+        raise TypeError("not a type msgspec supports")
+
+    monkeypatch.setattr(msgspec.json, "schema", refuse)
+    assert compact_schema(Point) == "Point"
+
+
+def test_a_docstring_keeps_a_route_its_plugin_does_not_serve() -> None:
+    """The ``POST /x: `` a docstring starts with goes only when it is the plugin's own route."""
+    served = [Route("POST", "/orders/{order_id:int}", "shop.P", status_code=201)]
+    assert _without_route("POST /orders/{order_id}: place one.", served) == "Place one."
+    assert _without_route("GET /orders: list them.", served) == "GET /orders: list them."
+    assert _without_route("Places orders.", served) == "Places orders."
 
 
 class Opaque:

@@ -16,9 +16,10 @@ from microcore import __version__
 from microcore._dev.bundle import BundleError, bundle_files, bundle_root, requirement
 from microcore._dev.checks import check_project
 from microcore._dev.cli import main
-from microcore._dev.scaffold import new_project
+from microcore._dev.scaffold import PluginShape, add_plugin, new_project
 from microcore._dev.upgrade import read_lock
 from microcore.testing import start_app
+from microcore.tooling import ConfigurationError
 from tests.conftest import ProjectFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -435,3 +436,24 @@ async def test_add_plugin_respond_writes_a_responder_that_answers_requests(
         assert type(reply).__name__ == "Quote" and msgspec.to_builtins(reply) == {"ok": True}
     finally:
         await running.stop()
+
+
+def test_add_plugin_respond_returns_a_reply_model_the_domain_has(
+    make_project: ProjectFactory,
+) -> None:
+    """--respond with --response naming an existing model without required fields: the
+    responder returns it and models.py is left alone; one with required fields is refused."""
+    models = (
+        "import msgspec\n\n\nclass Quote(msgspec.Struct):\n    ok: bool = True\n\n\n"
+        "class Price(msgspec.Struct):\n    cents: int\n"
+    )
+    root = make_project({"domains/shop/models.py": models}, tools=["config", "logger"])
+    (root / "domains/shop/migrations").mkdir()
+    written = add_plugin(
+        root, "shop", "quote", PluginShape(respond="price.quote", response="Quote")
+    )
+    assert (root / "domains/shop/models.py") not in written
+    plugin = (root / "domains/shop/plugins/quote_plugin.py").read_text()
+    assert "async def answer_price_quote(self, event: Event) -> Quote:" in plugin
+    with pytest.raises(ConfigurationError, match="Price has required fields \\(cents\\)"):
+        add_plugin(root, "shop", "price", PluginShape(respond="price.get", response="Price"))

@@ -115,7 +115,7 @@ class Observers:
                 method=method,
                 path=path,
                 status=status,
-                duration_ms=round(duration * 1000, 3),
+                duration_ms=int(duration * 1_000_000) / 1000,  # 3 decimals, cheaper than round()
                 request_id=request_id,
                 plugin=owner,
             )

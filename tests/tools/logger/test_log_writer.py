@@ -152,8 +152,10 @@ def test_json_renderer_falls_back_for_what_msgspec_refuses(log_file: LogFile) ->
     cyclic: dict[str, Any] = {}
     cyclic["self"] = cyclic
     log.info("cycle", data=cyclic)
+    AccessLogger(tool="http").info("http_request", data=cyclic)  # its own fast path too
     assert logs.flush()
-    first, second = log_file.lines()
+    first, second, third = log_file.lines()
+    assert (third["event"], "not encodable" in third["log_error"]) == ("http_request", True)
     assert (first["custom"], first["opaque"]) == ("custom!", "<opaque>")
     assert first["broken"].endswith("Broken: repr failed>")
     assert (second["event"], second["level"]) == ("cycle", "info")
@@ -233,7 +235,8 @@ def test_writer_counts_lines_a_failing_stream_lost(tmp_path: Path) -> None:
     text.close()
     in_memory = logs.LineWriter(text)
     in_memory.write(b"nowhere\n")
-    assert in_memory.dropped == 1
+    in_memory.write(b"access, nowhere\n", droppable=True)
+    assert in_memory.dropped == 2
     assert in_memory.flush()
     assert in_memory.close()
     with pytest.raises(OSError):
