@@ -65,6 +65,7 @@ replica claims it or NATS says nobody subscribes.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import deque
@@ -506,21 +507,25 @@ class NatsBackend:
         token = str(next(self._tokens))
         reply = f"{self._inbox}.{token}"
         waiter = self._waiters[token] = RemoteWaiter()
+        # one timer for the deadline (see RemoteWaiter): no cancel scope per request
+        deadline = asyncio.get_running_loop().call_later(timeout, waiter.expire)
         try:
-            with anyio.move_on_after(timeout) as scope:
+            await nc.publish(subject, data, reply=reply, headers=headers)
+            await waiter.wait()
+            while waiter.refused and not waiter.expired:
+                # Only replicas leaving the subscription got it (GONE). Once NATS has
+                # their UNSUB, the queue group picks a live replica, or NATS answers
+                # "no responders" if there is none: ask again until the timeout.
+                await waiter.pause(_ASK_AGAIN)
+                if waiter.expired:
+                    break
+                waiter.again()
                 await nc.publish(subject, data, reply=reply, headers=headers)
                 await waiter.wait()
-                while waiter.refused:
-                    # Only replicas leaving the subscription got it (GONE). Once NATS has
-                    # their UNSUB, the queue group picks a live replica, or NATS answers
-                    # "no responders" if there is none: ask again until the timeout.
-                    await anyio.sleep(_ASK_AGAIN)
-                    waiter.again()
-                    await nc.publish(subject, data, reply=reply, headers=headers)
-                    await waiter.wait()
         finally:
+            deadline.cancel()
             del self._waiters[token]
-        return waiter.outcome(event, timeout, scope.cancelled_caught)
+        return waiter.outcome(event, timeout, waiter.expired)
 
     async def _on_reply(self, msg: Msg) -> None:
         waiter = self._waiters.get(msg.subject.rpartition(".")[2])
@@ -922,10 +927,7 @@ class NatsBackend:
 def _has_room(sub: Subscription) -> bool:
     """Whether an item for ``sub`` is queued without waiting (or ``sub`` is gone: no wait)."""
     send = sub.send
-    if send is None:
-        return True
-    stats = send.statistics()
-    return stats.current_buffer_used < stats.max_buffer_size or stats.tasks_waiting_receive > 0
+    return send is None or send.has_room()
 
 
 def _gone(sub: Subscription, item: Request) -> None:
