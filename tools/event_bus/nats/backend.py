@@ -103,7 +103,6 @@ from .._settings import BusSettings
 from .acks import Acks, Handled, Outbox
 from .replies import Answers, RemoteReply, RemoteWaiter, offer, queue_to
 from .wire import (
-    CLAIM,
     GONE,
     Subjects,
     decode_event,
@@ -710,9 +709,9 @@ class NatsBackend:
         wait in the binding's backlog, kept alive (:meth:`Acks.arrived`), not in
         nats-py's queue where JetStream would redeliver them after the ack wait.
         """
-        self.acks.arrived(msg)
         if binding.pumped is None and self._take_now(binding, msg):
-            return  # the usual case: no task to start
+            return  # the usual case: no task to start (and nothing to keep alive)
+        self.acks.arrived(msg)
         binding.backlog.append(msg)
         if binding.pumped is None:
             pumped = binding.pumped = anyio.Event()
@@ -742,7 +741,6 @@ class NatsBackend:
             _log.exception(
                 "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
             )  # left unacked: JetStream offers it again after EVENT_BUS_ACK_WAIT
-        self.acks.taken(msg)
         return True
 
     async def _pump(self, binding: _Binding, pumped: anyio.Event) -> None:
@@ -871,7 +869,7 @@ class NatsBackend:
             queued = offer(fanout, sub, item)
             # claimed after the offer: the consumer is woken first, and a value it posts in
             # this loop turn replaces the claim (see Answers)
-            self._answers.post(msg.reply, encode_reply(CLAIM, sub.identity), CLAIM)
+            self._answers.claim(msg.reply, sub.identity)
             if queued is None:  # a full buffer: wait for room without holding up the
                 # requests behind this one (they must be claimed at once, see RemoteWaiter)
                 self._start_background(

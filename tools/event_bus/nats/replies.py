@@ -165,7 +165,8 @@ class Answers:
     """
 
     def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
-        self._queue: list[tuple[str, bytes, int]] = []  # (requester inbox, frame, kind)
+        # (requester inbox, frame, kind); a claim's frame is made when sent (most are dropped)
+        self._queue: list[tuple[str, bytes | str, int]] = []
         self._wake = asyncio.Event()  # asyncio's (nats-py's loop): reused, made once
         self._errors = errors  # what a failed send may raise (logged: the requester times out)
 
@@ -177,6 +178,11 @@ class Answers:
                     del queue[index]
                     break
         queue.append((to, data, kind))
+        self._wake.set()
+
+    def claim(self, to: str, responder: str) -> None:
+        """Post ``responder``'s claim of the request whose requester listens at ``to``."""
+        self._queue.append((to, responder, CLAIM))
         self._wake.set()
 
     async def run(self, publish: Publish) -> None:
@@ -191,7 +197,7 @@ class Answers:
         queue, self._queue = self._queue, []
         for to, data, _kind in queue:
             try:
-                await publish(to, data)
+                await publish(to, encode_reply(CLAIM, data) if isinstance(data, str) else data)
             except self._errors as exc:
                 _log.warning("event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}")
 
