@@ -16,8 +16,13 @@ server, in this process on the test kernel used by the bus's own tests; the medi
 The raw nats-py floor does the least the same transport needs, one connection: acked
 JetStream publishes (``js.publish`` with a ``Nats-Msg-Id`` header to a file stream, one
 at a time, then 8 in flight, no consumer) and core request/reply (``nc.request`` against
-a ``subscribe`` callback that answers with ``msg.respond``). The last column is
+a ``subscribe`` callback that answers with ``msg.respond``). ``nats:// vs raw`` is
 microcore over NATS as a fraction of it (for latencies: raw over microcore).
+
+For reference only, ``raw + subscriber`` is the same raw publishing with what the bus's
+rows also do and the floor does not: a durable push consumer on the same connection whose
+callback decodes and acks each event, timed until it saw them all (``vs raw +
+subscriber``: microcore over NATS as a fraction of that).
 
 HTTP (``POST /products`` of the example app: validate, insert, publish ``product.created``,
 which ProductStatsPlugin counts in the state tool): ``uvicorn app:app`` of this repository,
@@ -229,6 +234,63 @@ async def raw_publish_rate(n: int, publishers: int) -> float:
         await client.close()
 
 
+async def raw_consumed_rate(n: int, publishers: int) -> float:
+    """Raw nats-py with a subscriber: the same publishes, and a durable push consumer on the
+    same connection whose callback acks each event; until it saw them all (reference only)."""
+    import nats
+    from nats.aio.msg import Msg
+    from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+
+    stream = f"bench_{TAG}_raw{len(STREAMS)}"
+    STREAMS.append(stream)
+    client = await nats.connect(NATS)
+    try:
+        js = client.jetstream()
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=[f"{stream}.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=120.0,
+            )
+        )
+        data = msgspec.msgpack.encode(PAYLOAD)
+        subject = f"{stream}.bench.event"
+        done = anyio.Event()
+        seen = [0]
+
+        async def handle(msg: Msg) -> None:
+            msgspec.msgpack.decode(msg.data)
+            await msg.ack()
+            seen[0] += 1
+            if seen[0] == n:
+                done.set()
+
+        await js.subscribe(
+            subject,
+            durable="bench",
+            cb=handle,
+            manual_ack=True,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1024),
+        )
+        share = n // publishers
+        prefix = uuid.uuid4().hex
+
+        async def produce(index: int, count: int) -> None:
+            for i in range(count):
+                await js.publish(subject, data, headers={"Nats-Msg-Id": f"{prefix}{index}.{i}"})
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for index in range(publishers):
+                tg.start_soon(produce, index, share + (n - share * publishers if index == 0 else 0))
+        await done.wait()
+        return n / (time.perf_counter() - started)
+    finally:
+        await client.close()
+
+
 async def raw_request_rate(n: int) -> tuple[float, list[float]]:
     """Raw nats-py: core request/reply, one connection, a callback answering each request."""
     import nats
@@ -265,25 +327,28 @@ async def bus_rows(events: int, requests: int, rounds: int) -> list[tuple[str, .
         (1, "publish -> 1 subscriber"),
         (PUBLISHERS, f"{PUBLISHERS} publishers -> 1 subscriber"),
     ):
-        runs: list[tuple[float, float, float]] = []
-        for _ in range(rounds):  # alternated: all three see the same load
+        runs: list[tuple[float, float, float, float]] = []
+        for _ in range(rounds):  # alternated: all of them see the same load
             memory = await publish_rate("memory", events, publishers)
             if reason:
-                runs.append((memory, 0.0, 0.0))
+                runs.append((memory, 0.0, 0.0, 0.0))
                 continue
             raw = await raw_publish_rate(events, publishers)
-            runs.append((memory, raw, await publish_rate("nats", events, publishers)))
-        memory, raw, nats = (median(r[i] for r in runs) for i in range(3))
+            consumed = await raw_consumed_rate(events, publishers)
+            runs.append((memory, raw, consumed, await publish_rate("nats", events, publishers)))
+        memory, raw, consumed, nats = (median(r[i] for r in runs) for i in range(4))
         if reason:
-            rows.append((f"{label}, events/s", f"{memory:,.0f}", reason, "-", "-"))
+            rows.append((f"{label}, events/s", f"{memory:,.0f}", reason, "-", "-", "-", "-"))
             continue
         rows.append(
             (
                 f"{label}, events/s",
                 f"{memory:,.0f}",
                 f"{raw:,.0f}",
+                f"{consumed:,.0f}",
                 f"{nats:,.0f}",
                 f"{nats / raw:.2f}x",
+                f"{nats / consumed:.2f}x",
             )
         )
 
@@ -295,7 +360,9 @@ async def bus_rows(events: int, requests: int, rounds: int) -> list[tuple[str, .
             nats_runs.append(await request_rate("nats", requests))
     memory_rate = median(r[0] for r in memory_runs)
     if reason:
-        rows.append(("request/reply, round trips/s", f"{memory_rate:,.0f}", reason, "-", "-"))
+        rows.append(
+            ("request/reply, round trips/s", f"{memory_rate:,.0f}", reason, "-", "-", "-", "-")
+        )
         return rows
     raw_rate, nats_rate = median(r[0] for r in raw_runs), median(r[0] for r in nats_runs)
     rows.append(
@@ -303,8 +370,10 @@ async def bus_rows(events: int, requests: int, rounds: int) -> list[tuple[str, .
             "request/reply, round trips/s",
             f"{memory_rate:,.0f}",
             f"{raw_rate:,.0f}",
+            "-",
             f"{nats_rate:,.0f}",
             f"{nats_rate / raw_rate:.2f}x",
+            "-",
         )
     )
     lats = [[x for r in runs for x in r[1]] for runs in (memory_runs, raw_runs, nats_runs)]
@@ -315,8 +384,10 @@ async def bus_rows(events: int, requests: int, rounds: int) -> list[tuple[str, .
                 f"request/reply {label} latency, us (lower wins)",
                 f"{m:.1f}",
                 f"{r:.1f}",
+                "-",
                 f"{n:.1f}",
                 f"{r / n:.2f}x",
+                "-",
             )
         )
     return rows
@@ -507,7 +578,15 @@ def main() -> int:
             table(
                 f"event bus: {args.events:,} events, {args.requests:,} requests, median of "
                 f"{args.rounds}, Python {sys.version.split()[0]}",
-                ("scenario", "memory://", "raw nats-py", "nats://", "nats:// vs raw"),
+                (
+                    "scenario",
+                    "memory://",
+                    "raw nats-py",
+                    "raw + subscriber",
+                    "nats://",
+                    "nats:// vs raw",
+                    "vs raw + subscriber",
+                ),
                 rows,
             )
         )

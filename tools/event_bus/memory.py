@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
-
-import anyio
 
 from microcore import Event
 from microcore.tooling import NoResponder, RequestTimeout
@@ -22,13 +21,14 @@ class Waiter:
     subscriber's is one only when it is not ``None`` (an observer subscribed to
     ``order.>`` must not win the race against the real responder). When every
     handler finished without answering, the request returns ``None``, or
-    raises :class:`RequestFailed` if any of them failed.
+    raises :class:`RequestFailed` if any of them failed. The requester awaits
+    one asyncio future (the bus runs on asyncio), made only if it must wait.
     """
 
     __slots__ = ("_done", "_expected", "_finished", "_open", "error", "responder", "value")
 
     def __init__(self) -> None:
-        self._done = anyio.Event()
+        self._done: asyncio.Future[None] | None = None
         self._open = True
         self._expected = -1
         self._finished = 0
@@ -67,14 +67,18 @@ class Waiter:
 
     def _close(self) -> None:
         self._open = False
-        self._done.set()
+        done = self._done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def cancel(self) -> None:
         """The requester stopped waiting: later answers are ignored."""
         self._open = False
 
     async def wait(self) -> None:
-        await self._done.wait()
+        if self._open:
+            self._done = asyncio.get_running_loop().create_future()
+            await self._done
 
 
 class MemoryBackend:
@@ -97,8 +101,12 @@ class MemoryBackend:
             raise RuntimeError("the memory backend is not open")
         waiter = Waiter()
         self.waiting.add(waiter)
+        timed_out = False
+        # asyncio's timeout (one timer) rather than an anyio cancel scope: the bus runs on
+        # asyncio, and this is most of a request's bookkeeping in process
+        deadline = asyncio.timeout(timeout)
         try:
-            with anyio.move_on_after(timeout) as scope:
+            async with deadline:
                 count = await self._sink.dispatch(event, waiter)
                 if not count:
                     raise NoResponder(
@@ -108,12 +116,16 @@ class MemoryBackend:
                     )
                 waiter.expect(count)
                 await waiter.wait()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # not this request's timeout (e.g. PublishTimeout from a full buffer)
+            timed_out = True
         finally:
             waiter.cancel()
             self.waiting.discard(waiter)
         if waiter.responder is not None:
             return waiter.value
-        if scope.cancelled_caught:
+        if timed_out:
             raise RequestTimeout(
                 f"no reply to request {event.name!r} (event {event.id}) within {timeout} s; "
                 "the responder is slow or hung: raise the timeout or look at its logs"

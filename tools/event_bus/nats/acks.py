@@ -30,6 +30,7 @@ so a long queue or a slow handler is not mistaken for a dead replica.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -81,7 +82,7 @@ class Outbox:
         linger: float = _ACK_LINGER,
     ) -> None:
         self._queue: deque[Send] = deque()
-        self._wake = anyio.Event()
+        self._wake = asyncio.Event()  # asyncio's (nats-py's loop): reused, made once
         self._errors = errors  # what a failed send may raise (logged, never fatal)
         self._sent = sent  # called after sending what was posted
         self._linger = linger
@@ -92,11 +93,12 @@ class Outbox:
 
     async def run(self) -> None:
         """Send what is posted, until cancelled."""
+        wake = self._wake
         while True:
-            await self._wake.wait()
+            await wake.wait()
             if self._linger:
-                await anyio.sleep(self._linger)
-            self._wake = anyio.Event()
+                await asyncio.sleep(self._linger)
+            wake.clear()
             await self.flush()
 
     async def flush(self) -> None:

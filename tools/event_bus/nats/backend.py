@@ -65,6 +65,7 @@ replica claims it or NATS says nobody subscribes.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import deque
@@ -102,7 +103,6 @@ from .._settings import BusSettings
 from .acks import Acks, Handled, Outbox
 from .replies import Answers, RemoteReply, RemoteWaiter, offer, queue_to
 from .wire import (
-    CLAIM,
     GONE,
     Subjects,
     decode_event,
@@ -506,21 +506,25 @@ class NatsBackend:
         token = str(next(self._tokens))
         reply = f"{self._inbox}.{token}"
         waiter = self._waiters[token] = RemoteWaiter()
+        # one timer for the deadline (see RemoteWaiter): no cancel scope per request
+        deadline = asyncio.get_running_loop().call_later(timeout, waiter.expire)
         try:
-            with anyio.move_on_after(timeout) as scope:
+            await nc.publish(subject, data, reply=reply, headers=headers)
+            await waiter.wait()
+            while waiter.refused and not waiter.expired:
+                # Only replicas leaving the subscription got it (GONE). Once NATS has
+                # their UNSUB, the queue group picks a live replica, or NATS answers
+                # "no responders" if there is none: ask again until the timeout.
+                await waiter.pause(_ASK_AGAIN)
+                if waiter.expired:
+                    break
+                waiter.again()
                 await nc.publish(subject, data, reply=reply, headers=headers)
                 await waiter.wait()
-                while waiter.refused:
-                    # Only replicas leaving the subscription got it (GONE). Once NATS has
-                    # their UNSUB, the queue group picks a live replica, or NATS answers
-                    # "no responders" if there is none: ask again until the timeout.
-                    await anyio.sleep(_ASK_AGAIN)
-                    waiter.again()
-                    await nc.publish(subject, data, reply=reply, headers=headers)
-                    await waiter.wait()
         finally:
+            deadline.cancel()
             del self._waiters[token]
-        return waiter.outcome(event, timeout, scope.cancelled_caught)
+        return waiter.outcome(event, timeout, waiter.expired)
 
     async def _on_reply(self, msg: Msg) -> None:
         waiter = self._waiters.get(msg.subject.rpartition(".")[2])
@@ -705,9 +709,9 @@ class NatsBackend:
         wait in the binding's backlog, kept alive (:meth:`Acks.arrived`), not in
         nats-py's queue where JetStream would redeliver them after the ack wait.
         """
-        self.acks.arrived(msg)
         if binding.pumped is None and self._take_now(binding, msg):
-            return  # the usual case: no task to start
+            return  # the usual case: no task to start (and nothing to keep alive)
+        self.acks.arrived(msg)
         binding.backlog.append(msg)
         if binding.pumped is None:
             pumped = binding.pumped = anyio.Event()
@@ -737,7 +741,6 @@ class NatsBackend:
             _log.exception(
                 "event_bus_nats_receive_failed", subscriber=binding.group, subject=msg.subject
             )  # left unacked: JetStream offers it again after EVENT_BUS_ACK_WAIT
-        self.acks.taken(msg)
         return True
 
     async def _pump(self, binding: _Binding, pumped: anyio.Event) -> None:
@@ -866,7 +869,7 @@ class NatsBackend:
             queued = offer(fanout, sub, item)
             # claimed after the offer: the consumer is woken first, and a value it posts in
             # this loop turn replaces the claim (see Answers)
-            self._answers.post(msg.reply, encode_reply(CLAIM, sub.identity), CLAIM)
+            self._answers.claim(msg.reply, sub.identity)
             if queued is None:  # a full buffer: wait for room without holding up the
                 # requests behind this one (they must be claimed at once, see RemoteWaiter)
                 self._start_background(
@@ -922,10 +925,7 @@ class NatsBackend:
 def _has_room(sub: Subscription) -> bool:
     """Whether an item for ``sub`` is queued without waiting (or ``sub`` is gone: no wait)."""
     send = sub.send
-    if send is None:
-        return True
-    stats = send.statistics()
-    return stats.current_buffer_used < stats.max_buffer_size or stats.tasks_waiting_receive > 0
+    return send is None or send.has_room()
 
 
 def _gone(sub: Subscription, item: Request) -> None:

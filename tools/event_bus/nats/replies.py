@@ -20,6 +20,7 @@ backpressure and accounting as the bus's own fan-out.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -164,8 +165,9 @@ class Answers:
     """
 
     def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
-        self._queue: list[tuple[str, bytes, int]] = []  # (requester inbox, frame, kind)
-        self._wake = anyio.Event()
+        # (requester inbox, frame, kind); a claim's frame is made when sent (most are dropped)
+        self._queue: list[tuple[str, bytes | str, int]] = []
+        self._wake = asyncio.Event()  # asyncio's (nats-py's loop): reused, made once
         self._errors = errors  # what a failed send may raise (logged: the requester times out)
 
     def post(self, to: str, data: bytes, kind: int) -> None:
@@ -178,18 +180,24 @@ class Answers:
         queue.append((to, data, kind))
         self._wake.set()
 
+    def claim(self, to: str, responder: str) -> None:
+        """Post ``responder``'s claim of the request whose requester listens at ``to``."""
+        self._queue.append((to, responder, CLAIM))
+        self._wake.set()
+
     async def run(self, publish: Publish) -> None:
         """Send what is posted with ``publish``, until cancelled."""
+        wake = self._wake
         while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
+            await wake.wait()
+            wake.clear()
             await self.flush(publish)
 
     async def flush(self, publish: Publish) -> None:
         queue, self._queue = self._queue, []
         for to, data, _kind in queue:
             try:
-                await publish(to, data)
+                await publish(to, encode_reply(CLAIM, data) if isinstance(data, str) else data)
             except self._errors as exc:
                 _log.warning("event_bus_nats_send_failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -240,13 +248,20 @@ class RemoteWaiter:
     of them failed, as on the in-process bus. When it reached only replicas that
     were leaving the subscription (GONE), it is :attr:`refused`: the requester
     sends it again (:meth:`again`) until a live replica claims it or none is left.
+
+    The waits run on asyncio directly (nats-py's own loop; this backend runs on
+    nothing else): one future per wake-up and one timer for the request's
+    deadline (:meth:`expire`), instead of an anyio event and cancel scope per
+    request, which look the async backend up each time they are made.
     """
 
     __slots__ = (
-        "_changed",
+        "_paused",
+        "_wake",
         "answered",
         "claimed",
         "error",
+        "expired",
         "finished",
         "gone",
         "last_claim",
@@ -257,22 +272,36 @@ class RemoteWaiter:
     )
 
     def __init__(self) -> None:
-        self._changed = anyio.Event()
+        self._wake: asyncio.Future[None] | None = None  # what :meth:`wait` awaits, if waiting
+        self._paused: asyncio.Future[None] | None = None  # what :meth:`pause` awaits
         self.claimed = 0
         self.finished = 0
         self.gone = 0
         self.retries = 0  # times the request was sent again after it was refused
         self.last_claim = time.monotonic()
         self.no_responders = False
+        self.expired = False  # the requester's timeout passed
         self.answered = False
         self.value: Any = None
         self.responder: str | None = None
         self.error: str | None = None
 
+    def _changed(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def expire(self) -> None:
+        """The request's timeout passed: :meth:`wait` and :meth:`pause` return at once."""
+        self.expired = True
+        self._changed()
+        if self._paused is not None:
+            _resolve(self._paused)
+
     def nobody(self) -> None:
         """NATS said nothing subscribes to the request's subject."""
         self.no_responders = True
-        self._changed.set()
+        self._changed()
 
     def received(self, frame: ReplyFrame) -> None:
         kind = frame.kind
@@ -290,7 +319,7 @@ class RemoteWaiter:
             self.finished += 1
             if kind == FAILED:
                 self.error = frame.error or "unknown error"
-        self._changed.set()
+        self._changed()
 
     @property
     def refused(self) -> bool:
@@ -304,20 +333,41 @@ class RemoteWaiter:
         self.last_claim = time.monotonic()
 
     async def wait(self) -> None:
-        """Until answered, refused, or every claimed responder finished (and none is coming)."""
-        while not (self.answered or self.no_responders):
+        """Until answered, refused, every claimed responder finished (and none is coming),
+        or expired."""
+        while not (self.answered or self.no_responders or self.expired):
             if self.finished >= self.claimed and (self.claimed or self.gone):
                 quiet = self.last_claim + CLAIM_GRACE - time.monotonic()
                 if quiet <= 0:
                     return
-                with anyio.move_on_after(quiet):
-                    await self._wait_change()
+                await self._sleep(quiet)
             else:
-                await self._wait_change()
+                await self._sleep(None)
 
-    async def _wait_change(self) -> None:
-        await self._changed.wait()
-        self._changed = anyio.Event()
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the request expires meanwhile."""
+        if self.expired:
+            return
+        loop = asyncio.get_running_loop()
+        done = self._paused = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, done)
+        try:
+            await done
+        finally:
+            self._paused = None
+            timer.cancel()
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Until :meth:`_changed` (a reply, or :meth:`expire`), or ``seconds`` passed."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = loop.create_future()
+        timer = None if seconds is None else loop.call_later(seconds, _resolve, wake)
+        try:
+            await wake
+        finally:
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
 
     def outcome(self, event: Event, timeout: float, timed_out: bool) -> Any:
         """The reply, or the error the in-process bus raises in the same situation."""
@@ -341,6 +391,11 @@ class RemoteWaiter:
                 f"{self.error}"
             )
         return None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _describe(error: BaseException) -> str:
