@@ -1,6 +1,6 @@
 """Local fan-out: subscriptions, their bounded buffers, and how an event is queued to them.
 
-Every active subscription owns one bounded buffer (``_buffer.py``) and one
+Every active subscription owns one bounded anyio memory object stream and one
 consumer task (``_delivery.py``), so each subscriber sees events in publish
 order and runs its handler one event at a time.
 
@@ -17,13 +17,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from microcore import Event
 from microcore.events import SubjectTrie
 from microcore.tooling import Owner, Registration
 
 from ._backend import Reply
-from ._buffer import BufferReceive, BufferSend, create_buffer
 from ._errors import PublishTimeout
 from ._stats import SubscriptionState
 
@@ -99,8 +99,8 @@ class Subscription:
         self.reply_type = reply_type  # a responder's return annotation, or None
         self.state = SubscriptionState.PENDING
         self.registration: Registration | None = None
-        self.send: BufferSend[Item] | None = None
-        self.receive: BufferReceive[Item] | None = None
+        self.send: MemoryObjectSendStream[Item] | None = None
+        self.receive: MemoryObjectReceiveStream[Item] | None = None
         self.room: anyio.Event | None = None  # publishers waiting for a free slot, if any
         self.scope = anyio.CancelScope()  # cancels the consumer (unload or drain past deadline)
         self.done = anyio.Event()  # set when the consumer has exited
@@ -121,7 +121,7 @@ class Subscription:
 
     @property
     def queued(self) -> int:
-        return 0 if self.receive is None else self.receive.queued
+        return 0 if self.receive is None else self.receive.statistics().current_buffer_used
 
     def __repr__(self) -> str:
         return f"<Subscription {self.identity} {self.pattern!r} {self.state.value}>"
@@ -143,7 +143,7 @@ class Fanout:
 
     def open(self, sub: Subscription) -> None:
         """Give ``sub`` its buffer and make it visible to publishers."""
-        sub.send, sub.receive = create_buffer(self.buffer)
+        sub.send, sub.receive = anyio.create_memory_object_stream[Item](self.buffer)
         sub.state = SubscriptionState.ACTIVE
         self.trie.add(sub.pattern, sub)
 
@@ -193,7 +193,9 @@ class Fanout:
                 done.add(sub)
         return queued
 
-    async def wait_for_room(self, sub: Subscription, send: BufferSend[Item], item: Item) -> bool:
+    async def wait_for_room(
+        self, sub: Subscription, send: MemoryObjectSendStream[Item], item: Item
+    ) -> bool:
         """Backpressure: wait for room in a full buffer; False if ``sub`` went away meanwhile.
 
         Only ``send_nowait`` ever queues the item, so whether it was queued is

@@ -925,7 +925,10 @@ class NatsBackend:
 def _has_room(sub: Subscription) -> bool:
     """Whether an item for ``sub`` is queued without waiting (or ``sub`` is gone: no wait)."""
     send = sub.send
-    return send is None or send.has_room()
+    if send is None:
+        return True
+    stats = send.statistics()
+    return stats.current_buffer_used < stats.max_buffer_size or stats.tasks_waiting_receive > 0
 
 
 def _gone(sub: Subscription, item: Request) -> None:
