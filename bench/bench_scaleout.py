@@ -197,38 +197,50 @@ async def request_rate(driver: str, n: int) -> tuple[float, list[float]]:
     return result
 
 
-async def raw_publish_rate(n: int, publishers: int) -> float:
-    """Raw nats-py: acked, deduplicated JetStream publishes (``publishers`` in flight)."""
-    import nats
+async def _raw_stream(client: Any) -> tuple[Any, str]:
+    """A fresh file-backed JetStream stream for one raw row: its context and subject."""
     from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
     stream = f"bench_{TAG}_raw{len(STREAMS)}"
     STREAMS.append(stream)
+    js = client.jetstream()
+    await js.add_stream(
+        StreamConfig(
+            name=stream,
+            subjects=[f"{stream}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+        )
+    )
+    return js, f"{stream}.bench.event"
+
+
+async def _raw_publish(js: Any, subject: str, n: int, publishers: int) -> float:
+    """Acked, deduplicated publishes of ``n`` events by ``publishers`` tasks; the start time."""
+    data = msgspec.msgpack.encode(PAYLOAD)
+    share = n // publishers
+    prefix = uuid.uuid4().hex
+
+    async def produce(index: int, count: int) -> None:
+        for i in range(count):
+            await js.publish(subject, data, headers={"Nats-Msg-Id": f"{prefix}{index}.{i}"})
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for index in range(publishers):
+            tg.start_soon(produce, index, share + (n - share * publishers if index == 0 else 0))
+    return started
+
+
+async def raw_publish_rate(n: int, publishers: int) -> float:
+    """Raw nats-py: acked, deduplicated JetStream publishes (``publishers`` in flight)."""
+    import nats
+
     client = await nats.connect(NATS)
     try:
-        js = client.jetstream()
-        await js.add_stream(
-            StreamConfig(
-                name=stream,
-                subjects=[f"{stream}.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                duplicate_window=120.0,
-            )
-        )
-        data = msgspec.msgpack.encode(PAYLOAD)
-        subject = f"{stream}.bench.event"
-        share = n // publishers
-        prefix = uuid.uuid4().hex
-
-        async def produce(index: int, count: int) -> None:
-            for i in range(count):
-                await js.publish(subject, data, headers={"Nats-Msg-Id": f"{prefix}{index}.{i}"})
-
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for index in range(publishers):
-                tg.start_soon(produce, index, share + (n - share * publishers if index == 0 else 0))
+        js, subject = await _raw_stream(client)
+        started = await _raw_publish(js, subject, n, publishers)
         return n / (time.perf_counter() - started)
     finally:
         await client.close()
@@ -239,24 +251,11 @@ async def raw_consumed_rate(n: int, publishers: int) -> float:
     same connection whose callback acks each event; until it saw them all (reference only)."""
     import nats
     from nats.aio.msg import Msg
-    from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.api import AckPolicy, ConsumerConfig
 
-    stream = f"bench_{TAG}_raw{len(STREAMS)}"
-    STREAMS.append(stream)
     client = await nats.connect(NATS)
     try:
-        js = client.jetstream()
-        await js.add_stream(
-            StreamConfig(
-                name=stream,
-                subjects=[f"{stream}.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                duplicate_window=120.0,
-            )
-        )
-        data = msgspec.msgpack.encode(PAYLOAD)
-        subject = f"{stream}.bench.event"
+        js, subject = await _raw_stream(client)
         done = anyio.Event()
         seen = [0]
 
@@ -274,17 +273,7 @@ async def raw_consumed_rate(n: int, publishers: int) -> float:
             manual_ack=True,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1024),
         )
-        share = n // publishers
-        prefix = uuid.uuid4().hex
-
-        async def produce(index: int, count: int) -> None:
-            for i in range(count):
-                await js.publish(subject, data, headers={"Nats-Msg-Id": f"{prefix}{index}.{i}"})
-
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for index in range(publishers):
-                tg.start_soon(produce, index, share + (n - share * publishers if index == 0 else 0))
+        started = await _raw_publish(js, subject, n, publishers)
         await done.wait()
         return n / (time.perf_counter() - started)
     finally:

@@ -307,3 +307,22 @@ def require_browser() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true runs every test: .ci/run installs them")
     pytest.skip(message)
+
+
+# -- the shared NATS server ---------------------------------------------------------------
+
+NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
+
+
+async def delete_stream(name: str) -> None:
+    """Remove a test's JetStream stream (and its consumers) from the shared NATS server."""
+    import nats
+    import nats.js.errors
+
+    client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        await client.jsm().delete_stream(name)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await client.close()

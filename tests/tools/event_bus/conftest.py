@@ -30,7 +30,7 @@ import pytest
 
 from microcore import Event
 from microcore.tooling import Owner
-from tests.support import FakeKernel, eventually, free_port
+from tests.support import NATS_URL, FakeKernel, delete_stream, eventually, free_port
 from tests.tools.conftest import require_service
 from tools.config.config_tool import ConfigTool
 from tools.event_bus import EventBus
@@ -42,7 +42,6 @@ from tools.event_bus.nats import NatsBackend  # imported with the rest of the bu
 # This repository's tool modules, as the tests imported them.
 _TOOLS = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "tools"}
 
-NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
 DRIVERS = ("memory", "nats")
 
 BusFactory = Callable[..., AbstractAsyncContextManager[EventBusTool]]
@@ -126,20 +125,6 @@ InboxFactory = Callable[[], Inbox]
 async def wait_until(condition: Callable[[], object], *, timeout: float = 5.0) -> None:
     """Wait for ``condition()`` with a deadline, re-checking on every scheduler turn."""
     await eventually(condition, timeout=timeout, interval=0.0)
-
-
-async def delete_stream(name: str) -> None:
-    """Remove a test's JetStream stream (and its consumers) from the shared NATS server."""
-    import nats
-    import nats.js.errors
-
-    client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
-    try:
-        await client.jsm().delete_stream(name)
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await client.close()
 
 
 class PrivateNats:

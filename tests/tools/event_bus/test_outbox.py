@@ -23,9 +23,8 @@ import structlog.testing
 from microcore import Event
 from microcore.testing import RunningApp, start_app
 from microcore.tooling import Owner
-from tests.support import eventually
+from tests.support import NATS_URL, delete_stream, eventually
 from tests.tools.conftest import require_service
-from tests.tools.event_bus.conftest import NATS_URL, delete_stream
 
 TOOLS = ["config", "logger", "db", "event_bus"]
 

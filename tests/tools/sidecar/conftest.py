@@ -9,7 +9,6 @@ under ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,7 +23,7 @@ import pytest_asyncio
 from microcore import Event
 from microcore.testing import Kernel, RunningApp, start_app
 from microcore.tooling import Owner
-from tests.support import eventually
+from tests.support import NATS_URL, delete_stream, eventually
 from tests.tools.conftest import require_service
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from tools.sidecar.sidecar_tool import SidecarTool
 
 HERE = Path(__file__).parent
-NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
 TRANSPORTS = pytest.mark.parametrize("transport", ["stdio", "nats"], indirect=True)
 TOOLS = ["config", "logger", "http", "event_bus", "system", "sidecar"]
 FAST = {  # restarts and stops quick enough for tests
@@ -137,20 +135,6 @@ def node() -> str:
     if found is None:  # pragma: no cover - CI has Node.js 20
         pytest.skip("node is not installed")
     return found
-
-
-async def delete_stream(name: str) -> None:
-    """Remove a test's JetStream stream from the shared NATS server."""
-    import nats
-    import nats.js.errors
-
-    client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
-    try:
-        await client.jsm().delete_stream(name)
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await client.close()
 
 
 @asynccontextmanager
