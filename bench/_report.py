@@ -1,6 +1,17 @@
-"""Shared by the benchmark scripts: result tables and percentiles."""
+"""Shared by the benchmark scripts: result tables, percentiles, a wrk script."""
 
 from __future__ import annotations
+
+UNIQUE_PRODUCTS_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, "/products", nil, '{"name": "pen ' .. counter .. '", "price": 2.5}')
+end
+"""
+"""wrk's script for ``POST /products`` with a new product name on every request."""
 
 
 def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

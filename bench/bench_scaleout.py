@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 import msgspec
-from _report import percentile_us, table  # bench/ is the script's folder
+from _report import UNIQUE_PRODUCTS_LUA, percentile_us, table  # bench/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,15 +79,6 @@ REDIS = os.environ.get("MICROCORE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 PAYLOAD = {"id": 1, "name": "Pen", "price": 2.5}
 PUBLISHERS = 8
 TAG = uuid.uuid4().hex[:8]
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, "/products", nil, '{"name": "pen ' .. counter .. '", "price": 2.5}')
-end
-"""
 
 
 def down(url: str, default_port: int) -> str | None:
@@ -472,7 +463,7 @@ async def _schema(create: bool) -> None:
 
 def http_rows(workdir: Path, *, seconds: int, connections: int) -> list[tuple[str, ...]]:
     lua = workdir / "post.lua"
-    lua.write_text(LUA)
+    lua.write_text(UNIQUE_PRODUCTS_LUA)
     pg_url = f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}search_path=bench_{TAG}"
     setups: list[tuple[str, dict[str, str], str | None]] = [
         (

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from _report import table  # bench/ is the script's folder
+from _report import UNIQUE_PRODUCTS_LUA, table  # bench/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS = os.environ.get("MICROCORE_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -73,16 +73,6 @@ class BeatPlugin(Plugin):
         note("start", time.time())
         await anyio.sleep(WORK)
         note("end", time.time())
-"""
-
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, "/products", nil, '{"name": "pen ' .. counter .. '", "price": 2.5}')
-end
 """
 
 
@@ -312,7 +302,7 @@ def timing(
     root: Path, workdir: Path, runs: int, connections: int, prefixes: list[str]
 ) -> list[tuple[str, ...]]:
     lua = workdir / "post.lua"
-    lua.write_text(LUA)
+    lua.write_text(UNIQUE_PRODUCTS_LUA)
     rows = []
     for label, loaded in (("idle", False), (f"wrk -c{connections} POST /products", True)):
         env = settings(workdir, f"timing-{int(loaded)}", BEAT_INTERVAL="1", BEAT_WORK="0")

@@ -16,12 +16,17 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.abc
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from microcore import Event
+    from microcore.testing import Kernel, RunningApp
+    from tools.event_bus.event_bus_tool import EventBusTool
 
 T = TypeVar("T")
 
@@ -326,3 +331,37 @@ async def delete_stream(name: str) -> None:
         pass
     finally:
         await client.close()
+
+
+# -- a booted app, as the tool tests look at it --------------------------------------------
+
+
+class BootedApp:
+    """A project booted for one test, an HTTP client over it, and its event bus."""
+
+    def __init__(self, running: RunningApp, client: httpx.AsyncClient) -> None:
+        self.running = running
+        self.client = client
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.running.kernel
+
+    @property
+    def root(self) -> Path:
+        return self.kernel.root
+
+    @property
+    def bus(self) -> EventBusTool:
+        return cast("EventBusTool", self.kernel.tool("event_bus"))
+
+    async def published(self, name: str, *, timeout: float = 5.0) -> Event:
+        """The first event named ``name`` in the bus history, waiting up to ``timeout``."""
+
+        def find() -> Event | None:
+            return next((e for e in self.bus.history() if e.name == name), None)
+
+        await eventually(find, timeout=timeout)
+        found = find()
+        assert found is not None
+        return found

@@ -29,13 +29,12 @@ import anyio
 import httpx
 import pytest
 
-from tests.support import free_port, wait_until_serving
+from tests.support import NATS_URL, delete_stream, free_port, wait_until_serving
 from tests.tools.conftest import POSTGRES_URL, REDIS_URL, require_service, with_query
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
-NATS_URL = os.environ.get("MICROCORE_TEST_NATS", "nats://127.0.0.1:4222")
 
 PROBE = """
 import anyio
@@ -138,8 +137,6 @@ async def _create_schema(schema: str) -> None:
 
 async def _clean_up(schema: str, stream: str, prefix: str) -> None:
     import asyncpg
-    import nats
-    import nats.js.errors
     import redis.asyncio as redis
 
     admin = await asyncpg.connect(POSTGRES_URL)
@@ -147,13 +144,7 @@ async def _clean_up(schema: str, stream: str, prefix: str) -> None:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     finally:
         await admin.close()
-    client = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
-    try:
-        await client.jsm().delete_stream(stream)
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await client.close()
+    await delete_stream(stream)
     store = redis.Redis.from_url(REDIS_URL)
     try:
         keys = [key async for key in store.scan_iter(match=f"{prefix}:*")]

@@ -95,15 +95,16 @@ class LineWriter:
             self._full += 1
 
     def write(self, line: bytes, *, droppable: bool = False, urgent: bool = False) -> None:
-        """Queue one line (with its newline); ``urgent`` wakes the writer now."""
+        """Queue one line (with its newline); ``urgent`` wakes the writer now (a kept line:
+        a ``droppable`` one goes through :meth:`write_droppable`)."""
         if droppable:
             self.write_droppable(line)
-        elif self._fd is None:
+            return
+        if self._fd is None:
             self._write_now(line)
             return
-        else:
-            self._queued += 1
-            self._lines.append(line)
+        self._queued += 1
+        self._lines.append(line)
         if urgent or len(self._lines) >= self._hurry:
             self._wake.set()
 
@@ -307,11 +308,7 @@ class AccessLogger:
         if TRACING.enabled:
             add_trace_ids(None, "info", line)
         line["timestamp"] = fast.stamp.now()
-        try:
-            rendered = _encode(line)
-        except Exception:  # noqa: BLE001 - the renderer says what could not be encoded
-            rendered = _render_json(None, "info", line)
-        fast.writer.write_droppable(rendered + b"\n")
+        fast.writer.write_droppable(_render_json(None, "info", line) + b"\n")
 
 
 def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:

@@ -21,14 +21,13 @@ import pytest
 import pytest_asyncio
 
 from microcore import Event
-from microcore.testing import Kernel, RunningApp, start_app
+from microcore.testing import RunningApp, start_app
 from microcore.tooling import Owner
-from tests.support import NATS_URL, delete_stream, eventually
+from tests.support import NATS_URL, BootedApp, delete_stream
 from tests.tools.conftest import require_service
 
 if TYPE_CHECKING:
     from tools.event_bus import EventBus
-    from tools.event_bus.event_bus_tool import EventBusTool
     from tools.sidecar.sidecar_tool import SidecarTool
 
 HERE = Path(__file__).parent
@@ -81,27 +80,14 @@ def worker_files(transport: str = "stdio") -> dict[str, str]:
     }
 
 
-class Lab:
+class Lab(BootedApp):
     """A booted project with its sidecar, an HTTP client over it and a probe on the bus."""
 
     def __init__(self, running: RunningApp, client: httpx.AsyncClient) -> None:
-        self.running = running
-        self.client = client
+        super().__init__(running, client)
         owner = Owner("tests.probe")
         owner.activate()
-        self.probe: EventBus = self.bus_tool.bind(owner)
-
-    @property
-    def kernel(self) -> Kernel:
-        return self.running.kernel
-
-    @property
-    def root(self) -> Path:
-        return self.kernel.root
-
-    @property
-    def bus_tool(self) -> EventBusTool:
-        return cast("EventBusTool", self.kernel.tool("event_bus"))
+        self.probe: EventBus = self.bus.bind(owner)
 
     @property
     def tool(self) -> SidecarTool:
@@ -112,14 +98,7 @@ class Lab:
 
     async def published(self, name: str, *, timeout: float = 10.0) -> Event:
         """The first event named ``name`` in the bus history, waiting up to ``timeout``."""
-
-        def find() -> Event | None:
-            return next((e for e in self.bus_tool.history() if e.name == name), None)
-
-        await eventually(find, timeout=timeout)
-        found = find()
-        assert found is not None
-        return found
+        return await super().published(name, timeout=timeout)
 
 
 class Boot(Protocol):

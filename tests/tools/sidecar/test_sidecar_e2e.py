@@ -71,7 +71,7 @@ async def test_sidecar_events_flow_both_ways_with_causality(boot: Boot) -> None:
     pong = await lab.published("js.pong")
     assert pong.payload == {"n": 7, "version": 1}
     assert pong.source == "lab.worker"
-    ping = next(e for e in lab.bus_tool.history() if e.id == ping_id)
+    ping = next(e for e in lab.bus.history() if e.id == ping_id)
     assert pong.correlation_id == ping.correlation_id
     assert pong.parent_id == ping_id
 

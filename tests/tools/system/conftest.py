@@ -10,12 +10,10 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httpx
 import pytest_asyncio
 
-from microcore import Event
-from microcore.testing import Kernel, RunningApp, start_app
-from tests.support import eventually
+from microcore.testing import start_app
+from tests.support import BootedApp, eventually
 
 if TYPE_CHECKING:
-    from tools.event_bus.event_bus_tool import EventBusTool
     from tools.http.http_tool import HttpTool
     from tools.system.system_tool import SystemTool
 
@@ -104,24 +102,8 @@ BROKEN = {
 }
 
 
-class System:
+class System(BootedApp):
     """A booted shop, an HTTP client over it, and helpers to look at the bus."""
-
-    def __init__(self, running: RunningApp, client: httpx.AsyncClient) -> None:
-        self.running = running
-        self.client = client
-
-    @property
-    def kernel(self) -> Kernel:
-        return self.running.kernel
-
-    @property
-    def root(self) -> Path:
-        return self.kernel.root
-
-    @property
-    def bus(self) -> EventBusTool:
-        return cast("EventBusTool", self.kernel.tool("event_bus"))
 
     @property
     def http(self) -> HttpTool:
@@ -130,17 +112,6 @@ class System:
     @property
     def tool(self) -> SystemTool:
         return cast("SystemTool", self.kernel.tool("system"))
-
-    async def published(self, name: str, *, timeout: float = 5.0) -> Event:
-        """The first event named ``name`` in the bus history, waiting up to ``timeout``."""
-
-        def find() -> Event | None:
-            return next((e for e in self.bus.history() if e.name == name), None)
-
-        await eventually(find, timeout=timeout)
-        found = find()
-        assert found is not None
-        return found
 
     async def settled(self, *, timeout: float = 5.0) -> None:
         """Wait until no subscription has queued events left."""
