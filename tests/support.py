@@ -13,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -365,3 +365,19 @@ class BootedApp:
         found = find()
         assert found is not None
         return found
+
+
+@asynccontextmanager
+async def serving(
+    spawned: tuple[str, subprocess.Popen[bytes]],
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A server process just spawned (its base URL, the process), once ``/system/health``
+    answers; killed at the end if the test left it running."""
+    base, process = spawned
+    try:
+        await anyio.to_thread.run_sync(wait_until_serving, f"{base}/system/health", process)
+        yield base, process
+    finally:
+        if process.poll() is None:  # pragma: no cover - only when a test failed midway
+            process.kill()
+        await anyio.to_thread.run_sync(process.wait, 10)

@@ -12,8 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
@@ -22,7 +21,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.conftest import ProjectFactory
-from tests.support import eventually, free_port, wait_until_serving
+from tests.support import eventually, free_port, serving
 
 GRANIAN = shutil.which("granian", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(GRANIAN is None, reason="granian is in the dev extra")
@@ -78,19 +77,11 @@ def spawn_granian(root: Path, env: dict[str, str]) -> tuple[str, subprocess.Pope
     return f"http://127.0.0.1:{port}", process
 
 
-@asynccontextmanager
-async def granian(
+def granian(
     root: Path, env: dict[str, str]
-) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+) -> AbstractAsyncContextManager[tuple[str, subprocess.Popen[bytes]]]:
     """Granian serving ``root``, killed at the end if a test left it running."""
-    base, process = spawn_granian(root, env)
-    try:
-        await anyio.to_thread.run_sync(wait_until_serving, f"{base}/system/health", process)
-        yield base, process
-    finally:
-        if process.poll() is None:  # pragma: no cover - only when a test failed midway
-            process.kill()
-        await anyio.to_thread.run_sync(process.wait, 10)
+    return serving(spawn_granian(root, env))
 
 
 def log_events(root: Path) -> list[str]:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from microcore._dev import manifest
 from microcore._dev.reload import Reloader
 from microcore.testing import start_app
 from tests.conftest import ProjectFactory
-from tests.support import eventually, free_port, wait_until_serving
+from tests.support import eventually, free_port, serving
 
 CLIENTS = 20
 
@@ -254,19 +254,11 @@ def spawn_uvicorn(root: Path, env: dict[str, str]) -> tuple[str, subprocess.Pope
     return f"http://127.0.0.1:{port}", process
 
 
-@asynccontextmanager
-async def uvicorn_process(
+def uvicorn_process(
     root: Path, env: dict[str, str]
-) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+) -> AbstractAsyncContextManager[tuple[str, subprocess.Popen[bytes]]]:
     """A uvicorn subprocess serving ``root``, killed at the end if a test left it running."""
-    base, process = spawn_uvicorn(root, env)
-    try:
-        await anyio.to_thread.run_sync(wait_until_serving, f"{base}/system/health", process)
-        yield base, process
-    finally:
-        if process.poll() is None:  # pragma: no cover - only when a test failed midway
-            process.kill()
-        await anyio.to_thread.run_sync(process.wait, 10)
+    return serving(spawn_uvicorn(root, env))
 
 
 async def test_sigterm_closes_open_streams_and_the_server_exits(
