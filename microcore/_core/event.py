@@ -13,7 +13,7 @@ P = TypeVar("P", default=Any)  # the default keeps a bare ``Event`` valid under 
 
 
 class Event(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
-    """One published event, as a subscriber receives it.
+    """An event, as a subscriber receives it.
 
     ``Event[OrderPlaced]`` in a handler's annotation declares the payload it
     accepts: the bus converts the payload to ``OrderPlaced`` before the call (in

@@ -37,7 +37,7 @@ class OwnerState(StrEnum):
 
 
 class Registration:
-    """One thing an owner registered through a tool: a route, a subscription, ..."""
+    """What registering through a tool returns (a route, a subscription, a job, ...)."""
 
     __slots__ = ("_release", "kind", "label", "owner")
 

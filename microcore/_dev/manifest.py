@@ -484,7 +484,7 @@ RECIPE = """\
 One file = one feature: `domains/<domain>/plugins/<feature>_plugin.py` holds one `Plugin` subclass.
 
 ```python
-from domains.orders.models import Order, OrderId  # shapes: msgspec Structs in models.py
+from domains.orders.models import Order, OrderId  # msgspec Structs
 from microcore import Plugin
 from tools.db import Db
 from tools.event_bus import EventBus
@@ -495,7 +495,7 @@ class ArchiveOrderPlugin(Plugin):
     def __init__(self, http: Http, db: Db, event_bus: EventBus) -> None:  # names = tools
         self.http, self.db, self.bus = http, db, event_bus
 
-    async def on_boot(self) -> None:  # register routes and subscriptions here
+    async def on_boot(self) -> None:  # register routes, subscriptions, jobs
         self.http.add_endpoint("/orders/{order_id:int}/archive", "POST", self.execute)
 
     async def execute(self, data: OrderId, context: Context) -> Order:
@@ -504,18 +504,17 @@ class ArchiveOrderPlugin(Plugin):
         if row is None:
             raise NotFound(f"order {data.order_id} does not exist")
         await self.db.execute("UPDATE orders SET archived = 1 WHERE id = ?", (data.order_id,))
-        await self.bus.publish("order.archived", {"id": data.order_id})
+        await self.bus.publish("order.archived", data)  # a Struct: its shape is listed
         return Order(**row)
 ```
 
-Rules: hooks and handlers are `async`. A plugin imports `microcore` (`Plugin`, `Event`, errors),
-tool packages' public types (`from tools.<tool> import ...`, never `tools.<tool>._x`) and its
-domain's `models`; never another plugin: plugins talk over the bus. A handler's `data`
-annotation (a Struct from path, query and JSON or form body; `UploadFile` fields take files) is
-its request model, validated first (422 naming the field); its return annotation the response
-model. Return a Struct, dict, list or None (204); raise an error below for a 4xx. Publish a
-Struct from models.py; `event: Event[Order]` gets an `Order`; a responder's return, None
-included, is the reply. Schema changes: a new `domains/<domain>/migrations/NNN_<name>.sql`.
+Rules: hooks and handlers are `async`. Import `microcore`, tools' public types (never
+`tools.<tool>._x`) and your domain's `models`, never another plugin (use the bus). `data`'s
+annotation is the request model (a Struct from path, query, JSON or form body; `UploadFile`
+fields take files), validated first (422); the return annotation is the response model. Return a
+Struct, dict, list or None (204); raise an error below for a 4xx. `event: Event[Order]` gets an
+`Order`; a responder's return, None included, is the reply. Schema change: a new
+`domains/<domain>/migrations/NNN_<name>.sql`.
 Tests (`tests/domains/<domain>/test_<feature>_plugin.py`): the plugin with mocks
 (`ArchiveOrderPlugin(http=MagicMock(), db=AsyncMock(), ...)`, `microcore.testing.make_event(name,
 payload)`), or end to end with fixtures `client` (`microcore.testing.TestClient`, httpx; `async with
@@ -523,8 +522,8 @@ client.sse(path) as s: await s.next()`), `events` (`microcore.testing.EventRecor
 `requests`, `await wait_for(name)`, `bus`, `await stub_responder(name, reply, delay=)`,
 `silence(name)`, `await subscribe(name, handler, retries=)`), `microcore_settings` (a dict).
 `microcore add plugin <domain> <name>` (`--route "PATCH /x/{id:int}"`, `--subscribe`, `--respond`,
-`--publishes`) writes both files; `microcore check` enforces the rules.
-A plugin's file is shown only when it is not named after its class."""
+`--publishes`) writes both; `microcore check` enforces the rules. A file not shown is named after
+its class."""
 
 
 def _names(items: Iterable[str]) -> str:
@@ -535,8 +534,8 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
     lines = [
         "## Tools",
         "",
-        "A plugin gets a tool by naming it in `__init__` with the type shown "
-        "(`from tools.<tool> import <Type>`); these are its methods.",
+        "A plugin gets a tool by naming it in `__init__`, typed as shown "
+        "(`from tools.<tool> import <Type>`).",
     ]
     for tool in tools:
         typed = f" `{tool.type_name}`"  # only set when imported from tools.<name>
@@ -545,10 +544,32 @@ def _render_tools(tools: list[ToolInfo]) -> list[str]:
             lines.append(tool.doc)
         if tool.error is not None:
             lines.append(f"FAILED: {tool.error}")
-        for method in tool.methods:
-            signature = method.signature.removesuffix(" -> None")
-            lines.append(f"- `{signature}`" + (f": {method.doc}" if method.doc else ""))
+        for names, rest, doc in _alike(tool.methods):
+            lines.append(f"- `{'/'.join(names)}{rest}`" + (f": {doc}" if doc else ""))
     return lines
+
+
+def _alike(methods: Iterable[Method]) -> list[tuple[list[str], str, str]]:
+    """Methods as ``(names, parameters, doc)``; neighbours that differ only in their name are said
+    once: ``debug/info/warning/error(msg: str, **fields)``: Log at that level."""
+    groups: list[tuple[list[str], str, str]] = []
+    for method in methods:
+        signature = method.signature.removesuffix(" -> None")
+        prefix = "async " if signature.startswith("async ") else ""
+        name = re.split(r"\W", signature.removeprefix(prefix), maxsplit=1)[0]
+        rest = signature[len(prefix) + len(name) :]
+        shape = re.sub(rf"\b{name}\b", _NAME, method.doc)  # the doc with the name taken out
+        if groups and (rest, shape) == groups[-1][1:] and _NAME in shape:
+            groups[-1][0].append(name)
+        else:
+            groups.append(([prefix + name], rest, shape))
+    return [
+        (names, rest, doc.replace(_NAME, "that" if len(names) > 1 else names[0].split()[-1]))
+        for names, rest, doc in groups
+    ]
+
+
+_NAME = "\0"  # stands for a method's own name while docs are compared
 
 
 def _bare(signature: str) -> str:
@@ -593,8 +614,8 @@ def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
         errors.setdefault(info.module, {}).setdefault(answer, []).append(f"`{info.name}`")
     lines += [  # never empty: microcore's own errors are always there
         "",
-        "Errors: raise one from a handler and it answers that status and code in the "
-        'one error shape (`{"success": false, "error": {"code", "message"}}`).',
+        "Errors: one raised from a handler answers its status and code as "
+        '`{"success": false, "error": {"code", "message"}}`.',
     ]
     lines += [
         f"- `{module}`: " + ", ".join(f"{'/'.join(names)} {answer}" for answer, names in by.items())
@@ -609,14 +630,14 @@ def _render_types(types: list[TypeInfo], tools: list[ToolInfo]) -> list[str]:
 
 
 FRAMEWORK_ERRORS = (
-    "- with no raise: bad JSON 400 `bad_request`, bad form 400 `malformed_form`, no or bad token"
-    " on an `auth=` route 401 `unauthorized` (no role 403 `forbidden`), cookie-authenticated"
-    " write without `X-CSRF-Token` 403 `csrf_failed`, unknown path 404 `not_found`, wrong method"
-    " 405 `method_not_allowed`, body over `HTTP_MAX_BODY`/`HTTP_MAX_UPLOAD` 413"
-    " `payload_too_large`, JSON to an upload route 415 `unsupported_media_type`, over `rate=`"
-    " 429 `rate_limited` (`Retry-After`), invalid input 422"
-    ' `validation_error` (`error.path` names the field; yours: `HttpError(422, "validation_error",'
-    ' msg, path="$.x")`), other exceptions 500 `internal_error` (`error.id` is in the log)'
+    "- unraised: bad JSON 400 `bad_request`, bad form 400 `malformed_form`, no/bad token on an"
+    " `auth=` route 401 `unauthorized` (no role: 403 `forbidden`), cookie write without"
+    " `X-CSRF-Token` 403 `csrf_failed`, unknown path 404 `not_found`, wrong method 405"
+    " `method_not_allowed`, body over `HTTP_MAX_BODY`/`HTTP_MAX_UPLOAD` 413 `payload_too_large`,"
+    " JSON to an upload route 415 `unsupported_media_type`, over `rate=` 429 `rate_limited`,"
+    " invalid input 422 `validation_error` (`error.path`: the field; yours: `HttpError(422,"
+    ' "validation_error", msg, path="$.x")`), other exceptions 500 `internal_error` (`error.id`'
+    " in the log)"
 )
 DEAD_LETTER = (
     "- a handler failing after its retries: `_dlq.<name>` is published with payload "
@@ -642,20 +663,22 @@ def _render_domains(manifest: Manifest, short: Callable[[str], str]) -> list[str
             # the file only when the class name does not say it (CreateOrderPlugin lives in
             # plugins/create_order_plugin.py); routes and events are under their own headings
             file = plugin.file.removeprefix(folder)
-            where = "" if file == _conventional(plugin.name) else f" (`{file}`)"
+            where = "" if file == _conventional(plugin.name) else f"`{file}`; "
             served = routes.get(plugin.identity, ())
             doc = _without_route(plugin.doc, served)
-            lines.append(f"- `{plugin.name}`{where}" + (f": {doc}" if doc else ""))
-            if plugin.error is not None:
-                lines.append(f"  FAILED: {plugin.error}")
-            facts = [f"tools: {_names(plugin.tools)}"]
-            facts += [
+            facts = [
                 f"{kind}s: {_names(labels)}"
                 for kind, labels in plugin.registrations.items()
                 if kind not in _LISTED_ELSEWHERE
             ]
             facts += [_route_line(r, short) for r in served]
-            lines.append("  " + "; ".join(facts))
+            lines.append(
+                f"- `{plugin.name}` ({where}{', '.join(plugin.tools) or 'no tools'})"
+                + (f": {doc}" if doc else "")
+                + (" " + "; ".join(facts) if facts else "")
+            )
+            if plugin.error is not None:
+                lines.append(f"  FAILED: {plugin.error}")
     return lines
 
 

@@ -65,14 +65,14 @@ class Auth:
     # -- passwords ----------------------------------------------------------------------
 
     async def hash_password(self, password: str) -> str:
-        """An argon2id hash of ``password`` (salted; store it, never the password).
+        """A salted argon2id hash of ``password``: store it, never the password.
 
         >>> hashed = await self.auth.hash_password(data.password)
         """
         return await anyio.to_thread.run_sync(self._hasher.hash, password)
 
     async def verify_password(self, password: str, hashed: str) -> bool:
-        """Whether ``password`` matches ``hashed`` (False for a malformed hash too).
+        """Whether ``password`` matches ``hashed`` (False if malformed).
 
         >>> if not await self.auth.verify_password(data.password, row["password_hash"]): ...
         """
@@ -117,8 +117,8 @@ class Auth:
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def verify_token(self, token: str) -> dict[str, Any]:
-        """The claims of ``token``; :class:`~tools.auth.InvalidToken` when it is malformed,
-        expired, signed with another key or another algorithm (``alg: none`` included).
+        """The claims of ``token``; :class:`~tools.auth.InvalidToken` if it is malformed,
+        expired, or not signed with our key and algorithm (``alg: none`` included).
 
         >>> claims = self.auth.verify_token(token)      # {"sub": "7", "roles": [...], ...}
         """
@@ -145,7 +145,7 @@ class Auth:
         raise InvalidToken("the token's signature does not match") from error
 
     def claims_or_none(self, token: str) -> dict[str, Any] | None:
-        """``verify_token`` for the http tool: the claims (a copy), or None instead of raising.
+        """The claims (a copy), or None where ``verify_token`` raises (for the http tool).
 
         A token verified before is not verified again until it expires: PyJWT takes tens
         of microseconds per token, a dictionary lookup well under one. The cache holds
@@ -169,8 +169,8 @@ class Auth:
     # -- browsers -----------------------------------------------------------------------
 
     def set_session_cookies(self, context: Any, token: str, *, max_age: int | None = None) -> str:
-        """Log a browser in: ``token`` in an HttpOnly cookie, and a CSRF value (returned) that
-        the page sends back as ``X-CSRF-Token`` on writes.
+        """Log a browser in: ``token`` in an HttpOnly cookie; returns the CSRF value the
+        page sends as ``X-CSRF-Token`` on writes.
 
         The token goes in the ``access_token`` cookie (HttpOnly) and the fresh CSRF value in
         the ``csrf_token`` cookie (readable by the page, which sends it back as the

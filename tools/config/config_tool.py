@@ -35,7 +35,7 @@ class Config(Protocol):
         ...
 
     def require(self, *keys: str) -> dict[str, str]:
-        """The values of ``keys``; raises one error naming every key that is unset or empty."""
+        """The values of ``keys``; one error names every unset or empty key."""
         ...
 
     def get_int(self, key: str, default: int) -> int:
@@ -52,7 +52,7 @@ class Config(Protocol):
 
     @property
     def environment(self) -> str:
-        """``MICROCORE_ENV``: ``development`` or ``production`` (the default when unset)."""
+        """``MICROCORE_ENV``: ``development`` or ``production`` (the default)."""
         ...
 
     @property
@@ -82,7 +82,7 @@ class ConfigTool(Tool):
         return self._kernel.settings.get(key, default)
 
     def require(self, *keys: str) -> dict[str, str]:
-        """The values of ``keys``; raises one error naming every key that is unset or empty."""
+        """The values of ``keys``; one error names every unset or empty key."""
         missing = [k for k in keys if not self._kernel.settings.get(k)]
         if missing:
             raise ConfigurationError(
@@ -125,7 +125,7 @@ class ConfigTool(Tool):
 
     @property
     def environment(self) -> str:
-        """``MICROCORE_ENV``: ``development`` or ``production`` (the default when unset)."""
+        """``MICROCORE_ENV``: ``development`` or ``production`` (the default)."""
         env = (self.get("MICROCORE_ENV") or "production").strip().lower()
         if env not in ("development", "production"):
             raise ConfigurationError(

@@ -86,7 +86,7 @@ class Db:
         return await self._open_backend().execute(sql, check_params(params, sql))
 
     async def execute_many(self, sql: str, rows: Iterable[Params]) -> int:
-        """Run one statement per parameter row, all or none; the total number of rows affected.
+        """Run the statement once per row of ``rows``, all or none; the rows affected.
 
         >>> await self.db.execute_many("INSERT INTO tags (name) VALUES (?)", [("a",), ("b",)])
         2

@@ -32,7 +32,7 @@ _log = structlog.get_logger("microcore.db", tool="db")
 
 
 class Transaction:
-    """An open transaction: the ``db`` methods, on one connection held until the block ends.
+    """The ``db`` methods, on the one connection held until the block ends.
 
     >>> async with self.db.transaction() as tx:
     ...     order_id = await tx.execute("INSERT INTO orders (total) VALUES (?)", (total,))

@@ -53,8 +53,8 @@ class EventBus:
     async def publish(
         self, name: str, payload: Any, *, transaction: Transaction | None = None
     ) -> str:
-        """Publish an event (fire-and-forget) and return its id; with ``transaction=tx``,
-        once ``tx`` commits (transactional outbox).
+        """Publish an event, return its id; with ``transaction=tx``, once ``tx`` commits
+        (outbox).
 
         ``payload`` is a msgspec Struct (its type is the event's contract: the
         manifest shows its fields) or a dict. Returns once the event is
@@ -178,7 +178,7 @@ class EventBus:
     async def request(
         self, name: str, payload: Any, timeout: float = 5.0, *, reply: Any = None
     ) -> Any:
-        """Send a request to the responders of ``name`` and return the first reply.
+        """The first reply from ``name``'s responders.
 
         The reply is what a responder's handler returns (``None`` included), or
         the first non-``None`` return of a subscriber; ``reply=Product`` converts

@@ -25,7 +25,7 @@ _BODY_LIMIT = BodyLimit(1024 * 1024)
 
 
 class ServerSentEvent:
-    """One server-sent event with a name, an id or a retry hint (see ``context.event``)."""
+    """A server-sent event with a name, id or retry hint (see ``context.event``)."""
 
     __slots__ = ("data", "event", "id", "retry")
 

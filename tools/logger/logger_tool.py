@@ -53,7 +53,7 @@ class Logger:
         self._log.error(msg, **_safe(fields))
 
     def exception(self, msg: str, **fields: Any) -> None:
-        """Log at error level with the current exception's traceback (call inside ``except``)."""
+        """``error`` with the current exception's traceback (call inside ``except``)."""
         self._log.exception(msg, **_safe(fields))
 
     def bind(self, **fields: Any) -> Logger:

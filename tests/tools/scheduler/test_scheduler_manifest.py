@@ -40,6 +40,6 @@ async def test_manifest_lists_each_job_with_its_schedule(make_project: ProjectFa
     )
     text = await generate(root)
     assert (
-        "  tools: scheduler; jobs: digest (cron 0 9 * * MON-FRI), feed (run), poll (every 30s)"
-        in text
+        "(scheduler): Keeps the partner's catalogue in sync. "
+        "jobs: digest (cron 0 9 * * MON-FRI), feed (run), poll (every 30s)" in text
     )
