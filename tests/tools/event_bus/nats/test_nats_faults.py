@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import nats
 import nats.errors
-import nats.js.client
 import nats.js.errors
 import pytest
 import structlog
@@ -51,7 +50,7 @@ async def client(need_nats: str) -> AsyncIterator[Any]:
 
 
 def refusing(error: BaseException, calls: list[str] | None = None) -> Any:
-    """A JetStreamContext.publish that raises ``error`` (recording the subjects)."""
+    """A NatsBackend._jetstream_publish that raises ``error`` (recording the subjects)."""
 
     async def publish(self: Any, subject: str, payload: bytes = b"", **options: Any) -> Any:
         if calls is not None:
@@ -146,7 +145,7 @@ async def test_nats_publish_refused_by_jetstream_is_nats_unavailable(
     """JetStream answering an error (not 503) is NatsUnavailable at once, naming the event."""
     async with nats_bus() as bus:
         error = nats.js.errors.BadRequestError(code=400, description="no")
-        monkeypatch.setattr(nats.js.client.JetStreamContext, "publish", refusing(error))
+        monkeypatch.setattr(nats_backend.NatsBackend, "_jetstream_publish", refusing(error))
         with pytest.raises(NatsUnavailable, match=r"JetStream refused 'a\.b'"):
             await make_plugin(bus).publish("a.b", {})
 
@@ -157,7 +156,7 @@ async def test_nats_publish_on_a_closed_connection_is_bus_closed(
     """A connection nats-py reports closed makes publish raise BusClosed at once."""
     async with nats_bus() as bus:
         error = nats.errors.ConnectionClosedError()
-        monkeypatch.setattr(nats.js.client.JetStreamContext, "publish", refusing(error))
+        monkeypatch.setattr(nats_backend.NatsBackend, "_jetstream_publish", refusing(error))
         with pytest.raises(BusClosed, match="not published"):
             await make_plugin(bus).publish("a.b", {})
 
@@ -170,7 +169,7 @@ async def test_nats_publish_retries_jetstream_unavailable_until_the_timeout(
     calls: list[str] = []
     async with nats_bus(EVENT_BUS_PUBLISH_TIMEOUT=0.3) as bus:
         error = nats.js.errors.ServiceUnavailableError(code=503, description="closing")
-        monkeypatch.setattr(nats.js.client.JetStreamContext, "publish", refusing(error, calls))
+        monkeypatch.setattr(nats_backend.NatsBackend, "_jetstream_publish", refusing(error, calls))
         with pytest.raises(PublishTimeout, match="ServiceUnavailableError"):
             await make_plugin(bus).publish("a.b", {})
     assert len(calls) > 1
@@ -187,10 +186,39 @@ async def test_nats_publish_after_the_backend_closed_is_bus_closed(
             backend._closed = True  # closed meanwhile
             raise nats.errors.TimeoutError
 
-        monkeypatch.setattr(nats.js.client.JetStreamContext, "publish", closing)
+        monkeypatch.setattr(nats_backend.NatsBackend, "_jetstream_publish", closing)
         with pytest.raises(BusClosed, match="closed"):
             await make_plugin(bus).publish("a.b", {})
         backend._closed = False
+
+
+async def test_nats_jetstream_publish_raises_what_js_publish_raises(
+    nats_bus: BusFactory, make_plugin: PluginFactory
+) -> None:
+    """The backend's own JetStream publish answers as nats-py's ``js.publish`` does: a subject
+    no stream takes is NoStreamResponseError, a refusal an APIError, no answer in time a
+    TimeoutError, and a stored event returns; nothing is left waiting."""
+    async with nats_bus() as bus:
+        await bus.on_boot_complete()
+        backend = nats_backend_of(bus)
+        stream = backend._settings.stream
+        publish = backend._jetstream_publish
+        await publish(f"{stream}.a.b", b"x", timeout=2, headers={"Nats-Msg-Id": "one"})
+        with pytest.raises(nats.js.errors.NoStreamResponseError):
+            await publish(f"nowhere_{stream}.a", b"x", timeout=2, headers={})
+        with pytest.raises(nats.js.errors.APIError, match="expected stream"):
+            await publish(
+                f"{stream}.a.b", b"x", timeout=2, headers={"Nats-Expected-Stream": "another"}
+            )
+        with pytest.raises(nats.errors.TimeoutError):
+            await publish(f"{stream}.a.b", b"x", timeout=0, headers={})
+        assert backend._stores == {}
+        jsm = backend._client().jsm()
+
+        async def both_stored() -> bool:  # "one", and the one answered too late (sent all the same)
+            return bool((await jsm.stream_info(stream)).state.messages == 2)
+
+        await eventually(both_stored, interval=0.01)
 
 
 async def test_nats_dead_letter_not_stored_leaves_the_event_unacked(
@@ -198,14 +226,14 @@ async def test_nats_dead_letter_not_stored_leaves_the_event_unacked(
 ) -> None:
     """When a failed event's dead letter cannot be stored, the event is not acked (JetStream
     offers it again after the ack wait) and the backend forgets it."""
-    publish = nats.js.client.JetStreamContext.publish
+    publish = nats_backend.NatsBackend._jetstream_publish
 
     async def no_dead_letters(self: Any, subject: str, payload: bytes = b"", **kw: Any) -> Any:
         if "._dlq." in subject:
             raise nats.js.errors.BadRequestError(code=400, description="full")
         return await publish(self, subject, payload, **kw)
 
-    monkeypatch.setattr(nats.js.client.JetStreamContext, "publish", no_dead_letters)
+    monkeypatch.setattr(nats_backend.NatsBackend, "_jetstream_publish", no_dead_letters)
     runs: list[Event] = []
 
     async def failing(event: Event) -> None:
