@@ -151,10 +151,8 @@ class Deliverer:
                 batch += 1
             except anyio.WouldBlock:
                 batch = 0
-                try:
-                    item = await receive.receive()
-                except anyio.EndOfStream:
-                    return True
+                await sub.next_item()  # woken by whoever queues an item or closes the buffer
+                continue
             except anyio.EndOfStream:
                 return True
             if sub.room is not None:

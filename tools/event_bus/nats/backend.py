@@ -965,7 +965,7 @@ def _has_room(sub: Subscription) -> bool:
     if send is None:
         return True
     stats = send.statistics()
-    return stats.current_buffer_used < stats.max_buffer_size or stats.tasks_waiting_receive > 0
+    return stats.current_buffer_used < stats.max_buffer_size  # a waiting consumer: empty
 
 
 def _expire(stored: asyncio.Future[Msg]) -> None:

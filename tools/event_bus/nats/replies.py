@@ -64,6 +64,7 @@ def offer(fanout: Fanout, sub: Subscription, item: Item) -> bool | None:
         return None
     except (anyio.ClosedResourceError, anyio.BrokenResourceError):
         return False
+    sub.wake()
     fanout.outstanding += 1
     return True
 
@@ -76,6 +77,7 @@ async def queue_to(fanout: Fanout, sub: Subscription, item: Item) -> bool:
     fanout.outstanding += 1
     try:
         send.send_nowait(item)
+        sub.wake()
     except anyio.WouldBlock:
         # the fan-out's own backpressure wait (and its PublishTimeout)
         return await fanout.wait_for_room(sub, send, item)
