@@ -146,8 +146,16 @@ class HttpApp:
                         pending.append((method, endpoint.path, status, duration))
                         if len(pending) >= FLUSH_AT:
                             stats.flush()
-                        if self.observers.notifying:
-                            self.observers.notify(
+                        observers = self.observers
+                        access = observers.access  # the access line, called directly
+                        if access is not None:
+                            access(
+                                method, scope["path"], status,
+                                int(duration * 1_000_000) / 1000,  # duration_ms, 3 decimals
+                                request_id, endpoint.owner.identity,
+                            )  # fmt: skip
+                        if observers.callbacks:
+                            observers.call_observers(
                                 method, scope["path"], endpoint.path, status, duration,
                                 request_id, endpoint.owner.identity,
                             )  # fmt: skip
