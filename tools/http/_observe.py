@@ -4,7 +4,8 @@ Nothing here runs unless ``HTTP_ACCESS_LOG`` is on, a tool asked for request
 counters (``HttpTool.request_stats``) or registered an observer
 (``HttpTool.observe``): the dispatcher checks one attribute (``observing``) per
 request and only then takes the time. An :class:`Exchange` is built only for
-the access log and observers; the counters need none.
+observers; the counters and the access line (a prepared call, its values by
+position) need none.
 """
 
 from __future__ import annotations
