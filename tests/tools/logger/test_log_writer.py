@@ -120,15 +120,35 @@ def test_prepared_access_line_follows_the_configuration(log_file: LogFile) -> No
             return "<opaque>"
 
     line(Opaque())
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    line(cyclic)  # msgspec refuses it: the general path writes the line naming the problem
     assert logs.flush()
-    (written,) = log_file.lines()
-    assert written["n"] == "<opaque>"
+    opaque, cycle = log_file.lines()
+    assert opaque["n"] == "<opaque>"
+    assert (cycle["event"], "not encodable" in cycle["log_error"]) == ("http_request", True)
     log_file.configure(fmt="console")
     AccessLogger(tool="http").prepare("http_request", tuple(FIELDS))(*FIELDS.values())
     assert logs.flush()
     console = log_file.path.read_text().splitlines()[-1]
     assert "http_request" in console
     assert "plugin=bench.PingPlugin" in console
+
+
+def test_a_burst_of_prepared_lines_wakes_the_writer(log_file: LogFile) -> None:
+    """A quarter of the queue's capacity in access lines is written without waiting for
+    the writer's interval (nor for a flush)."""
+    log_file.configure(fmt="json")
+    (writer,) = logs._writer
+    writer._interval = 3600  # read per wait: after the next wake-up only a burst wakes it
+    writer.write(b'{"event": "start"}\n', urgent=True)
+    wait(lambda: "start" in log_file.path.read_text())
+    line = AccessLogger(tool="http").prepare("http_request", ("n",))
+    burst = writer._hurry
+    for n in range(burst):
+        line(n)
+    wait(lambda: log_file.path.read_text().count("\n") >= burst)
+    assert log_file.lines()[-1]["n"] == burst - 1
 
 
 def test_access_logger_console_and_level_use_structlog(
