@@ -10,12 +10,14 @@ Lines of the access logger (:data:`ACCESS_LOGGER`) may be dropped when the buffe
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import msgspec
@@ -38,6 +40,7 @@ CAPACITY = 10_000  # lines waiting before access lines are dropped (~2 MB of JSO
 INTERVAL = 0.25  # seconds between the writer's batches when nothing hurries it
 _URGENT = frozenset(("warning", "warn", "error", "critical", "fatal", "exception"))
 
+_time = time.time
 _configured: dict[str, Any] = {}
 _fast: list[_FastPath] = []  # what AccessLogger needs to skip the bound logger (JSON only)
 _writer: list[LineWriter] = []  # the current writer, if any (a list: no `global`)
@@ -75,7 +78,9 @@ class LineWriter:
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
             self._fd = None
         self._thread: threading.Thread | None = None
+        self._room = 0  # lines a droppable line may find queued: 0 while lines go out at once
         if self._fd is not None:
+            self._room = capacity
             self._interval = interval
             self._thread = threading.Thread(target=self._run, name="microcore-log", daemon=True)
             self._thread.start()
@@ -86,7 +91,7 @@ class LineWriter:
         lines = self._lines
         if self._fd is None:
             self._write_now(line)
-        elif len(lines) < self.capacity:
+        elif len(lines) < self._room:
             self._queued += 1
             lines.append(line)
             if len(lines) >= self._hurry:
@@ -132,6 +137,7 @@ class LineWriter:
         if self._thread.is_alive():
             return False
         self._fd = None  # a line logged after this is written at once
+        self._room = 0
         return True
 
     def _write_now(self, line: bytes) -> None:
@@ -215,11 +221,11 @@ def _render_json(logger: Any, name: str, event: dict[str, Any]) -> bytes:
 class _Stamp:
     """``timestamp``: ISO 8601 UTC with microseconds, the date part formatted once a second."""
 
-    __slots__ = ("prefix", "second")
+    __slots__ = ("pattern", "second")
 
     def __init__(self) -> None:
         self.second = -1
-        self.prefix = ""
+        self.pattern = ""  # "2026-01-01T00:00:00.%06dZ" for the current second
 
     def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
         event["timestamp"] = self.now()
@@ -227,11 +233,16 @@ class _Stamp:
 
     def now(self) -> str:
         """The current time as the ``timestamp`` field shows it."""
-        second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+        now = _time()  # a float: time_ns() would cost big-integer arithmetic on every line
+        second = int(now)
         if second != self.second:
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self.second = second
-        return f"{self.prefix}.{micro:06d}Z"
+            self.roll(second)
+        return self.pattern % ((now - second) * 1e6)  # %d truncates: 0..999999
+
+    def roll(self, second: int) -> None:
+        """Format the date and time of ``second`` (a new second began)."""
+        self.pattern = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + ".%06dZ"
+        self.second = second
 
 
 class _FastPath:
@@ -296,6 +307,16 @@ class AccessLogger:
         info_on = self._log.is_enabled_for(logging.INFO)
         self._fast = _fast[0] if _fast and info_on else None
 
+    def prepare(self, event: str, names: tuple[str, ...]) -> Callable[..., None]:
+        """A function logging ``event`` with the fields ``names``, given by position: the
+        same line as ``info(event, **dict(zip(names, values)))``, cheaper (the line's shape
+        is built once, here)::
+
+            line = access.prepare("http_request", ("method", "path", "status"))
+            line("GET", "/ping", 200)
+        """
+        return _Prepared(self, event, names).log
+
     def info(self, event: str, **fields: Any) -> None:
         """Log ``event`` with ``fields`` at info level."""
         fast = self._fast
@@ -309,6 +330,71 @@ class AccessLogger:
             add_trace_ids(None, "info", line)
         line["timestamp"] = fast.stamp.now()
         fast.writer.write_droppable(_render_json(None, "info", line) + b"\n")
+
+
+class _Prepared:
+    """One access line's fixed shape: a msgspec ``Struct`` whose fields are the bound ones,
+    ``names``, ``event``, ``level`` and ``timestamp`` (their keys encoded once, by msgspec),
+    filled by position. It serves while the line is exactly that: the JSON chain in place,
+    tracing off and no other contextvars bound; otherwise :meth:`AccessLogger.info` writes it."""
+
+    __slots__ = ("_event", "_extra", "_fast", "_logger", "_make", "_names", "_seen")
+
+    def __init__(self, logger: AccessLogger, event: str, names: tuple[str, ...]) -> None:
+        self._logger = logger
+        self._event = event
+        self._names = names
+        self._fast: _FastPath | None = None
+        self._make: Callable[..., Any] = dict  # the Struct, its bound values given (below)
+        self._seen = -1  # the contextvars registry's size when ``_extra`` was taken
+        self._extra: tuple[Any, ...] = ()  # the bound contextvars the line does not carry
+        fields = [*logger._bound, *names, "event", "level", "timestamp"]
+        if logger._fast is not None and _BOUND is not None and len(set(fields)) == len(fields):
+            line = msgspec.defstruct("AccessLine", fields, gc=False)
+            self._make = functools.partial(line, *logger._bound.values())
+            self._fast = logger._fast
+
+    def log(self, *values: Any) -> None:
+        fast = self._fast
+        if fast is None or fast.chain[-1] is not fast.renderer or TRACING.enabled:
+            self._general(values)
+            return
+        if self._seen != len(_BOUND):  # type: ignore[arg-type]  # a key bound for the first time
+            self._refresh()
+        for var in self._extra:
+            if var.get() is not Ellipsis:  # bound now: the general path merges it
+                self._general(values)
+                return
+        now = _time()  # the timestamp, as _Stamp.now writes it (inlined: once per request)
+        second = int(now)
+        stamp = fast.stamp
+        if second != stamp.second:
+            stamp.roll(second)
+        try:
+            line = _encode(
+                self._make(*values, self._event, "info", stamp.pattern % ((now - second) * 1e6))
+            )
+        except Exception:  # noqa: BLE001 - a value msgspec refuses: the general path says so
+            self._general(values)
+            return
+        writer = fast.writer  # its write_droppable, inlined
+        lines = writer._lines
+        if len(lines) < writer._room:
+            writer._queued += 1
+            lines.append(line + b"\n")
+            if len(lines) >= writer._hurry:
+                writer._wake.set()
+        else:
+            writer.write_droppable(line + b"\n")
+
+    def _general(self, values: tuple[Any, ...]) -> None:
+        self._logger.info(self._event, **dict(zip(self._names, values, strict=True)))
+
+    def _refresh(self) -> None:
+        own = {*self._logger._bound, *self._names}
+        registry = tuple(_BOUND.items())  # type: ignore[union-attr]
+        self._extra = tuple(var for key, var in registry if key[_PREFIX:] not in own)
+        self._seen = len(registry)
 
 
 def configure_logging(*, fmt: str | None = None, level: str = "INFO") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from contextvars import ContextVar
 from time import perf_counter
 from typing import Any
 
@@ -48,8 +49,17 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _X_REQUEST_ID = b"x-request-id"
 _DEFAULT_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
 _DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULT_HEADERS)
-_bind = structlog.contextvars.bind_contextvars
-_reset = structlog.contextvars.reset_contextvars
+
+
+def _request_id_var() -> ContextVar[Any]:
+    """The ContextVar behind ``structlog.contextvars.bind_contextvars(request_id=...)``: set
+    directly per request, it binds the same key for a tenth of bind/reset_contextvars' cost."""
+    tokens = structlog.contextvars.bind_contextvars(request_id=...)
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tokens["request_id"].var
+
+
+_REQUEST_ID = _request_id_var()
 
 
 class HttpApp:
@@ -100,7 +110,7 @@ class HttpApp:
                 content_type = value
         if request_id is None or not _REQUEST_ID_OK.match(request_id):
             request_id = new_id()
-        tokens = _bind(request_id=request_id)
+        bound = _REQUEST_ID.set(request_id)  # the log lines' request_id
         observing = self.observers.observing
         started = perf_counter() if observing else 0.0
         endpoint: Endpoint | None = None
@@ -146,8 +156,16 @@ class HttpApp:
                         pending.append((method, endpoint.path, status, duration))
                         if len(pending) >= FLUSH_AT:
                             stats.flush()
-                        if self.observers.notifying:
-                            self.observers.notify(
+                        observers = self.observers
+                        access = observers.access  # the access line, called directly
+                        if access is not None:
+                            access(
+                                method, scope["path"], status,
+                                int(duration * 1_000_000) / 1000,  # duration_ms, 3 decimals
+                                request_id, endpoint.owner.identity,
+                            )  # fmt: skip
+                        if observers.callbacks:
+                            observers.call_observers(
                                 method, scope["path"], endpoint.path, status, duration,
                                 request_id, endpoint.owner.identity,
                             )  # fmt: skip
@@ -158,7 +176,7 @@ class HttpApp:
         finally:
             if context is not None and context._uploads:
                 await context._close_uploads()
-            _reset(**tokens)
+            _REQUEST_ID.reset(bound)
 
     def _observed(
         self,
@@ -318,7 +336,7 @@ class HttpApp:
         route, params = found
         scope["path_params"] = params
         request_id = new_id()
-        tokens = _bind(request_id=request_id)
+        bound = _REQUEST_ID.set(request_id)  # the log lines' request_id
         websocket = WebSocket(scope, receive, send)
         context = Context(scope, receive, request_id)
         context.guard, context.params = self.guard, params
@@ -351,7 +369,7 @@ class HttpApp:
             self._log.error("websocket_failed", error_id=error_id, path=scope["path"], exc_info=exc)
             await _close(websocket, 1011, f"internal error {error_id}")
         finally:
-            _reset(**tokens)
+            _REQUEST_ID.reset(bound)
 
     def _origin_allowed(self, scope: Scope, origins: frozenset[str]) -> bool:
         """Whether a websocket's ``Origin`` is in ``origins`` (no Origin: not a browser)."""

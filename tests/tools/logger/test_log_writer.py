@@ -82,6 +82,75 @@ def test_access_logger_json_line_has_the_fields(log_file: LogFile) -> None:
     assert len(timestamp) == len("2026-01-01T00:00:00.000000Z")
 
 
+def test_prepared_access_line_is_the_info_line(log_file: LogFile) -> None:
+    """A prepared line (fields by position) writes what ``info`` writes: the same keys and
+    values, a contextvar bound for the request merged in, the line's own fields first."""
+    log_file.configure(fmt="json")
+    access = AccessLogger(tool="http")
+    line = access.prepare("http_request", tuple(FIELDS))
+    line(*FIELDS.values())
+    access.info("http_request", **FIELDS)
+    structlog.contextvars.bind_contextvars(tenant="t-1", request_id="bound")
+    try:
+        line(*FIELDS.values())
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line(*FIELDS.values())  # unbound again: the prepared shape
+    assert logs.flush()
+    lines = log_file.lines()
+    for entry in lines:
+        timestamp = entry.pop("timestamp")
+        assert timestamp.endswith("Z")
+        assert len(timestamp) == len("2026-01-01T00:00:00.000000Z")
+    expected = {"tool": "http", **FIELDS, "event": "http_request", "level": "info"}
+    assert lines == [expected, expected, {**expected, "tenant": "t-1"}, expected]
+
+
+def test_prepared_access_line_follows_the_configuration(log_file: LogFile) -> None:
+    """capture_logs sees prepared lines; with the console format they are structlog's console
+    lines; a value msgspec refuses is logged the way ``info`` logs it."""
+    log_file.configure(fmt="json")
+    line = AccessLogger(tool="http").prepare("http_request", ("n",))
+    with structlog.testing.capture_logs() as captured:
+        line(1)
+    assert captured == [{"tool": "http", "n": 1, "event": "http_request", "log_level": "info"}]
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    line(Opaque())
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    line(cyclic)  # msgspec refuses it: the general path writes the line naming the problem
+    assert logs.flush()
+    opaque, cycle = log_file.lines()
+    assert opaque["n"] == "<opaque>"
+    assert (cycle["event"], "not encodable" in cycle["log_error"]) == ("http_request", True)
+    log_file.configure(fmt="console")
+    AccessLogger(tool="http").prepare("http_request", tuple(FIELDS))(*FIELDS.values())
+    assert logs.flush()
+    console = log_file.path.read_text().splitlines()[-1]
+    assert "http_request" in console
+    assert "plugin=bench.PingPlugin" in console
+
+
+def test_a_burst_of_prepared_lines_wakes_the_writer(log_file: LogFile) -> None:
+    """A quarter of the queue's capacity in access lines is written without waiting for
+    the writer's interval (nor for a flush)."""
+    log_file.configure(fmt="json")
+    (writer,) = logs._writer
+    writer._interval = 3600  # read per wait: after the next wake-up only a burst wakes it
+    writer.write(b'{"event": "start"}\n', urgent=True)
+    wait(lambda: "start" in log_file.path.read_text())
+    line = AccessLogger(tool="http").prepare("http_request", ("n",))
+    burst = writer._hurry
+    for n in range(burst):
+        line(n)
+    wait(lambda: log_file.path.read_text().count("\n") >= burst)
+    assert log_file.lines()[-1]["n"] == burst - 1
+
+
 def test_access_logger_console_and_level_use_structlog(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
