@@ -29,4 +29,4 @@ class DeleteUserPlugin(Plugin):
         require_owner_or_admin(context.identity, data.user_id)
         if not await self.db.execute("DELETE FROM users WHERE id = ?", (data.user_id,)):
             raise NotFound(f"account {data.user_id} does not exist")
-        await self.bus.publish("user.deleted", {"id": data.user_id})
+        await self.bus.publish("user.deleted", data)

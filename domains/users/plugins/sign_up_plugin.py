@@ -28,5 +28,6 @@ class SignUpPlugin(Plugin):
             )
         except IntegrityError:
             raise Conflict("an account with this email already exists", path="$.email") from None
-        await self.bus.publish("user.signed_up", {"id": user_id})
-        return User(id=user_id, email=email, name=data.name, roles=["user"])
+        user = User(id=user_id, email=email, name=data.name, roles=["user"])
+        await self.bus.publish("user.signed_up", user)  # a Struct: subscribers get a User
+        return user

@@ -6,6 +6,7 @@ from typing import Any
 
 from httpx import AsyncClient
 
+from domains.users.models import User
 from microcore.testing import EventRecorder, RunningApp
 
 PASSWORD = "correct horse battery"
@@ -38,7 +39,10 @@ async def test_sign_up_hashes_the_password_and_refuses_a_taken_email(
     """201 with the account (no password in it); the stored hash is argon2; a taken email is 409."""
     user = await sign_up(client, "Ann@Example.com")
     assert user == {"id": user["id"], "email": "ann@example.com", "name": "Ann", "roles": ["user"]}
-    assert (await events.wait_for("user.signed_up", timeout=1.0)).payload == {"id": user["id"]}
+    signed_up = await events.wait_for("user.signed_up", timeout=1.0)
+    assert signed_up.payload == User(
+        id=user["id"], email="ann@example.com", name="Ann", roles=["user"]
+    )
     db: Any = app.kernel.tool("db")
     row = await db.query_one("SELECT password_hash FROM users WHERE id = ?", (user["id"],))
     assert row["password_hash"].startswith("$argon2id$")
