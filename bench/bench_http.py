@@ -200,6 +200,23 @@ def rss_mb(pids: list[int], field: str) -> float:
     return total / 1024
 
 
+def app_setup(name: str, db: Path, project: Path) -> tuple[Path, str, dict[str, str]]:
+    """Where app ``name`` runs from, its ASGI target and its environment (its own SQLite file
+    ``db``); microcore as production runs it, ``microcore-nolog`` without the access log."""
+    env = {**os.environ, "BENCH_DB": str(db), "PYTHONPATH": str(ROOT)}
+    if name.startswith("microcore"):
+        env.update(
+            MICROCORE_ENV="production",
+            DATABASE_URL=f"sqlite:///{db}",
+            LOG_FORMAT="json",
+            LOG_LEVEL="INFO",
+            HTTP_ACCESS_LOG="0" if name == "microcore-nolog" else "1",
+        )
+        return project, "app:app", env
+    module = "raw_asgi" if name.startswith("raw") else name
+    return APPS_DIR, f"{module}_app:app", env
+
+
 class Server:
     """One app under uvicorn (or Granian), started fresh with its own SQLite file."""
 
@@ -207,20 +224,7 @@ class Server:
         """``project`` is the microcore project folder (ignored for the other apps)."""
         self.name = name
         self.port = free_port()
-        db = workdir / f"{name}-{self.port}.db"
-        env = {**os.environ, "BENCH_DB": str(db), "PYTHONPATH": str(ROOT)}
-        if name.startswith("microcore"):
-            app_dir, target = project, "app:app"
-            env.update(
-                MICROCORE_ENV="production",
-                DATABASE_URL=f"sqlite:///{db}",
-                LOG_FORMAT="json",
-                LOG_LEVEL="INFO",
-                HTTP_ACCESS_LOG="0" if name == "microcore-nolog" else "1",
-            )
-        else:
-            module = "raw_asgi" if name.startswith("raw") else name
-            app_dir, target = APPS_DIR, f"{module}_app:app"
+        app_dir, target, env = app_setup(name, workdir / f"{name}-{self.port}.db", project)
         if name.endswith("-granian"):
             self.command = [
                 str(VENV / "bin" / "granian"), "--interface", "asgi", "--host", "127.0.0.1",

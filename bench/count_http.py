@@ -20,7 +20,6 @@ than it does at full speed. ``valgrind`` must be installed
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import subprocess
@@ -33,10 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import table
 from bench_http import (
-    APPS_DIR,
     ENDPOINTS,
     PYTHON,
-    ROOT,
+    app_setup,
     cores,
     ensure_tools,
     free_port,
@@ -53,19 +51,7 @@ class CountedServer:
         self.name = name
         self.port = free_port()
         self.out = workdir / f"{name}.callgrind"
-        db = workdir / f"{name}-{self.port}.db"
-        env = {**os.environ, "BENCH_DB": str(db), "PYTHONPATH": str(ROOT)}
-        if name.startswith("microcore"):
-            app_dir, target = project, "app:app"
-            env.update(
-                MICROCORE_ENV="production",
-                DATABASE_URL=f"sqlite:///{db}",
-                LOG_FORMAT="json",
-                LOG_LEVEL="INFO",
-                HTTP_ACCESS_LOG="0" if name == "microcore-nolog" else "1",
-            )
-        else:
-            app_dir, target = APPS_DIR, "raw_asgi_app:app"
+        app_dir, target, env = app_setup(name, workdir / f"{name}-{self.port}.db", project)
         command = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}",
             str(PYTHON), "-m", "uvicorn", target, "--app-dir", str(app_dir),

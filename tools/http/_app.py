@@ -31,7 +31,7 @@ from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
 from ._errors import HttpError, NotFound, error_json
-from ._observe import Observers
+from ._observe import Exchange, Observers
 from ._proxies import TrustedProxies
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
@@ -165,10 +165,10 @@ class HttpApp:
                                 request_id, endpoint.owner.identity,
                             )  # fmt: skip
                         if observers.callbacks:
-                            observers.call_observers(
+                            observers.call_observers(Exchange(
                                 method, scope["path"], endpoint.path, status, duration,
                                 request_id, endpoint.owner.identity,
-                            )  # fmt: skip
+                            ))  # fmt: skip
                     else:
                         self._observed(snapshot, context, endpoint, response.status_code, duration)
         except _Disconnected:

@@ -119,20 +119,11 @@ class Observers:
             # duration_ms: 3 decimals, cheaper than round()
             self.access(method, path, status, int(duration * 1_000_000) / 1000, request_id, owner)
         if self.callbacks:
-            self.call_observers(method, path, route, status, duration, request_id, owner)
+            self.call_observers(Exchange(method, path, route, status, duration, request_id, owner))
 
-    def call_observers(
-        self,
-        method: str,
-        path: str,
-        route: str | None,
-        status: int,
-        duration: float,
-        request_id: str,
-        owner: str | None,
-    ) -> None:
-        """Call every observer with an :class:`Exchange` (each failure logged, never raised)."""
-        exchange = Exchange(method, path, route, status, duration, request_id, owner)
+    def call_observers(self, exchange: Exchange) -> None:
+        """Call every observer with ``exchange`` (each failure logged, never raised); built only
+        when there are observers."""
         for callback in self.callbacks:
             try:
                 callback(exchange)
@@ -140,5 +131,5 @@ class Observers:
                 self._log.exception(
                     "http_observer_failed",
                     observer=getattr(callback, "__qualname__", repr(callback)),
-                    request_id=request_id,
+                    request_id=exchange.request_id,
                 )
