@@ -634,7 +634,8 @@ FRAMEWORK_ERRORS = (
     " `auth=` route 401 `unauthorized` (no role: 403 `forbidden`), cookie write without"
     " `X-CSRF-Token` 403 `csrf_failed`, unknown path 404 `not_found`, wrong method 405"
     " `method_not_allowed`, body over `HTTP_MAX_BODY`/`HTTP_MAX_UPLOAD` 413 `payload_too_large`,"
-    " JSON to an upload route 415 `unsupported_media_type`, over `rate=` 429 `rate_limited`,"
+    " JSON to an upload route 415 `unsupported_media_type`, over `rate=` 429 `rate_limited`"
+    " (`Retry-After`),"
     " invalid input 422 `validation_error` (`error.path`: the field; yours: `HttpError(422,"
     ' "validation_error", msg, path="$.x")`), other exceptions 500 `internal_error` (`error.id`'
     " in the log)"
