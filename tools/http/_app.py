@@ -31,7 +31,7 @@ from ._context import Context
 from ._cors import Cors
 from ._endpoint import Endpoint, render_result
 from ._errors import HttpError, NotFound, error_json
-from ._observe import Exchange, Observers
+from ._observe import Observers
 from ._proxies import TrustedProxies
 from ._registry import Snapshot
 from ._responses import JSONReply, error_reply, internal_error_reply
@@ -157,18 +157,11 @@ class HttpApp:
                         if len(pending) >= FLUSH_AT:
                             stats.flush()
                         observers = self.observers
-                        access = observers.access  # the access line, called directly
-                        if access is not None:
-                            access(
-                                method, scope["path"], status,
-                                int(duration * 1_000_000) / 1000,  # duration_ms, 3 decimals
-                                request_id, endpoint.owner.identity,
-                            )  # fmt: skip
-                        if observers.callbacks:
-                            observers.call_observers(Exchange(
+                        if observers.notifying:
+                            observers.notify(
                                 method, scope["path"], endpoint.path, status, duration,
                                 request_id, endpoint.owner.identity,
-                            ))  # fmt: skip
+                            )  # fmt: skip
                     else:
                         self._observed(snapshot, context, endpoint, response.status_code, duration)
         except _Disconnected:

@@ -66,13 +66,12 @@ class Observers:
         # The access line, by position: method, path, status, duration_ms, request_id, plugin.
         self.access: Callable[[str, str, int, float, str, str | None], None] | None = None
         self.stats: RequestStats | None = None
-        self.access_log = False
         self.callbacks: tuple[Observer, ...] = ()
         self.observing = False  # the one attribute the dispatcher checks per request
-        self.notifying = False  # access log or callbacks: an Exchange is wanted
+        self.notifying = False  # the access line or observer callbacks: notify() has work
 
     def _update(self) -> None:
-        self.notifying = self.access_log or bool(self.callbacks)
+        self.notifying = self.access is not None or bool(self.callbacks)
         self.observing = self.notifying or self.stats is not None
 
     def set_access_log(self, enabled: bool) -> None:
@@ -80,7 +79,6 @@ class Observers:
 
         Its lines are prepared once (:meth:`AccessLogger.prepare`) and may be dropped by the
         log writer under overload (counted in /system/metrics); error lines never are."""
-        self.access_log = enabled
         self.access = None
         if enabled:
             self.access = AccessLogger(tool="http").prepare("http_request", _FIELDS)
